@@ -1,0 +1,46 @@
+"""rskp_plugin: Representative Snippet Knowledge Propagation for any WTAL head."""
+
+from .config import RSKPConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DuplicateHeadError,
+    PluginLoadError,
+    RSKPError,
+    ShapeError,
+    UnknownHeadError,
+)
+from .protocols import Head, HeadOutput, HeadSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DuplicateHeadError",
+    "Head",
+    "HeadOutput",
+    "HeadSpec",
+    "PluginLoadError",
+    "RSKPConfig",
+    "RSKPError",
+    "RSKPWrapper",
+    "ShapeError",
+    "UnknownHeadError",
+    "available_heads",
+    "create_head",
+]
+
+
+def __getattr__(name: str):  # lazy: importing the package must not pull in the whole model stack
+    if name == "RSKPWrapper":
+        from .wrapper import RSKPWrapper
+
+        return RSKPWrapper
+    if name in ("available_heads", "create_head"):
+        from . import plugins
+
+        return getattr(plugins, name)
+    raise AttributeError(f"module 'rskp_plugin' has no attribute {name!r}")

@@ -1,0 +1,169 @@
+"""RSKP configuration: validated attrs classes, loadable from YAML with dotted-path errors for unknown keys.
+
+Defaults are the official RSKP code's (design.md, "Numbers"); where the paper differs, the paper's value is an
+option and the field's comment says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from typing import Any, Mapping, TypeVar
+
+import attrs
+import yaml
+from attrs.validators import and_, ge, gt, in_, instance_of, le, lt
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class SummarizerConfig:
+    """EM attention (paper 3.1, eq. 2-3)."""
+
+    num_representatives: int = attrs.field(default=8, validator=ge(1))  # n
+    em_iters: int = attrs.field(default=2, validator=ge(1))
+    temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda
+    # "orthogonal": the paper's (semi-)orthogonal init of mu0; "xavier": the official code's.
+    init: str = attrs.field(default="orthogonal", validator=in_(("orthogonal", "xavier")))
+
+
+@attrs.frozen(kw_only=True)
+class MemoryConfig:
+    """Per-class memory bank of representative snippets (paper 3.2)."""
+
+    slots: int = attrs.field(default=5, validator=ge(1))  # s
+    enabled: bool = True
+    # The inter-video branch joins after this many epochs (official: epoch index 100 of 200).
+    warmup_epochs: int = attrs.field(default=100, validator=ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class LossConfig:
+    """Loss weights (eq. 8) and the distillation temperature."""
+
+    distillation: float = attrs.field(default=1.0, validator=ge(0))  # alpha during warm-up
+    distillation_after_warmup: float = attrs.field(default=0.5, validator=ge(0))  # official; the paper keeps 1.0
+    distillation_temperature: float = attrs.field(default=0.2, validator=gt(0))  # official; paper: 1.0 (none)
+    attention_normalization: float = attrs.field(default=0.1, validator=ge(0))  # beta
+    attention_topk_ratio: int = attrs.field(default=8, validator=ge(1))  # k = max(T // ratio, 1)
+    inter_classification: float = attrs.field(default=0.5, validator=ge(0))  # weight of the inter branch L_cls
+    intra_classification: float = attrs.field(default=1.0, validator=ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class FusionConfig:
+    """How branch outputs are combined."""
+
+    pseudo_label_intra: float = attrs.field(default=0.8, validator=and_(ge(0), le(1)))  # T^f = 0.8 T^a + 0.2 T^e
+    test_main: float = attrs.field(default=0.6, validator=and_(ge(0), le(1)))  # inference: 0.6 main + 0.4 intra
+    use_intra_at_test: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class RSKPConfig:
+    """Everything RSKPWrapper needs; the defaults reproduce the official RSKP code."""
+
+    summarizer: SummarizerConfig = attrs.field(factory=SummarizerConfig)
+    memory: MemoryConfig = attrs.field(factory=MemoryConfig)
+    losses: LossConfig = attrs.field(factory=LossConfig)
+    fusion: FusionConfig = attrs.field(factory=FusionConfig)
+    walk_weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])  # w
+    walk_temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda of the BiRW affinity
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> "RSKPConfig":
+        return load_yaml(cls, path)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, f.type) for f in attrs.fields(cls)}
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -> T:
+    """Build ``cls`` from a (YAML) mapping, recursing into nested attrs classes.
+
+    Unknown keys raise ``ConfigError`` naming the dotted path and the valid keys; invalid values raise
+    ``ConfigError`` naming the key and the validator's message.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or cls.__name__} must be a mapping of keys to values, got {type(data).__name__}")
+    types = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in types:
+            valid = sorted(types)
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f' Did you mean "{close[0]}"?' if close else ""
+            raise ConfigError(f'Unknown config key "{dotted}".{hint} Valid keys here: {", ".join(valid)}.')
+        ftype = types[key]
+        if attrs.has(ftype):
+            kwargs[key] = from_mapping(ftype, value, path=dotted)
+        else:
+            kwargs[key] = _coerce(value, ftype, dotted)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid value in {path or cls.__name__}: {exc}") from exc
+
+
+def _coerce(value: Any, ftype: Any, dotted: str) -> Any:
+    """YAML gives ints for floats and lists for tuples; accept those, reject the rest with the key named."""
+    if ftype in (float, "float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    origin = typing.get_origin(ftype)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    simple = {int: int, float: float, bool: bool, str: str, "int": int, "float": float, "bool": bool, "str": str}
+    want = simple.get(ftype)
+    if want is not None and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
+        raise ConfigError(f'Config key "{dotted}" must be {want.__name__}, got {value!r}')
+    return value
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
+    """Read a YAML file holding only non-default values and build ``cls``; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Config file {os.fspath(path)!r} does not exist; pass an existing YAML file") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {exc}") from exc
+    try:
+        return from_mapping(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{os.fspath(path)}: {exc}") from exc
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """Apply ``--set a.b=value`` overrides (values parsed as YAML scalars) through ``attrs.evolve``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f'Override "{item}" must look like key.sub=value')
+        key, raw = item.split("=", 1)
+        config = _evolve_path(config, key.strip().split("."), yaml.safe_load(raw), key)
+    return config
+
+
+def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
+    types = _field_types(type(obj))
+    head = parts[0]
+    if head not in types:
+        raise ConfigError(f'Unknown config key "{dotted}". Valid keys here: {", ".join(sorted(types))}.')
+    if len(parts) == 1:
+        new = from_mapping(types[head], value, path=dotted) if attrs.has(types[head]) else _coerce(
+            value, types[head], dotted
+        )
+    else:
+        new = _evolve_path(getattr(obj, head), parts[1:], value, dotted)
+    try:
+        return attrs.evolve(obj, **{head: new})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'Invalid value for "{dotted}": {exc}') from exc

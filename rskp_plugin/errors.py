@@ -1,0 +1,35 @@
+"""Exception hierarchy. Every error is an ``RSKPError`` plus the closest builtin, so callers can catch either."""
+
+from __future__ import annotations
+
+
+class RSKPError(Exception):
+    """Base class of every error raised by rskp_plugin."""
+
+
+class ShapeError(RSKPError, ValueError):
+    """A tensor or array has the wrong shape, dtype or values (NaN/Inf)."""
+
+
+class ConfigError(RSKPError, ValueError):
+    """A configuration key or value is invalid."""
+
+
+class UnknownHeadError(RSKPError, LookupError):
+    """No installed plugin registers a head of the requested name."""
+
+
+class DuplicateHeadError(RSKPError, ValueError):
+    """Two plugins register a head under the same name."""
+
+
+class PluginLoadError(RSKPError, ImportError):
+    """A plugin's entry point failed to import or to register."""
+
+
+class DataError(RSKPError, ValueError):
+    """A data file or a video in it is missing, malformed or inconsistent."""
+
+
+class CheckpointError(RSKPError, ValueError):
+    """A checkpoint is truncated, corrupt or was written by something else."""
