@@ -60,3 +60,39 @@ def masked_softmax(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
         raise ValueError("masked_softmax pools over time, dim=1")
     filled = x.masked_fill(~_expand(mask, x), float("-inf"))
     return torch.softmax(filled, dim=1).nan_to_num(0.0)
+
+
+def masked_gaussian_smooth(x: Tensor, mask: Tensor, *, sigma: float = 1.0, truncate: float = 4.0) -> Tensor:
+    """Gaussian smoothing over time of each video's real snippets only, like ``scipy.ndimage.gaussian_filter1d``.
+
+    The kernel has radius ``int(truncate * sigma + 0.5)`` and is normalised to sum 1; each video is extended at both
+    ends by reflection about the edge (scipy's ``mode="reflect"``: ``d c b a | a b c d | d c b a``), so padded
+    snippets never leak in and a padded batch equals each video alone. Real snippets need not be a prefix: they are
+    smoothed as one sequence in time order.
+
+    Args:
+        x: (B, T, ...) values.
+        mask: (B, T) bool.
+        sigma: standard deviation of the kernel, in snippets.
+        truncate: radius in standard deviations.
+
+    Returns:
+        (B, T, ...) smoothed values, zero on padding.
+    """
+    batch, length = mask.shape
+    radius = int(truncate * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, device=x.device)  # (K,)
+    weights = torch.exp(-0.5 * (offsets.to(x.dtype) / sigma) ** 2)
+    weights = weights / weights.sum()
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, T): real snippets first, in time order
+    lengths = valid_lengths(mask).clamp(min=1).reshape(batch, 1, 1)  # (B, 1, 1)
+    pos = torch.arange(length, device=x.device).reshape(1, length, 1) + offsets.reshape(1, 1, -1)  # (1, T, K)
+    r = torch.remainder(pos, 2 * lengths)  # (B, T, K): position in one period of the reflected sequence
+    src = torch.where(r >= lengths, 2 * lengths - 1 - r, r)  # (B, T, K): index into the compacted sequence
+    idx = torch.gather(order, 1, src.reshape(batch, -1))  # (B, T*K): original time index of each tap
+    flat = x.reshape(batch, length, -1)  # (B, T, F)
+    taps = torch.gather(flat, 1, idx.unsqueeze(-1).expand(-1, -1, flat.shape[-1]))  # (B, T*K, F)
+    taps = taps.reshape(batch, length, offsets.numel(), -1)  # (B, T, K, F)
+    smooth = (taps * weights.reshape(1, 1, -1, 1)).sum(dim=2)  # (B, T, F), row j = j-th real snippet
+    out = torch.zeros_like(flat).scatter(1, order.unsqueeze(-1).expand_as(flat), smooth)  # back to time order
+    return out.reshape(x.shape) * _expand(mask, x).to(x.dtype)

@@ -1,0 +1,160 @@
+"""FAC-Net as modified by RSKP: the RSKP baseline head (heads.md section 1; RSKP paper sec. 3.4 and supp.).
+
+Cosine classifier with scale s = 20 over C+1 classes (background last), a class-agnostic sigmoid attention
+a = sigma(s cos(X, g)) that pools features for the class-agnostic (CA) prediction, and a class-wise ("MIL" in the
+paper, feature-aggregating in the official code) prediction with sigmoid class-wise attention.
+
+Symbols: B batch, T snippets, D input feature size, d embedding size, C action classes (C+1 with background).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rskp_plugin._shapes import as_mask, expect
+from rskp_plugin.functional import masked_sum
+from rskp_plugin.hookspecs import hookimpl
+from rskp_plugin.localization import LocalizationSettings
+from rskp_plugin.protocols import HeadOutput, HeadSpec
+
+
+def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tensor:
+    """scale * cos(x, centres), RSKP's form with ``eps`` added to both norms. x (..., d), centres (K, d) -> (..., K)."""
+    xn = x / (x.norm(dim=-1, keepdim=True) + eps)
+    cn = centres / (centres.norm(dim=-1, keepdim=True) + eps)
+    return scale * xn @ cn.t()
+
+
+def nce(log_probs: Tensor, target: Tensor) -> Tensor:
+    """NCE(p, q) = -mean_B sum_c q_hat_c log p_c with the row-normalised target (heads.md 0). (B, K), (B, K) -> ()."""
+    q = target / target.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+    return -(q * log_probs).sum(dim=-1).mean()
+
+
+class FACNetHead(nn.Module):
+    """The RSKP head (FAC-Net with sigmoid attention, no class-wise foreground branch, no hybrid attention).
+
+    Layers (heads.md 1.2): embedding Linear(D, d) + ReLU + Dropout(0.6), Xavier-uniform weight, zero bias; action
+    centres A (C+1, d) Xavier-uniform; foreground centre g (1, d) initialised to -A[C] then learned on its own.
+
+    Args:
+        num_classes: C action classes; the background is class C.
+        feature_dim: D of the input features (2048 = I3D RGB + flow).
+        embed_dim: d of the embedding (official: 2048).
+        dropout: dropout after the embedding (official 0.6).
+        scale: s, the cosine logit scale (official 20).
+        background_weight: weight of the class-wise (MIL) loss NCE(p_cw, [y, 1]) (official 0.2).
+        norm_eps: added to the vector norms in the cosine (official 1e-9).
+        attention_eps: added to the attention sums of the temporal normalisation (official 1e-5).
+        fusion_weights: inference weights of main and intra branches in ``fuse`` (official 0.6, 0.4).
+    """
+
+    attention_normalization = True  # the RSKP wrapper adds beta * L_att on the main branch's sigmoid attention
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 20,
+        feature_dim: int = 2048,
+        embed_dim: int = 2048,
+        dropout: float = 0.6,
+        scale: float = 20.0,
+        background_weight: float = 0.2,
+        norm_eps: float = 1e-9,
+        attention_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+        self.embed_dim = embed_dim
+        self.scale = scale
+        self.background_weight = background_weight
+        self.norm_eps = norm_eps
+        self.attention_eps = attention_eps
+        self.embedding = nn.Linear(feature_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.centres = nn.Parameter(torch.empty(num_classes + 1, embed_dim))  # A, background = row C
+        nn.init.xavier_uniform_(self.embedding.weight)
+        nn.init.zeros_(self.embedding.bias)
+        nn.init.xavier_uniform_(self.centres)
+        self.foreground = nn.Parameter(-self.centres.detach()[num_classes:].clone())  # g = -A[C], (1, d)
+        self.localization = LocalizationSettings()  # RSKP's own inference rules (heads.md 1.9)
+
+    def embed(self, features: Tensor, mask: Tensor) -> Tensor:
+        """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
+        sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
+        return self.dropout(torch.relu(self.embedding(features))) * mask[..., None]
+
+    def classify(self, x: Tensor) -> Tensor:
+        """TCAM logits S = s cos(x, A), snippet-wise (heads.md 1.3 step 1). x (..., d) -> (..., C+1)."""
+        return cosine_logits(x, self.centres, self.scale, self.norm_eps)
+
+    def actionness(self, x: Tensor) -> Tensor:
+        """Class-agnostic attention a = sigma(s cos(x, g)) (heads.md 1.3 step 2). x (..., d) -> (...)."""
+        return torch.sigmoid(cosine_logits(x, self.foreground, self.scale, self.norm_eps)[..., 0])
+
+    def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
+        """Prediction module P(X) of heads.md 1.3. x (B, T, d), mask (B, T) -> HeadOutput.
+
+        Returns:
+            video_scores (B, C) = p_ca without background; tcam (B, T, C+1) = S; attention (B, T) = a (0 on
+            padding); cas (B, T, C) = softmax_c(S) * a; extras ``ca_logits`` and ``cw_logits`` (B, C+1), the
+            logits of p_ca and p_cw.
+        """
+        sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
+        m = mask.to(x.dtype)
+        tcam = self.classify(x)  # (B, T, C+1)
+        attention = self.actionness(x) * m  # (B, T)
+        classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
+        att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
+        cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
+        v_ca = masked_sum(att_norm[..., None] * x, mask)  # (B, d)
+        v_cw = torch.einsum("btc,btd->bcd", cw_norm, x)  # (B, C+1, d): one pooled feature per class
+        ca_logits = self.classify(v_ca)  # (B, C+1)
+        centres = self.centres / (self.centres.norm(dim=-1, keepdim=True) + self.norm_eps)  # (C+1, d)
+        v_cw_unit = v_cw / (v_cw.norm(dim=-1, keepdim=True) + self.norm_eps)
+        cw_logits = self.scale * (v_cw_unit * centres).sum(dim=-1)  # (B, C+1): class c's feature vs centre c
+        video = torch.softmax(ca_logits, dim=-1)[:, : self.num_classes]
+        cas = torch.softmax(tcam, dim=-1)[..., : self.num_classes] * attention[..., None]  # (B, T, C)
+        return HeadOutput(video, tcam, attention, cas, {"ca_logits": ca_logits, "cw_logits": cw_logits})
+
+    def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
+        """NCE(p_ca, [y, 0]) + background_weight * NCE(p_cw, [y, 1]) (heads.md 1.7, per branch). labels (B, C)."""
+        ones = torch.ones_like(labels[:, :1])
+        fore = nce(torch.log_softmax(out.extras["ca_logits"], dim=-1), torch.cat([labels, 0 * ones], dim=-1))
+        back = nce(torch.log_softmax(out.extras["cw_logits"], dim=-1), torch.cat([labels, ones], dim=-1))
+        return fore + self.background_weight * back
+
+    def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """None: RSKP's only extra term, beta * L_att, is added by the wrapper (``attention_normalization``)."""
+        return {}
+
+    def fuse(self, outputs: Sequence[HeadOutput], weights: Sequence[float]) -> HeadOutput:
+        """Test-time fusion of branches (heads.md 1.9): p = sum_i w_i p_ca^i; Psi = (sum_i w_i softmax S^i) a_main.
+
+        ``outputs[0]`` is the main branch; with the official weights (0.6, 0.4) on (main, intra) this is
+        Psi = (0.6 softmax S + 0.4 softmax S^a) * a. Shapes as in ``forward``.
+        """
+        main = outputs[0]
+        video = sum(w * o.video_scores for o, w in zip(outputs, weights))
+        probs = sum(w * torch.softmax(o.tcam, dim=-1) for o, w in zip(outputs, weights))  # (B, T, C+1)
+        tcam = sum(w * o.tcam for o, w in zip(outputs, weights))
+        cas = probs[..., : self.num_classes] * main.attention[..., None]
+        return HeadOutput(video, tcam, main.attention, cas, dict(main.extras))
+
+
+@hookimpl
+def register_heads(register) -> None:
+    register(
+        HeadSpec(
+            name="facnet",
+            factory=FACNetHead,
+            summary="FAC-Net as modified by RSKP (cosine classifier, sigmoid attention, background class); "
+            "the RSKP baseline.",
+        )
+    )

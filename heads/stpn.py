@@ -1,0 +1,134 @@
+"""STPN + embedding ("STPN + embedding" of RSKP Table 6; heads.md sections 3 and 3.5).
+
+Sparse Temporal Pooling Network (Nguyen et al., CVPR 2018): a class-agnostic attention lambda_t in [0, 1] weights
+the snippet features, their temporal mean is classified with a sigmoid per class, and an L1 term keeps the attention
+sparse. RSKP puts its learnable embedding in front ("+ embedding").
+
+Symbols: B batch, T snippets, D input feature size, d embedding size, C action classes (no background class).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rskp_plugin._shapes import as_mask, expect
+from rskp_plugin.functional import masked_mean, masked_sum
+from rskp_plugin.hookspecs import hookimpl
+from rskp_plugin.localization import LocalizationSettings
+from rskp_plugin.protocols import HeadOutput, HeadSpec
+
+
+def stpn_localization() -> LocalizationSettings:
+    """The reproduction's inference (heads.md 3.4): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24."""
+    return LocalizationSettings(
+        thresholds=(0.05,),
+        class_threshold=0.1,
+        fallback_argmax=False,
+        min_length=1,
+        inflation=0.0,
+        outer_weight=0.0,
+        inner_includes_next=False,
+        nms_threshold=0.5,
+        nms_overlap="iou",
+        upsample=24,
+    )
+
+
+class STPNHead(nn.Module):
+    """STPN with RSKP's embedding.
+
+    Layers: embedding Linear(D, d) + ReLU + Dropout (RSKP's); attention FC(d, 256) + ReLU + FC(256, 1) + sigmoid;
+    classifier FC(d, C) with bias. Weights Glorot-uniform, biases zero (the TensorFlow defaults of the reproduction).
+
+    Args:
+        num_classes: C action classes.
+        feature_dim: D of the input features.
+        embed_dim: d of the embedding (RSKP: 2048).
+        dropout: dropout after the embedding (RSKP: 0.6).
+        attention_hidden: hidden width of the attention module (256).
+        sparsity_weight: beta of the L1 attention term (1e-4).
+        pooling: ``"mean"`` (the reproduction: temporal mean of lambda_t x_t over the real snippets) or ``"sum"``
+            (the paper's sum_t lambda_t x_t, which grows with the video length).
+    """
+
+    attention_normalization = False  # STPN's own L1 sparsity term regularises lambda; RSKP's L_att is not STPN's
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 20,
+        feature_dim: int = 2048,
+        embed_dim: int = 2048,
+        dropout: float = 0.6,
+        attention_hidden: int = 256,
+        sparsity_weight: float = 1e-4,
+        pooling: str = "mean",
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f'pooling must be "mean" or "sum", got {pooling!r}')
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+        self.embed_dim = embed_dim
+        self.sparsity_weight = sparsity_weight
+        self.pooling = pooling
+        self.embedding = nn.Linear(feature_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.attention = nn.Sequential(nn.Linear(embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1))
+        self.classifier = nn.Linear(embed_dim, num_classes)
+        for layer in (self.embedding, self.attention[0], self.attention[2], self.classifier):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.localization = stpn_localization()
+
+    def embed(self, features: Tensor, mask: Tensor) -> Tensor:
+        """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
+        sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
+        return self.dropout(torch.relu(self.embedding(features))) * mask[..., None]
+
+    def classify(self, x: Tensor) -> Tensor:
+        """T-CAM logits a_t = W x_t + b, snippet-wise. x (..., d) -> (..., C)."""
+        return self.classifier(x)
+
+    def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
+        """x (B, T, d), mask (B, T) -> HeadOutput.
+
+        Returns:
+            video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
+            (0 on padding); cas (B, T, C) = lambda_t sigma(tcam); extras ``video_logits`` (B, C).
+        """
+        sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
+        lam = torch.sigmoid(self.attention(x)[..., 0]) * mask.to(x.dtype)  # (B, T)
+        weighted = lam[..., None] * x  # (B, T, d)
+        pooled = masked_mean(weighted, mask) if self.pooling == "mean" else masked_sum(weighted, mask)  # (B, d)
+        video_logits = self.classifier(pooled)  # (B, C)
+        tcam = self.classify(x)  # (B, T, C)
+        cas = lam[..., None] * torch.sigmoid(tcam)  # (B, T, C), zero on padding
+        return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas, {"video_logits": video_logits})
+
+    def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
+        """L_class = BCE-with-logits(video logits, y), mean over B x C (heads.md 3.2). labels (B, C) multi-hot."""
+        return F.binary_cross_entropy_with_logits(out.extras["video_logits"], labels.to(out.tcam.dtype))
+
+    def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """``sparsity`` = beta * mean_B sum_t |lambda_t| over real snippets (heads.md 3.2)."""
+        return {"sparsity": self.sparsity_weight * masked_sum(out.attention.abs(), mask).mean()}
+
+    def representative_scores(self, reps: Tensor) -> Tensor:
+        """sigma(W mu_k + b): per-class probabilities of representative snippets (heads.md 3.5). (B, n, d) -> (B, n, C)."""
+        return torch.sigmoid(self.classify(reps))
+
+
+@hookimpl
+def register_heads(register) -> None:
+    register(
+        HeadSpec(
+            name="stpn",
+            factory=STPNHead,
+            summary="STPN (sparse temporal pooling, sigmoid attention, L1 sparsity) with RSKP's learnable embedding.",
+        )
+    )
