@@ -1,0 +1,47 @@
+"""RSKP's own loss terms (eq. 7 and the attention normalisation of eq. 8). All are mask-aware."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .functional import masked_mean, masked_topk_mean, topk_counts
+
+
+def distillation(student: Tensor, teacher: Tensor, mask: Tensor, *, temperature: float = 0.2) -> Tensor:
+    """Pseudo-label distillation, eq. 7: L_kd = -1/l sum_i T^f(i) log T(i), per video, averaged over the batch.
+
+    The official code divides both logits by a temperature tau = 0.2 before the softmax (the paper's eq. 7 has
+    none: pass ``temperature=1.0`` for it) and detaches the teacher; there is no tau^2 factor.
+
+    Args:
+        student: (B, T, K) TCAM logits of the main branch (K = C or C+1).
+        teacher: (B, T, K) fused TCAM logits T^f of the propagated branches (detached here).
+        mask: (B, T) bool; padded snippets take no part.
+        temperature: tau.
+
+    Returns:
+        Scalar loss.
+    """
+    target = torch.softmax(teacher.detach() / temperature, dim=-1)
+    per_snippet = -(target * torch.log_softmax(student / temperature, dim=-1)).sum(dim=-1)  # (B, T)
+    return masked_mean(per_snippet, mask).mean()
+
+
+def attention_normalization(attention: Tensor, mask: Tensor, *, ratio: int = 8) -> Tensor:
+    """Attention normalisation (L_att of eq. 8): mean of the k smallest minus mean of the k largest attention.
+
+    k = max(len // ratio, 1) per video (official: T // 8).
+
+    Args:
+        attention: (B, T) foreground attention in [0, 1].
+        mask: (B, T) bool.
+        ratio: the divisor giving k.
+
+    Returns:
+        Scalar loss, averaged over the batch.
+    """
+    k = topk_counts(mask, ratio)
+    low = masked_topk_mean(attention, mask, k, largest=False)
+    high = masked_topk_mean(attention, mask, k, largest=True)
+    return (low - high).mean()

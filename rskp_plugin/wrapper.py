@@ -1,0 +1,255 @@
+"""RSKPWrapper: adds representative snippet summarisation, the memory bank, BiRW propagation and pseudo-label
+distillation to any head that follows the ``Head`` protocol (paper section 3, official training recipe).
+
+    X (B, T, D) -> F = head.embed(X)          (B, T, d)
+    main  = head(F)                            HeadOutput
+    mu_a  = summarizer(F)                      (B, n, d)      eq. 2-3
+    intra = head(birw(F, mu_a))                               eq. 6
+    inter = head(birw(F, memory[labels]))      after the memory is filled (warm-up)
+    loss  = L_cls(main, intra, 0.5 inter) + alpha L_kd(main.tcam, fused teacher) + beta L_att(main) + head aux
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ._shapes import as_mask, expect, expect_finite
+from .config import RSKPConfig
+from .errors import ShapeError
+from .losses import attention_normalization, distillation
+from .memory import MemoryBank
+from .propagation import birw
+from .protocols import Head, HeadOutput
+from .summarizer import EMSummarizer
+
+
+class RSKPOutput(NamedTuple):
+    """Everything one forward returns (the same type in training and inference).
+
+    Attributes:
+        video_scores: (B, C) inference video scores (main fused with intra, as configured).
+        cas: (B, T, C) inference class activation sequence.
+        attention: (B, T) main-branch attention, or None.
+        main, intra, inter: the branch outputs (intra/inter None where the branch did not run).
+        representatives: (B, n, d) online representative snippets mu^a, or None.
+        losses: named, weighted loss terms (empty without labels).
+        loss: their sum, or None without labels.
+    """
+
+    video_scores: Tensor
+    cas: Tensor
+    attention: Tensor | None
+    main: HeadOutput
+    intra: HeadOutput | None
+    inter: HeadOutput | None
+    representatives: Tensor | None
+    losses: dict[str, Tensor]
+    loss: Tensor | None
+
+
+def _validate(head: Head, features: Tensor, mask: Tensor | None, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    sizes = expect(features, "B T D", name="features")
+    if sizes["T"] == 0:
+        raise ShapeError("features have no snippets (T = 0); drop empty videos before the forward pass")
+    expect_finite(features, name="features")
+    mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
+    if not bool(mask.any(dim=1).all()):
+        raise ShapeError("a video in the batch has no real snippet (its mask row is all False); drop empty videos")
+    if labels is not None:
+        expect(labels, "B C", name="labels", sizes={"B": sizes["B"], "C": head.num_classes})
+    return features, mask
+
+
+def _weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
+    return sum((w * t for t, w in zip(tensors[1:], weights[1:])), weights[0] * tensors[0])
+
+
+def fuse_outputs(head: Head, outputs: list[HeadOutput], weights: list[float]) -> HeadOutput:
+    """Test-time fusion of branch outputs: the head's own ``fuse`` if it has one, else a weighted sum of
+    video scores, CAS and TCAM logits with the first branch's attention."""
+    if len(outputs) == 1:
+        return outputs[0]
+    own = getattr(head, "fuse", None)
+    if own is not None:
+        return own(outputs, weights)
+    first = outputs[0]
+    return HeadOutput(
+        video_scores=_weighted_sum([o.video_scores for o in outputs], weights),
+        tcam=_weighted_sum([o.tcam for o in outputs], weights),
+        attention=first.attention,
+        cas=_weighted_sum([o.cas for o in outputs], weights),
+        extras=first.extras,
+    )
+
+
+def _head_losses(head: Head, main: HeadOutput, labels: Tensor, mask: Tensor, config: RSKPConfig) -> dict[str, Tensor]:
+    """Losses of the main branch that do not depend on RSKP: the head's own terms and L_att."""
+    losses = {"cls/main": head.classification_loss(main, labels, mask)}
+    for name, value in head.auxiliary_loss(main, labels, mask).items():
+        losses[f"aux/{name}"] = value
+    beta = config.losses.attention_normalization
+    if beta > 0 and main.attention is not None and getattr(head, "attention_normalization", True):
+        losses["att_norm"] = beta * attention_normalization(
+            main.attention, mask, ratio=config.losses.attention_topk_ratio
+        )
+    return losses
+
+
+class RSKPWrapper(nn.Module):
+    """Wraps a head with RSKP. ``RSKPWrapper(MyHead())`` is all a head needs.
+
+    Training follows the official code: the inter-video branch and its memory are off during warm-up; at the end
+    of warm-up the caller runs ``initialize_memory`` (one no-grad pass over the training set), after which the
+    inter branch joins, the distillation weight drops to ``config.losses.distillation_after_warmup`` and every
+    training forward offers its representative snippets to the memory bank.
+
+    Args:
+        head: any object following the ``Head`` protocol (an ``nn.Module`` with ``num_classes``, ``embed_dim``).
+        config: hyper-parameters; defaults reproduce the official code.
+    """
+
+    def __init__(self, head: Head, config: RSKPConfig | None = None) -> None:
+        super().__init__()
+        config = RSKPConfig() if config is None else config
+        missing = [a for a in ("num_classes", "embed_dim") if not isinstance(getattr(head, a, None), int)]
+        missing += [m for m in ("embed", "classify", "classification_loss", "auxiliary_loss") if not hasattr(head, m)]
+        if missing or not callable(head):
+            raise TypeError(
+                f"{type(head).__name__} does not follow the Head protocol (rskp_plugin.Head): missing "
+                f"{', '.join(missing) or '__call__'}; int attributes num_classes and embed_dim are required too"
+            )
+        self.head = head
+        self.config = config
+        s = config.summarizer
+        self.summarizer = EMSummarizer(
+            head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
+        )
+        self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
+
+    @property
+    def memory_ready(self) -> bool:
+        """True once the warm-up pass filled the memory bank (then the inter-video branch runs in training)."""
+        return self.config.memory.enabled and bool(self.memory.ready)
+
+    def representative_scores(self, reps: Tensor) -> Tensor:
+        """Class probabilities of representative snippets (B, n, d) -> (B, n, C), used to rank memory entries."""
+        own = getattr(self.head, "representative_scores", None)
+        if own is not None:
+            return own(reps)
+        return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
+
+    def _propagate(self, feats: Tensor, reps: Tensor, mask: Tensor, reps_mask: Tensor | None = None) -> Tensor:
+        return birw(
+            feats, reps, self.config.walk_weight, self.config.walk_temperature, mask,
+            reps_mask=reps_mask, check_finite=False,
+        )
+
+    def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
+        """Run all branches; with labels, also the losses (and, in training after warm-up, a memory update).
+
+        Args:
+            features: (B, T, D) backbone features.
+            mask: (B, T) bool, True on real snippets (None: all real).
+            labels: (B, C) multi-hot video labels, or None at inference.
+
+        Returns:
+            RSKPOutput.
+        """
+        features, mask = _validate(self.head, features, mask, labels)
+        head, cfg = self.head, self.config
+        feats = head.embed(features, mask)  # (B, T, d)
+        main = head(feats, mask)
+        reps = self.summarizer(feats, mask)  # (B, n, d)
+        intra = head(self._propagate(feats, reps, mask), mask)
+        inter = None
+        if labels is not None and self.memory_ready:
+            mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
+            inter = head(self._propagate(feats, mem.to(feats.dtype), mask, mem_mask), mask)
+
+        if cfg.fusion.use_intra_at_test:
+            fused = fuse_outputs(head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main])
+        else:
+            fused = main
+
+        losses: dict[str, Tensor] = {}
+        loss = None
+        if labels is not None:
+            losses = _head_losses(head, main, labels, mask, cfg)
+            lc = cfg.losses
+            losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
+            teacher = intra.tcam
+            if inter is not None:
+                losses["cls/inter"] = lc.inter_classification * head.classification_loss(inter, labels, mask)
+                w = cfg.fusion.pseudo_label_intra
+                teacher = w * intra.tcam + (1.0 - w) * inter.tcam
+            alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
+            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=lc.distillation_temperature)
+            loss = torch.stack(list(losses.values())).sum()
+            if self.training and self.memory_ready:
+                reps_d = reps.detach()
+                with torch.no_grad():
+                    self.memory.update(reps_d, self.representative_scores(reps_d), labels)
+        return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss)
+
+    @torch.no_grad()
+    def initialize_memory(self, batches: Iterable[tuple[Tensor, Tensor | None, Tensor]]) -> None:
+        """Fill the memory bank by one evaluation pass (dropout off, no gradients), as at the end of warm-up.
+
+        Args:
+            batches: iterable of (features (B, T, D), mask (B, T) or None, labels (B, C)).
+        """
+        was_training = self.training
+        self.eval()
+        self.memory.reset()
+        try:
+            for features, mask, labels in batches:
+                features, mask = _validate(self.head, features, mask, labels)
+                reps = self.summarizer(self.head.embed(features, mask), mask)
+                self.memory.update(reps, self.representative_scores(reps), labels)
+        finally:
+            self.train(was_training)
+        self.memory.ready.fill_(self.config.memory.enabled)
+
+    @torch.inference_mode()
+    def predict(self, features: Tensor, mask: Tensor | None = None) -> RSKPOutput:
+        """Inference in eval mode: fused video scores (B, C) and CAS (B, T, C); the caller's mode is restored."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(features, mask)
+        finally:
+            self.train(was_training)
+
+
+class PlainHead(nn.Module):
+    """The head alone, with the same forward/RSKPOutput API (the "without RSKP" rows of Table 6).
+
+    Its loss is the head's classification and auxiliary losses plus beta * L_att where the head has attention
+    (the same main-branch terms RSKPWrapper uses), so the comparison isolates RSKP's additions.
+    """
+
+    memory = None
+    memory_ready = False
+
+    def __init__(self, head: Head, config: RSKPConfig | None = None) -> None:
+        super().__init__()
+        self.head = head
+        self.config = RSKPConfig() if config is None else config
+
+    def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
+        features, mask = _validate(self.head, features, mask, labels)
+        main = self.head(self.head.embed(features, mask), mask)
+        losses: dict[str, Tensor] = {}
+        loss = None
+        if labels is not None:
+            losses = _head_losses(self.head, main, labels, mask, self.config)
+            loss = torch.stack(list(losses.values())).sum()
+        return RSKPOutput(main.video_scores, main.cas, main.attention, main, None, None, None, losses, loss)
+
+    def initialize_memory(self, batches: Iterable) -> None:
+        """No memory without RSKP; present so training loops treat both models alike."""
+
+    predict = RSKPWrapper.predict

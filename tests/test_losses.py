@@ -1,0 +1,47 @@
+"""Distillation (eq. 7) and attention normalisation on hand-computed cases and padded batches."""
+
+import math
+
+import torch
+
+from rskp_plugin.losses import attention_normalization, distillation
+
+
+def test_distillation_hand_computed():
+    student = torch.tensor([[[0.0, 0.2], [0.4, 0.0]]])  # (1, 2, 2)
+    teacher = torch.tensor([[[0.2, 0.0], [0.0, 0.0]]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    tau = 0.2
+    expected = 0.0
+    for s, u in zip(student[0], teacher[0]):
+        p = torch.softmax(u / tau, -1)
+        expected += float(-(p * torch.log_softmax(s / tau, -1)).sum())
+    assert math.isclose(float(distillation(student, teacher, mask, temperature=tau)), expected / 2, rel_tol=1e-6)
+
+
+def test_distillation_detaches_teacher_and_ignores_padding():
+    s = torch.randn(2, 5, 3, requires_grad=True)
+    t = torch.randn(2, 5, 3, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    loss = distillation(s, t, mask)
+    loss.backward()
+    assert t.grad is None and s.grad[1, 3:].abs().sum() == 0
+    alone = distillation(s[1:, :3], t[1:, :3], mask[1:, :3])
+    first = distillation(s[:1], t[:1], mask[:1])
+    torch.testing.assert_close(loss, (alone + first) / 2)
+
+
+def test_attention_normalization_hand_computed():
+    a = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.8, 0.2, 0.7, 0.4, 0.6, 0.05, 0.95, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True] * 11 + [False] * 5])
+    # 11 real snippets -> k = 11 // 8 = 1: min 0.05, max 0.95
+    torch.testing.assert_close(attention_normalization(a, mask), torch.tensor(0.05 - 0.95))
+    full = torch.ones(1, 16, dtype=torch.bool)
+    # 16 snippets -> k = 2: smallest two are 0, 0; largest two 0.95, 0.9
+    torch.testing.assert_close(attention_normalization(a, full), torch.tensor(0.0 - (0.95 + 0.9) / 2))
+
+
+def test_attention_normalization_one_snippet_video():
+    torch.testing.assert_close(
+        attention_normalization(torch.tensor([[0.3, 0.9]]), torch.tensor([[True, False]])), torch.tensor(0.0)
+    )

@@ -1,0 +1,65 @@
+"""Memory bank: exactly the top-s per class, whatever the update order; retrieval; state_dict round trip."""
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rskp_plugin.memory import MemoryBank
+
+
+def _stream(seed, videos, n, c, d):
+    g = torch.Generator().manual_seed(seed)
+    reps = torch.randn(videos, n, d, generator=g)
+    scores = torch.rand(videos, n, c, generator=g)  # distinct with probability 1
+    labels = (torch.rand(videos, c, generator=g) < 0.4).float()
+    labels[torch.arange(videos), torch.randint(0, c, (videos,), generator=g)] = 1.0
+    return reps, scores, labels
+
+
+@given(st.integers(0, 2**16), st.integers(1, 12), st.integers(1, 9), st.integers(1, 6), st.integers(1, 4))
+def test_keeps_exactly_top_s_per_class_in_any_order(seed, videos, n, slots, batch):
+    c, d = 4, 3
+    reps, scores, labels = _stream(seed, videos, n, c, d)
+    banks = []
+    for order in (torch.arange(videos), torch.randperm(videos, generator=torch.Generator().manual_seed(seed))):
+        bank = MemoryBank(c, slots, d)
+        for start in range(0, videos, batch):
+            idx = order[start : start + batch]
+            bank.update(reps[idx], scores[idx], labels[idx])
+        banks.append(bank)
+    for cls in range(c):
+        cand_scores = scores[:, :, cls][labels[:, cls] > 0].flatten()
+        cand_reps = reps[labels[:, cls] > 0].reshape(-1, d)
+        keep = min(slots, cand_scores.numel())
+        best = cand_scores.topk(keep).indices
+        for bank in banks:
+            assert int(bank.filled[cls].sum()) == keep
+            got = bank.scores[cls, :keep]
+            torch.testing.assert_close(got, cand_scores[best])
+            torch.testing.assert_close(bank.bank[cls, :keep], cand_reps[best])
+
+
+def test_retrieve_concatenates_classes_in_index_order_with_padding():
+    bank = MemoryBank(3, 2, 1)
+    reps = torch.arange(12.0).reshape(2, 6, 1)
+    scores = torch.linspace(0, 1, 36).reshape(2, 6, 3)
+    bank.update(reps, scores, torch.tensor([[1.0, 0, 1], [0, 1, 0]]))
+    out, mask = bank.retrieve(torch.tensor([[0.0, 1, 1], [1.0, 0, 0]]))
+    assert out.shape == (2, 4, 1) and mask.shape == (2, 4)
+    torch.testing.assert_close(out[0, :2], bank.bank[1])
+    torch.testing.assert_close(out[0, 2:], bank.bank[2])
+    torch.testing.assert_close(out[1, :2], bank.bank[0])
+    assert mask[0].all() and mask[1, :2].all() and not mask[1, 2:].any()
+
+
+def test_unfilled_slots_are_masked_and_state_dict_round_trips():
+    bank = MemoryBank(2, 5, 3)
+    bank.update(torch.randn(1, 2, 3), torch.rand(1, 2, 2), torch.tensor([[1.0, 0.0]]))
+    _, mask = bank.retrieve(torch.tensor([[1.0, 1.0]]))
+    assert mask.tolist() == [[True, True, False, False, False] + [False] * 5]
+    bank.ready.fill_(True)
+    other = MemoryBank(2, 5, 3)
+    other.load_state_dict(bank.state_dict())
+    assert torch.equal(other.bank, bank.bank) and torch.equal(other.scores, bank.scores) and bool(other.ready)
+    bank.reset()
+    assert not bank.filled.any() and not bool(bank.ready)

@@ -1,0 +1,136 @@
+"""BiRW: the Woodbury closed form equals the dense solve of eq. 6 and the converged iteration of eq. 4-5."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rskp_plugin.errors import ShapeError
+from rskp_plugin.propagation import affinity, birw, birw_dense, birw_official, birw_unrolled, column_normalize
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+def _iterations(w: float, tol: float) -> int:
+    # the error shrinks by w^2 per round (R is row-stochastic); add slack for the constant
+    return int(math.ceil(math.log(tol) / math.log(w * w))) + 20
+
+
+case = st.fixed_dictionaries(
+    {
+        "t": st.integers(1, 400),
+        "n": st.integers(1, 16),
+        "d": st.integers(1, 24),
+        "w": st.floats(0.01, 0.95),
+        "temperature": st.floats(0.5, 20.0),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+@given(case)
+def test_closed_form_matches_dense_and_unrolled_float64(c):
+    g = torch.Generator().manual_seed(c["seed"])
+    f = torch.randn(c["t"], c["d"], generator=g, dtype=torch.float64).abs()
+    mu = torch.randn(c["n"], c["d"], generator=g, dtype=torch.float64)
+    fast = birw(f, mu, c["w"], c["temperature"])
+    assert fast.shape == f.shape
+    assert _rel(fast, birw_dense(f, mu, c["w"], c["temperature"])) < 1e-10
+    unrolled = birw_unrolled(f, mu, c["w"], _iterations(c["w"], 1e-13), c["temperature"])
+    assert _rel(fast, unrolled) < 1e-10
+
+
+@given(case)
+def test_closed_form_matches_dense_and_unrolled_float32(c):
+    g = torch.Generator().manual_seed(c["seed"])
+    f = torch.randn(c["t"], c["d"], generator=g)
+    mu = torch.randn(c["n"], c["d"], generator=g)
+    fast = birw(f, mu, c["w"], c["temperature"])
+    ref = birw_dense(f.double(), mu.double(), c["w"], c["temperature"])
+    assert _rel(fast.double(), ref) < 1e-4
+    unrolled = birw_unrolled(f, mu, c["w"], _iterations(c["w"], 1e-7), c["temperature"])
+    assert _rel(fast, unrolled) < 1e-4
+
+
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=4),
+    st.integers(1, 10),
+    st.floats(0.05, 0.95),
+    st.integers(0, 2**16),
+)
+def test_padded_batch_equals_each_video_alone(lengths, n, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    d, tmax = 6, max(lengths)
+    f = torch.randn(len(lengths), tmax, d, generator=g, dtype=torch.float64)
+    mu = torch.randn(len(lengths), n, d, generator=g, dtype=torch.float64)
+    # padded representatives too: each video keeps a random non-empty prefix
+    kept = torch.randint(1, n + 1, (len(lengths),), generator=g)
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    reps_mask = torch.arange(n)[None] < kept[:, None]
+    for fn in (birw, birw_dense, lambda *a, **k: birw_unrolled(a[0], a[1], a[2], 300, **k)):
+        out = fn(f, mu, w, mask=mask, reps_mask=reps_mask)
+        assert torch.all(out[~mask] == 0)
+        for b, length in enumerate(lengths):
+            alone = fn(f[b, :length], mu[b, : kept[b]], w)
+            torch.testing.assert_close(out[b, :length], alone, rtol=1e-9, atol=1e-10)
+
+
+def test_official_formulation_agrees():
+    g = torch.Generator().manual_seed(0)
+    f, mu = torch.randn(2, 80, 16, generator=g, dtype=torch.float64), torch.randn(2, 8, 16, generator=g).double()
+    torch.testing.assert_close(birw(f, mu), birw_official(f, mu), rtol=1e-10, atol=1e-12)
+
+
+def test_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    f = torch.randn(2, 7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mu = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    assert torch.autograd.gradcheck(lambda a, b: birw(a, b, 0.5, 5.0, mask), (f, mu))
+    out = birw(f, mu, 0.5, 5.0, mask)
+    out.square().sum().backward()
+    assert torch.isfinite(f.grad).all() and torch.isfinite(mu.grad).all()
+
+
+def test_affinity_rows_and_columns():
+    f, mu = torch.randn(1, 9, 5), torch.randn(1, 3, 5)
+    mask = torch.tensor([[True] * 6 + [False] * 3])
+    z = affinity(f, mu, temperature=5.0, mask=mask)
+    torch.testing.assert_close(z[0, :6].sum(-1), torch.ones(6))
+    assert torch.all(z[0, 6:] == 0)
+    torch.testing.assert_close(column_normalize(z).sum(1), torch.ones(1, 3), rtol=1e-6, atol=1e-6)
+
+
+def test_w_zero_is_identity_and_one_snippet_video():
+    f, mu = torch.randn(5, 4), torch.randn(2, 4)
+    torch.testing.assert_close(birw(f, mu, 0.0), f)
+    one = torch.randn(1, 4)
+    torch.testing.assert_close(birw(one, mu, 0.5), birw_dense(one, mu, 0.5))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"reps": torch.randn(3, 5)}, "reps must have shape"),
+        ({"mask": torch.ones(2, 9, dtype=torch.bool)}, "mask must have shape"),
+        ({"mask": torch.ones(2, 10)}, "bool"),
+        ({"w": 1.0}, r"\[0, 1\)"),
+        ({"w": -0.1}, r"\[0, 1\)"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    args = {"features": torch.randn(2, 10, 4), "reps": torch.randn(2, 3, 4), "w": 0.5, "mask": None}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        birw(args["features"], args["reps"], args["w"], mask=args["mask"])
+
+
+def test_nan_features_rejected():
+    f = torch.randn(2, 10, 4)
+    f[1, 3, 2] = float("nan")
+    with pytest.raises(ShapeError, match="NaN"):
+        birw(f, torch.randn(2, 3, 4))

@@ -1,0 +1,172 @@
+"""RSKPWrapper: branch wiring, losses, warm-up, padded batches, gradients, and a toy problem it learns."""
+
+import pytest
+import torch
+from _toy import ToyHead
+
+from rskp_plugin import RSKPConfig, RSKPWrapper
+from rskp_plugin.config import MemoryConfig
+from rskp_plugin.errors import ShapeError
+from rskp_plugin.wrapper import PlainHead
+
+
+def _batch(lengths, feature_dim=8, classes=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    tmax = max(lengths)
+    x = torch.randn(len(lengths), tmax, feature_dim, generator=g, dtype=dtype)
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    labels = torch.zeros(len(lengths), classes, dtype=dtype)
+    labels[torch.arange(len(lengths)), torch.randint(0, classes, (len(lengths),), generator=g)] = 1
+    return x, mask, labels
+
+
+def _model(**memory):
+    torch.manual_seed(0)
+    cfg = RSKPConfig(memory=MemoryConfig(**memory)) if memory else RSKPConfig()
+    return RSKPWrapper(ToyHead(), cfg).double()
+
+
+def test_outputs_and_loss_terms():
+    model = _model()
+    x, mask, labels = _batch([12, 5])
+    out = model(x, mask, labels)
+    assert out.video_scores.shape == (2, 3) and out.cas.shape == (2, 12, 3)
+    assert out.representatives.shape == (2, 8, 8)
+    assert out.inter is None  # warm-up: memory not filled yet
+    assert set(out.losses) == {"cls/main", "cls/intra", "distill", "att_norm"}
+    torch.testing.assert_close(out.loss, sum(out.losses.values()))
+    assert model(x, mask).loss is None
+
+
+def test_inference_fuses_main_and_intra():
+    model = _model().eval()
+    x, mask, _ = _batch([10, 10])
+    out = model(x, mask)
+    torch.testing.assert_close(out.video_scores, 0.6 * out.main.video_scores + 0.4 * out.intra.video_scores)
+    torch.testing.assert_close(out.cas, 0.6 * out.main.cas + 0.4 * out.intra.cas)
+
+
+def test_memory_warmup_switches_inter_branch_and_alpha():
+    model = _model()
+    x, mask, labels = _batch([9, 6, 4], seed=3)
+    warm = model(x, mask, labels)
+    model.initialize_memory([(x, mask, labels)])
+    assert model.memory_ready and model.training
+    before = model.memory.scores.clone()
+    out = model(x, mask, labels)
+    assert out.inter is not None and "cls/inter" in out.losses
+    # alpha drops from 1.0 to 0.5 after warm-up; the unscaled distillation term is recovered by dividing
+    assert torch.isfinite(out.losses["distill"]) and out.losses["distill"] > 0
+    assert torch.all(model.memory.scores >= before)  # training forward offered new candidates
+    assert warm.losses["distill"] > 0
+
+
+def test_disabled_memory_never_runs_inter_branch():
+    model = _model(enabled=False)
+    x, mask, labels = _batch([5, 5])
+    model.initialize_memory([(x, mask, labels)])
+    assert not model.memory_ready and model(x, mask, labels).inter is None
+
+
+@pytest.mark.parametrize("ready", [False, True])
+def test_padded_batch_equals_each_video_alone(ready):
+    model = _model().eval()
+    lengths = [11, 4, 1, 7]
+    x, mask, labels = _batch(lengths, seed=5)
+    if ready:
+        model.initialize_memory([(x, mask, labels)])
+    batched = model(x, mask, labels)
+    singles = [model(x[b : b + 1, :n], None, labels[b : b + 1]) for b, n in enumerate(lengths)]
+    for b, (n, one) in enumerate(zip(lengths, singles)):
+        torch.testing.assert_close(batched.video_scores[b], one.video_scores[0], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(batched.cas[b, :n], one.cas[0], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(batched.representatives[b], one.representatives[0], rtol=1e-9, atol=1e-12)
+        if ready:
+            torch.testing.assert_close(batched.inter.tcam[b, :n], one.inter.tcam[0], rtol=1e-9, atol=1e-12)
+    for key in batched.losses:
+        mean = torch.stack([one.losses[key] for one in singles]).mean()
+        torch.testing.assert_close(batched.losses[key], mean, rtol=1e-9, atol=1e-12)
+
+
+def test_gradcheck_through_wrapper():
+    model = _model()
+    x, mask, labels = _batch([4, 3], feature_dim=8)
+    x.requires_grad_(True)
+    model.initialize_memory([(x.detach(), mask, labels)])
+    model.eval()  # a training forward after warm-up updates the memory bank, which would move the function
+
+    def differentiable(inp):
+        out = model(inp, mask, labels)
+        # the distillation teacher is detached on purpose, so finite differences see a path autograd does not
+        terms = [v for k, v in out.losses.items() if k != "distill"]
+        return out.video_scores, out.cas, out.representatives, torch.stack(terms).sum()
+
+    assert torch.autograd.gradcheck(differentiable, (x,), atol=1e-6)
+
+
+def test_all_parameters_get_finite_gradients():
+    model = _model()
+    x, mask, labels = _batch([6, 4])
+    model(x, mask, labels).loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize(
+    "x, mask, labels, match",
+    [
+        (torch.randn(2, 5, 7), None, None, None),
+        (torch.randn(2, 5, 8), torch.ones(2, 4, dtype=torch.bool), None, "mask"),
+        (torch.full((1, 5, 8), float("nan")), None, None, "NaN"),
+        (torch.randn(2, 5, 8), None, torch.ones(2, 4), "labels"),
+        (torch.randn(1, 0, 8), None, None, "no snippets"),
+        (torch.randn(2, 3, 8), torch.tensor([[True] * 3, [False] * 3]), None, "no real snippet"),
+    ],
+)
+def test_bad_input_is_a_clear_error(x, mask, labels, match):
+    model = RSKPWrapper(ToyHead())
+    with pytest.raises((ShapeError, RuntimeError), match=match):
+        model(x, mask, labels)
+
+
+def test_rejects_objects_that_are_not_heads():
+    with pytest.raises(TypeError, match="embed_dim"):
+        RSKPWrapper(torch.nn.Linear(2, 2))
+
+
+def _separable(seed, videos=48, length=24, classes=3, dim=8):
+    """Each video holds one action class: a few snippets carry that class's direction, the rest are noise."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(dim)[:classes] * 3.0
+    x = torch.randn(videos, length, dim, generator=g) * 0.5
+    labels = torch.zeros(videos, classes)
+    for v in range(videos):
+        c = v % classes
+        start = int(torch.randint(0, length - 6, (1,), generator=g))
+        x[v, start : start + 6] += centres[c]
+        labels[v, c] = 1
+    return x, torch.ones(videos, length, dtype=torch.bool), labels
+
+
+@pytest.mark.parametrize("wrap", [RSKPWrapper, PlainHead])
+def test_toy_head_learns_a_separable_problem(wrap):
+    torch.manual_seed(0)
+    model = wrap(ToyHead(feature_dim=8, embed_dim=16))
+    x, mask, labels = _separable(0)
+    xt, mt, lt = _separable(1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def accuracy():
+        scores = model.predict(xt, mt).video_scores
+        return float((scores.argmax(1) == lt.argmax(1)).float().mean())
+
+    before = accuracy()
+    first = None
+    for step in range(60):
+        loss = model(x, mask, labels).loss
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+    assert accuracy() >= 0.9 > before
