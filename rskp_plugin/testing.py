@@ -1,0 +1,394 @@
+"""Conformance kit for head authors: ``check_head(factory)`` checks that a head follows the Head protocol in behaviour.
+
+Call it from your own test suite::
+
+    import functools
+    from rskp_plugin.testing import check_head
+    from rskp_head_toy import ToyHead
+
+    def test_toy_head_conforms():
+        check_head(functools.partial(ToyHead, embed_dim=16))
+
+``factory(num_classes=C, feature_dim=D)`` must build a fresh head (pass other arguments with ``functools.partial``;
+a small embedding keeps the check fast). Every property is checked on the same tiny padded batch; all failures are
+collected and raised together as one ``HeadCheckError`` (an ``AssertionError``) naming each failed property and the
+shapes it ran on.
+
+Symbols: B batch, T snippets, D input feature size, d embedding size, C action classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .protocols import HeadOutput
+
+CHECKS = (
+    "structure",
+    "shapes_and_dtypes",
+    "float64",
+    "mask_handling",
+    "padded_batch_equals_single",
+    "snippetwise_classify",
+    "finite_gradients",
+    "scalar_losses",
+    "determinism",
+    "state_dict_round_trip",
+    "rskp_wrapper_step",
+)
+
+
+class HeadCheckError(AssertionError):
+    """A head broke one or more properties of the Head protocol (the message lists each)."""
+
+
+class _Failure(Exception):
+    pass
+
+
+def _fail(msg: str) -> None:
+    raise _Failure(msg)
+
+
+def _close(a: Tensor, b: Tensor, what: str, atol: float, rtol: float) -> None:
+    if a.shape != b.shape:
+        _fail(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    if not torch.allclose(a, b, atol=atol, rtol=rtol):
+        diff = (a - b).abs().max().item()
+        _fail(f"{what}: values differ (max abs difference {diff:.3g}, atol {atol:g}, rtol {rtol:g})")
+
+
+class _Case:
+    """One tiny padded batch: features (B, T, D) with garbage on padding, mask (B, T), multi-hot labels (B, C)."""
+
+    def __init__(self, num_classes: int, feature_dim: int, lengths: Sequence[int], seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.lengths = list(lengths)
+        batch, length = len(self.lengths), max(self.lengths)
+        self.features = torch.randn(batch, length, feature_dim, generator=gen)
+        self.mask = torch.arange(length)[None, :] < torch.tensor(self.lengths)[:, None]  # (B, T)
+        self.features[~self.mask] = 0.0
+        self.garbage = self.features.clone()
+        self.garbage[~self.mask] = 1e3 * torch.randn(int((~self.mask).sum()), feature_dim, generator=gen)
+        labels = torch.zeros(batch, num_classes)
+        for b in range(batch):  # every video gets 1 or 2 classes, spread over the classes
+            labels[b, b % num_classes] = 1.0
+            if b % 2:
+                labels[b, (b + 1) % num_classes] = 1.0
+        self.labels = labels
+        self.shapes = f"B={batch}, T={length} (lengths {self.lengths}), D={feature_dim}, C={num_classes}"
+
+
+def _run(head: Any, features: Tensor, mask: Tensor) -> tuple[Tensor, HeadOutput]:
+    feats = head.embed(features, mask)
+    return feats, head(feats, mask)
+
+
+def _losses(head: Any, out: HeadOutput, labels: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    return head.classification_loss(out, labels, mask), dict(head.auxiliary_loss(out, labels, mask))
+
+
+def _total(head: Any, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
+    cls, aux = _losses(head, out, labels, mask)
+    return cls + sum(aux.values(), torch.zeros((), dtype=cls.dtype))
+
+
+def _fields(out: HeadOutput) -> dict[str, Tensor]:
+    fields = {"video_scores": out.video_scores, "tcam": out.tcam, "cas": out.cas}
+    if out.attention is not None:
+        fields["attention"] = out.attention
+    return fields
+
+
+# --------------------------------------------------------------------------------------------------------- checks
+def _check_structure(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    head = factory(num_classes=c, feature_dim=d_in)
+    if not isinstance(head, torch.nn.Module):
+        _fail(f"the factory must return a torch.nn.Module, got {type(head).__name__}")
+    for attr in ("num_classes", "embed_dim"):
+        if not isinstance(getattr(head, attr, None), int):
+            _fail(f"the head needs an int attribute {attr!r}")
+    if head.num_classes != c:
+        _fail(f"num_classes is {head.num_classes}, but the factory was asked for {c}")
+    missing = [m for m in ("embed", "classify", "classification_loss", "auxiliary_loss") if not callable(getattr(head, m, None))]
+    if missing:
+        _fail(f"missing methods: {', '.join(missing)}")
+    settings = getattr(head, "localization", None)
+    if settings is not None:
+        from .localization import LocalizationSettings
+
+        if not isinstance(settings, LocalizationSettings):
+            _fail(f"head.localization must be a LocalizationSettings or None, got {type(settings).__name__}")
+
+
+def _check_outputs(head: Any, case: _Case, features: Tensor, dtype: torch.dtype) -> None:
+    c = head.num_classes
+    batch, length = case.mask.shape
+    feats, out = _run(head, features, case.mask)
+    if not isinstance(out, HeadOutput):
+        _fail(f"forward must return a rskp_plugin.HeadOutput, got {type(out).__name__}")
+    if feats.shape != (batch, length, head.embed_dim):
+        _fail(f"embed returned {tuple(feats.shape)}, expected (B, T, d) = {(batch, length, head.embed_dim)}")
+    if bool((feats[~case.mask] != 0).any()):
+        _fail("embed must return zeros on padded snippets")
+    want = {"video_scores": [(batch, c)], "tcam": [(batch, length, c), (batch, length, c + 1)],
+            "attention": [(batch, length)], "cas": [(batch, length, c)]}
+    for name, value in _fields(out).items():
+        if tuple(value.shape) not in want[name]:
+            _fail(f"{name} has shape {tuple(value.shape)}, expected one of {want[name]}")
+        if value.dtype != dtype:
+            _fail(f"{name} has dtype {value.dtype}, expected the input dtype {dtype}")
+        valid = value if name == "video_scores" else value[case.mask]
+        if not bool(torch.isfinite(valid).all()):
+            _fail(f"{name} holds NaN/Inf on real snippets")
+        if name in ("video_scores", "attention") and not bool(((valid >= 0) & (valid <= 1)).all()):
+            _fail(f"{name} must lie in [0, 1], got range [{valid.min().item():.3g}, {valid.max().item():.3g}]")
+    if not isinstance(out.extras, dict) or not all(isinstance(v, Tensor) for v in out.extras.values()):
+        _fail("extras must be a dict of tensors")
+    logits = head.classify(feats)
+    if logits.shape[-1] != out.tcam.shape[-1]:
+        _fail(f"classify gives {logits.shape[-1]} columns but tcam has {out.tcam.shape[-1]}")
+
+
+def _check_shapes(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).eval()
+    with torch.no_grad():
+        _check_outputs(head, case, case.features, torch.float32)
+
+
+def _check_float64(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).double().eval()
+    with torch.no_grad():
+        _check_outputs(head, case, case.features.double(), torch.float64)
+        _, out = _run(head, case.features.double(), case.mask)
+        cls, aux = _losses(head, out, case.labels.double(), case.mask)
+    for name, value in {"classification_loss": cls, **aux}.items():
+        if value.dtype != torch.float64:
+            _fail(f"{name} has dtype {value.dtype} for float64 inputs; take dtype and device from the inputs")
+
+
+def _check_mask(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    if bool(case.mask.all()):
+        return
+    head = factory(num_classes=c, feature_dim=d_in).eval()
+    with torch.no_grad():
+        _, clean = _run(head, case.features, case.mask)
+        _, noisy = _run(head, case.garbage, case.mask)
+        for name, a in _fields(clean).items():
+            b = _fields(noisy)[name]
+            if name != "video_scores":
+                a, b = a[case.mask], b[case.mask]
+            _close(a, b, f"{name} changed when only padded snippets changed", atol, rtol)
+        noisy_losses = _named_losses(head, noisy, case)
+        for name, value in _named_losses(head, clean, case).items():
+            _close(value, noisy_losses[name], f"{name} changed when only padded snippets changed", atol, rtol)
+
+
+def _named_losses(head: Any, out: HeadOutput, case: _Case) -> dict[str, Tensor]:
+    cls, aux = _losses(head, out, case.labels, case.mask)
+    return {"classification_loss": cls, **{f"auxiliary_loss[{k!r}]": v for k, v in sorted(aux.items())}}
+
+
+def _check_padded(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).eval()
+    with torch.no_grad():
+        _, batch_out = _run(head, case.garbage, case.mask)
+        batch_losses = _named_losses(head, batch_out, case)
+        singles: list[dict[str, Tensor]] = []
+        for b, n in enumerate(case.lengths):
+            feats = case.features[b : b + 1, :n]
+            mask = torch.ones(1, n, dtype=torch.bool)
+            _, one = _run(head, feats, mask)
+            for name, value in _fields(one).items():
+                mine = _fields(batch_out)[name][b : b + 1]
+                if name != "video_scores":
+                    mine = mine[:, :n]
+                _close(mine, value, f"{name} of video {b} (length {n}) in the padded batch vs alone", atol, rtol)
+            single_case = copy.copy(case)
+            single_case.labels, single_case.mask = case.labels[b : b + 1], mask
+            singles.append(_named_losses(head, one, single_case))
+        for name, value in batch_losses.items():
+            mean = torch.stack([s[name] for s in singles]).mean()
+            _close(value, mean, f"{name} of the padded batch vs the mean of the per-video losses", atol, rtol)
+
+
+def _check_classify(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        x = torch.randn(2, 6, head.embed_dim, generator=gen)  # (B, n, d): unordered "representative snippets"
+        logits = head.classify(x)
+        if logits.shape[:-1] != x.shape[:-1]:
+            _fail(f"classify maps (..., d) to (..., K): got {tuple(logits.shape)} for input {tuple(x.shape)}")
+        perm = torch.randperm(6, generator=gen)
+        _close(head.classify(x[:, perm]), logits[:, perm], "classify of permuted snippets vs permuted classify",
+               atol, rtol)
+        _close(head.classify(x.reshape(12, -1)), logits.reshape(12, -1), "classify of (n, d) vs (B, n, d)", atol, rtol)
+        _close(head.classify(x[0, 0]), logits[0, 0], "classify of one (d,) snippet vs in a batch", atol, rtol)
+
+
+def _check_gradients(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).train()
+    torch.manual_seed(0)
+    _, out = _run(head, case.garbage, case.mask)
+    _total(head, out, case.labels, case.mask).backward()
+    missing = [n for n, p in head.named_parameters() if p.requires_grad and p.grad is None]
+    if missing:
+        _fail(f"no gradient reaches these parameters from the head's losses: {', '.join(missing)}")
+    bad = [n for n, p in head.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    if bad:
+        _fail(f"NaN/Inf gradients in: {', '.join(bad)}")
+
+
+def _check_scalars(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).train()
+    torch.manual_seed(0)
+    _, out = _run(head, case.garbage, case.mask)
+    aux = head.auxiliary_loss(out, case.labels, case.mask)
+    if not isinstance(aux, dict):
+        _fail(f"auxiliary_loss must return a dict of named scalar tensors, got {type(aux).__name__}")
+    for name, value in _named_losses(head, out, case).items():
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            _fail(f"{name} must be a scalar tensor, got {getattr(value, 'shape', type(value).__name__)}")
+        if not bool(torch.isfinite(value)):
+            _fail(f"{name} is not finite: {value.item()}")
+        if not value.requires_grad and any(p.requires_grad for p in head.parameters()):
+            _fail(f"{name} does not depend on any parameter (it has no gradient)")
+
+
+def _check_determinism(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1234)
+        head = factory(num_classes=c, feature_dim=d_in).train()
+        _, out = _run(head, case.garbage, case.mask)  # training mode: dropout draws from the seeded generator
+        outs.append((head.state_dict(), out, _named_losses(head, out, case)))
+    (sd_a, out_a, loss_a), (sd_b, out_b, loss_b) = outs
+    for key in sd_a:
+        _close(sd_a[key].float(), sd_b[key].float(), f"parameter/buffer {key!r} after building twice under one seed",
+               0.0, 0.0)
+    for name, value in _fields(out_a).items():
+        _close(value.detach(), _fields(out_b)[name].detach(), f"training-mode {name} under one seed", 0.0, 0.0)
+    for name, value in loss_a.items():
+        _close(value.detach(), loss_b[name].detach(), f"training-mode {name} under one seed", 0.0, 0.0)
+
+
+def _check_state_dict(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    torch.manual_seed(1)
+    source = factory(num_classes=c, feature_dim=d_in).eval()
+    torch.manual_seed(2)
+    target = factory(num_classes=c, feature_dim=d_in).eval()
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        _, a = _run(source, case.features, case.mask)
+        _, b = _run(target, case.features, case.mask)
+    for name, value in _fields(a).items():
+        _close(value, _fields(b)[name], f"{name} after a state_dict save/load into a differently seeded head", 0.0, 0.0)
+
+
+def _check_wrapper(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
+    from .wrapper import RSKPWrapper  # lazy: heads never import the wrapper, nor does this module at import time
+
+    torch.manual_seed(0)
+    model = RSKPWrapper(factory(num_classes=c, feature_dim=d_in)).train()
+    for step in ("warm-up step", "step with the memory bank"):
+        model.zero_grad()
+        out = model(case.garbage, mask=case.mask, labels=case.labels)
+        if out.loss is None or out.loss.dim() != 0 or not bool(torch.isfinite(out.loss)):
+            _fail(f"RSKPWrapper {step}: loss must be a finite scalar, got {out.loss}")
+        out.loss.backward()
+        bad = [n for n, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if bad:
+            _fail(f"RSKPWrapper {step}: NaN/Inf gradients in {', '.join(bad)}")
+        if step == "warm-up step":
+            model.initialize_memory([(case.features, case.mask, case.labels)])
+    if out.inter is None:
+        _fail("RSKPWrapper step with the memory bank: the inter-video branch did not run")
+
+
+_CHECK_FUNCTIONS = {
+    "structure": _check_structure,
+    "shapes_and_dtypes": _check_shapes,
+    "float64": _check_float64,
+    "mask_handling": _check_mask,
+    "padded_batch_equals_single": _check_padded,
+    "snippetwise_classify": _check_classify,
+    "finite_gradients": _check_gradients,
+    "scalar_losses": _check_scalars,
+    "determinism": _check_determinism,
+    "state_dict_round_trip": _check_state_dict,
+    "rskp_wrapper_step": _check_wrapper,
+}
+
+
+def check_head(
+    factory: Callable[..., Any],
+    *,
+    num_classes: int = 3,
+    feature_dim: int = 16,
+    lengths: Sequence[int] = (9, 5, 7),
+    seed: int = 0,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    checks: Sequence[str] | None = None,
+) -> list[str]:
+    """Check that the heads built by ``factory`` follow the Head protocol; raise ``HeadCheckError`` if not.
+
+    Properties (names as in ``CHECKS``): ``structure`` (an nn.Module with int ``num_classes``/``embed_dim``, the
+    protocol's methods, ``localization`` a LocalizationSettings or None); ``shapes_and_dtypes`` (embed (B, T, d)
+    and zero on padding; video_scores (B, C) and attention (B, T) in [0, 1]; tcam (B, T, C or C+1); cas (B, T, C);
+    finite on real snippets; ``classify`` has tcam's columns); ``float64`` (float64 inputs give float64 outputs
+    and losses); ``mask_handling`` (garbage in padded snippets changes no output on real snippets and no loss);
+    ``padded_batch_equals_single`` (each video of a padded batch gives its outputs alone, and the batch losses are
+    the mean of the per-video losses); ``snippetwise_classify`` (permuting snippets permutes ``classify``'s
+    output; any leading shape works); ``finite_gradients`` (the head's losses reach every parameter with finite
+    gradients); ``scalar_losses`` (``classification_loss`` and each ``auxiliary_loss`` term are finite scalars that
+    depend on the parameters); ``determinism`` (the same seed gives the same parameters and training-mode
+    outputs); ``state_dict_round_trip`` (a saved and reloaded state_dict reproduces the outputs);
+    ``rskp_wrapper_step`` (``RSKPWrapper(head)`` runs a training step, before and after the memory bank is filled,
+    with a finite scalar loss and finite gradients). Equality checks run in eval mode.
+
+    Args:
+        factory: ``factory(num_classes=C, feature_dim=D)`` returns a new head.
+        num_classes: C for the check (at least 2).
+        feature_dim: D for the check.
+        lengths: real lengths of the videos of the padded batch (B = len(lengths), T = max(lengths)).
+        seed: seed of the random features.
+        atol: absolute tolerance of the equality checks.
+        rtol: relative tolerance of the equality checks.
+        checks: run only these properties (default: all of ``CHECKS``).
+
+    Returns:
+        The names of the properties checked (all passed).
+
+    Raises:
+        HeadCheckError: one line per failed property, with the shapes it ran on.
+    """
+    names = list(CHECKS if checks is None else checks)
+    unknown = [n for n in names if n not in _CHECK_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+    case = _Case(num_classes, feature_dim, lengths, seed)
+    failures = []
+    rng_state = torch.get_rng_state()
+    try:
+        for name in names:
+            try:
+                _CHECK_FUNCTIONS[name](factory, case, num_classes, feature_dim, atol=atol, rtol=rtol)
+            except _Failure as exc:
+                failures.append(f"{name} [{case.shapes}]: {exc}")
+            except Exception as exc:  # a crash inside the head is a failure of this property, reported as such
+                failures.append(f"{name} [{case.shapes}]: raised {type(exc).__name__}: {exc}")
+    finally:
+        torch.set_rng_state(rng_state)
+    if failures:
+        raise HeadCheckError(f"{len(failures)} Head protocol check(s) failed:\n  " + "\n  ".join(failures))
+    return names
