@@ -117,6 +117,11 @@ def _coerce(value: Any, ftype: Any, dotted: str) -> Any:
     """YAML gives ints for floats and lists for tuples; accept those, reject the rest with the key named."""
     if ftype in (float, "float") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if ftype in (float, "float") and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     origin = typing.get_origin(ftype)
     if origin is tuple and isinstance(value, list):
         return tuple(value)
