@@ -38,7 +38,126 @@ def _run_heads(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], Callable[[argparse.Namespace], int]]] = [_add_heads]
+# ---------------------------------------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "train",
+        help="train a head (alone or with RSKP) from a YAML experiment config",
+        description=(
+            "Train a head with RSKP (official recipe by default: Adam 5e-5, weight decay 5e-4, gradients summed over "
+            "10 videos, 200 epochs, memory bank after epoch 100). Writes last.pt, best.pt and results.json to the "
+            "output folder. Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", default=None, help="YAML experiment file or packaged config name (default: defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
+    p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
+    p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
+    p.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None, help="sets data.source")
+    p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
+    p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
+    p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
+    p.add_argument("--seed", type=int, default=None, help="sets train.seed (torch, numpy, python, data order)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N; sets train.device")
+    p.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
+                   help="model selection: best test mAP (paper), best on a held-out training part, or last epoch")
+    p.add_argument("--output-dir", default=None, help="run folder for checkpoints and results; sets train.output_dir")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue the run saved in this checkpoint (or run folder with last.pt); its config is used, "
+                        "with --set overrides on top")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return _run_train
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
+             ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
+             ("train.device", args.device), ("train.selection", args.selection),
+             ("train.output_dir", args.output_dir)]
+    out = [f"{key}={value}" for key, value in pairs if value is not None]
+    if args.no_rskp:
+        out.append("rskp_enabled=false")
+    return out + list(args.overrides)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .engine import Trainer, load_experiment
+
+    overrides = _train_overrides(args)
+    if args.resume:
+        trainer = Trainer.resume(args.resume, overrides=overrides, progress=not args.no_progress, console=err_console)
+        err_console.print(f"resuming {args.resume} after epoch {trainer.epoch}")
+    else:
+        trainer = Trainer(load_experiment(args.config, overrides), progress=not args.no_progress, console=err_console)
+    result = trainer.fit()
+    console.print(_results_table(result, trainer))
+    if trainer.output_dir is not None:
+        console.print(f"checkpoints and results.json in {trainer.output_dir}")
+    return 0
+
+
+def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Trainer
+    from rich.table import Table
+
+    cfg = trainer.config
+    variant = f"{cfg.head.name}+rskp" if cfg.rskp_enabled else cfg.head.name
+    table = Table(title=f"{variant}: detection mAP (%) on {trainer.datasets.test.name}/{trainer.datasets.test.subset}")
+    table.add_column("evaluation")
+    table.add_column("epoch", justify="right")
+    for t in cfg.train.tiou:
+        table.add_column(f"{t:g}", justify="right")
+    table.add_column("AVG", justify="right")
+    table.add_column("cls mAP", justify="right")
+    rows = [(f"best (selected on {result.selection})", result.best), ("last", result.final)]
+    for label, record in rows:
+        if record:
+            test = record["test"]
+            table.add_row(label, str(record["epoch"]), *[f"{m:.2f}" for m in test["map"]],
+                          f"[bold]{test['average']:.2f}[/]", f"{test['cmap']:.2f}")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "predict",
+        help="ActivityNet-format detections for new feature files with a trained checkpoint",
+        description=(
+            "Run a trained model on feature files and write detections as ActivityNet results JSON "
+            '({"version", "results": {video: [{"label", "score", "segment": [start_s, end_s]}]}, "external_data"}).'
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by 'rskp train' (best.pt or last.pt)")
+    p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
+                   help="(T, D) .npy files (one video each, named after the file), W-TALC object arrays (one "
+                        "video per entry) or folders of .npy files")
+    p.add_argument("--out", required=True, help="where to write the detections JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
+    return _run_predict
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .engine.predict import predict_files
+
+    detections = predict_files(args.checkpoint, args.features, device=args.device, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(detections, indent=1))
+    count = sum(len(v) for v in detections["results"].values())
+    console.print(f"{count} detections for {len(detections['results'])} videos written to {out}")
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], Callable[[argparse.Namespace], int]]] = [
+    _add_heads, _add_train, _add_predict,
+]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:

@@ -1,0 +1,272 @@
+"""``rskp-bench``: the paper's Table 6 for one head or all of them (head alone vs head wrapped by RSKP).
+
+For every seed, the head alone (``PlainHead``) and the head inside ``RSKPWrapper`` are trained on the same videos
+with the same seed (so the head starts from the same weights) and the same recipe; the table shows detection
+mAP at IoU 0.1 ... 0.7 and their average, mean +- sample standard deviation over seeds, and the gain of RSKP
+(computed per seed, then averaged). Which evaluation a row reports is the recipe's ``train.selection``: by
+default the best test mAP over the periodic evaluations, as the paper and the official code do; ``--selection
+heldout`` selects on a held-out part of the training split instead (honest), ``last`` reports the final epoch.
+
+Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 256, 40 epochs,
+minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.md: 200 epochs, memory after epoch
+100, full 2048-d features), or a YAML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+import numpy as np
+
+from .errors import ConfigError, RSKPError
+
+# RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
+PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
+    "stpn": {"head": {"0.3": 38.4, "0.5": 19.1, "0.7": 4.7, "AVG": 28.9},
+             "head+rskp": {"0.3": 46.5, "0.5": 21.8, "0.7": 5.8, "AVG": 33.7}},
+    "bm": {"head": {"0.3": 45.2, "0.5": 26.2, "0.7": 8.7, "AVG": 35.3},
+           "head+rskp": {"0.3": 47.4, "0.5": 29.3, "0.7": 9.2, "AVG": 37.7}},
+    "wum": {"head": {"0.3": 51.0, "0.5": 32.8, "0.7": 10.9, "AVG": 40.4},
+            "head+rskp": {"0.3": 53.5, "0.5": 34.0, "0.7": 12.7, "AVG": 42.4}},
+    "facnet": {"head": {"0.3": 53.2, "0.5": 34.4, "0.7": 13.7, "AVG": 42.9},
+               "head+rskp": {"0.3": 55.8, "0.5": 38.4, "0.7": 13.3, "AVG": 45.2}},
+}
+VARIANTS = ("head", "head+rskp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rskp-bench",
+        description=(
+            "Reproduce RSKP's Table 6: train a head alone and the same head wrapped by RSKP on the same data with "
+            "the same seeds, and print detection mAP at IoU 0.1..0.7, AVG(0.1:0.7) and the gain, mean +- std over "
+            "seeds. Without --data it runs the quick synthetic recipe (no download)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--head", default="facnet",
+                        help="registered head name (see 'rskp heads'), or 'all' for every installed head")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds; seed i is --seed-start + i")
+    parser.add_argument("--seed-start", type=int, default=0, help="first seed")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: the recipe's); the memory warm-up scales with it")
+    parser.add_argument("--recipe", default="quick",
+                        help="'quick' (synthetic, small width, minutes per head on CPU), 'paper' (the official "
+                             "recipe: 200 epochs, memory after epoch 100) or a YAML experiment file")
+    parser.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None,
+                        help="data source (default: the recipe's, synthetic for quick/paper)")
+    parser.add_argument("--data-root", default=None, help="data folder for --data wtalc/folders")
+    parser.add_argument("--dataset-name", default=None,
+                        help="W-TALC dataset prefix, e.g. Thumos14reduced (files <NAME>-I3D-JOINTFeatures.npy)")
+    parser.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
+                        help="which evaluation a row reports: best on test (the paper's practice), best on a "
+                             "held-out part of the training split (honest), or the last epoch (default: recipe's)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's, auto)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any experiment config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
+    parser.add_argument("--output", default=None, help="write the results as JSON to this file")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup: int) -> list[str]:
+    """Config overrides from the command-line options (applied before ``--set``)."""
+    out: list[str] = []
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+        # Keep the warm-up share of the recipe: official 101 of 200 epochs (memory filled after epoch index 100).
+        warmup = max(0, round(args.epochs * (recipe_warmup + 1) / recipe_epochs) - 1)
+        out += [f"train.epochs={args.epochs}", f"rskp.memory.warmup_epochs={warmup}"]
+    if args.data is not None:
+        out.append(f"data.source={args.data}")
+    if args.data_root is not None:
+        out.append(f"data.root={args.data_root}")
+    if args.dataset_name is not None:
+        out.append(f"data.dataset_name={args.dataset_name}")
+    if args.selection is not None:
+        out.append(f"train.selection={args.selection}")
+    if args.device is not None:
+        out.append(f"train.device={args.device}")
+    return out
+
+
+def load_recipe(args: argparse.Namespace):
+    """The experiment config of the recipe with the command-line options applied (head name and seed unset)."""
+    from .config import apply_overrides
+    from .engine import load_experiment
+
+    base = load_experiment(args.recipe)
+    config = apply_overrides(
+        base, recipe_overrides(args, base.train.epochs, base.rskp.memory.warmup_epochs) + list(args.overrides)
+    )
+    return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=""))  # benchmark runs write no files
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample std (ddof=1; 0 for one seed) over seeds of per-threshold mAP and AVG."""
+    maps = np.array([r["map"] for r in per_seed], dtype=np.float64)  # (seeds, thresholds)
+    avgs = np.array([r["average"] for r in per_seed], dtype=np.float64)
+    ddof = 1 if len(per_seed) > 1 else 0
+    return {
+        "map_mean": maps.mean(axis=0).tolist(),
+        "map_std": maps.std(axis=0, ddof=ddof).tolist(),
+        "average_mean": float(avgs.mean()),
+        "average_std": float(avgs.std(ddof=ddof)),
+    }
+
+
+def run_head(head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any) -> dict[str, Any]:
+    """Train both variants for every seed; return the result object of the ``--output`` schema."""
+    from .engine import Trainer, config_to_dict
+
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    configs: dict[str, Any] = {}
+    for seed in seeds:
+        for variant in VARIANTS:
+            cfg = attrs.evolve(
+                config, head=attrs.evolve(config.head, name=head), train=attrs.evolve(config.train, seed=seed),
+                rskp_enabled=variant == "head+rskp",
+            )
+            configs[variant] = cfg
+            started = time.perf_counter()
+            trainer = Trainer(cfg, datasets=datasets, progress=progress if progress is not None else False)
+            if progress is not None:
+                progress.console.log(f"{head} {variant} seed {seed}: training {cfg.train.epochs} epochs")
+            fit = trainer.fit()
+            chosen = fit.best["test"]
+            runs[variant].append({
+                "seed": seed, "map": chosen["map"], "average": chosen["average"], "cmap": chosen["cmap"],
+                "epoch": fit.best["epoch"], "final_average": fit.final["test"]["average"],
+                "seconds": time.perf_counter() - started,
+                "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
+            })
+            if progress is not None:
+                progress.console.log(
+                    f"{head} {variant} seed {seed}: AVG {chosen['average']:.2f} (epoch {fit.best['epoch']}, "
+                    f"selected on {fit.selection}), last epoch {fit.final['test']['average']:.2f}"
+                )
+                progress.advance(progress.task_ids[0])
+    rows = []
+    for variant in VARIANTS:
+        rows.append({"variant": variant, **summarize(runs[variant]), "per_seed": runs[variant]})
+    gains = np.array([b["average"] - a["average"] for a, b in zip(runs["head"], runs["head+rskp"])])
+    rows[1]["gain_mean"] = float(gains.mean())
+    rows[1]["gain_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
+    tiou = list(config.train.tiou)
+    return {
+        "head": head,
+        "data": config.data.source,
+        "seeds": list(seeds),
+        "tiou": tiou,
+        "rows": rows,
+        "selection": config.train.selection,
+        "epochs": config.train.epochs,
+        "config": config_to_dict(configs["head+rskp"]),
+    }
+
+
+def _is_thumos(config: Any) -> bool:
+    return config.data.source != "synthetic" and "thumos" in config.data.dataset_name.lower()
+
+
+def results_table(result: dict[str, Any], *, paper: bool = False):
+    """A rich table: head, head+RSKP and the gain (mean +- std), plus the paper's Table 6 rows if asked."""
+    from rich.table import Table
+
+    tiou = result["tiou"]
+    title = (f"Table 6, {result['head']}: {result['data']} data, {len(result['seeds'])} seed(s), "
+             f"{result['epochs']} epochs, selected on {result['selection']}")
+    table = Table(title=title)
+    table.add_column("variant")
+    for t in tiou:
+        table.add_column(f"{t:g}", justify="right")
+    table.add_column("AVG", justify="right")
+    rows = {r["variant"]: r for r in result["rows"]}
+    for variant in VARIANTS:
+        r = rows[variant]
+        cells = [f"{m:.1f}±{s:.1f}" for m, s in zip(r["map_mean"], r["map_std"])]
+        table.add_row(variant, *cells, f"[bold]{r['average_mean']:.2f}±{r['average_std']:.2f}[/]")
+    gain = [b - a for a, b in zip(rows["head"]["map_mean"], rows["head+rskp"]["map_mean"])]
+    g, gs = rows["head+rskp"]["gain_mean"], rows["head+rskp"]["gain_std"]
+    color = "green" if g > 0 else "red"
+    table.add_row("gain", *[f"{x:+.1f}" for x in gain], f"[bold {color}]{g:+.2f}±{gs:.2f}[/]")
+    reported = PAPER_TABLE6.get(result["head"])
+    if paper and reported:
+        for variant in VARIANTS:
+            cells = [f"{reported[variant][f'{t:g}']:.1f}" if f"{t:g}" in reported[variant] else "–" for t in tiou]
+            table.add_row(f"paper: {variant}", *cells, f"{reported[variant]['AVG']:.1f}", style="dim")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rskp-bench``; returns the exit status."""
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console, err = Console(), Console(stderr=True)
+    try:
+        return _run(args, console)
+    except RSKPError as exc:
+        if args.debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+def _run(args: argparse.Namespace, console: Any) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .engine import build_datasets, environment, resolve_device
+    from .plugins import available_heads, create_head
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    config = load_recipe(args)
+    installed = available_heads()
+    heads = installed if args.head == "all" else [args.head]
+    if args.head != "all" and args.head not in installed:
+        create_head(args.head)  # raises UnknownHeadError with a suggestion and the installed names
+    datasets = build_datasets(config)
+    seeds = [args.seed_start + i for i in range(args.seeds)]
+    results = []
+    progress = None if args.no_progress else Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    with progress if progress is not None else _Null():
+        if progress is not None:
+            progress.add_task("benchmark runs", total=len(heads) * len(seeds) * 2)
+        for head in heads:
+            result = run_head(head, config, datasets, seeds, progress)
+            result["environment"] = environment(resolve_device(config.train.device))
+            results.append(result)
+            console.print(results_table(result, paper=_is_thumos(config)))
+    if args.output:
+        payload: Any = results[0] if args.head != "all" else results
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))
+        console.print(f"results written to {os.fspath(path)}")
+    return 0
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Training checkpoints: written atomically, validated on load, with everything ``--resume`` needs.
+
+A checkpoint is one ``torch.save`` file holding a plain dict::
+
+    format          "rskp-checkpoint"           (anything else is a foreign file)
+    format_version  1
+    epoch           epochs completed
+    config          the resolved ExperimentConfig as plain data (attrs.asdict)
+    model           model.state_dict(): head, summariser and the memory bank (its buffers, incl. ``ready``)
+    optimizer       optimizer.state_dict()
+    rng             torch / CUDA / numpy / python generator states
+    trainer         history of evaluations, best selection, ...
+    meta            class names, feature size, snippets per second, library versions
+
+Only tensors and plain Python values are stored, so ``torch.load(weights_only=True)`` reads it: loading a
+checkpoint never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+FORMAT = "rskp-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("epoch", "config", "model", "optimizer", "rng", "trainer", "meta")
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus the format tag) to ``path`` atomically: a temp file in the same folder, then rename.
+
+    A run killed while writing leaves the previous checkpoint intact (and at worst a stray ``.tmp`` file).
+
+    Args:
+        path: destination file; its folder is created if needed.
+        payload: the checkpoint fields (``REQUIRED_KEYS``); tensors and plain Python values only.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"cannot save checkpoint {path}: missing fields {', '.join(missing)}")
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and validate a checkpoint written by ``save_checkpoint``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or corrupt, not an rskp checkpoint, from a newer format
+            version, or lacks a required field. The message names the file and what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {os.fspath(path)!r} does not exist; pass a .pt file written by 'rskp train'")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
+        raise CheckpointError(
+            f"Checkpoint {os.fspath(path)!r} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)}); "
+            "resume from an older checkpoint or retrain"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not an rskp checkpoint (no '{FORMAT}' tag); it was written by another program. "
+            "Pass a checkpoint written by 'rskp train' (run folder/last.pt or best.pt)"
+        )
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"Checkpoint {os.fspath(path)!r} has format version {version!r}; this rskp reads up to "
+            f"{FORMAT_VERSION}. Upgrade rskp-plugin"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"Checkpoint {os.fspath(path)!r} lacks the fields {', '.join(missing)}; it is damaged")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global generators of torch (CPU and CUDA), numpy and python as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state``."""
+    torch.set_rng_state(state["torch"].cpu())
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,184 @@
+"""Experiment configuration: which head, which data, the optimiser and the schedule, plus the RSKP settings.
+
+Defaults are the official RSKP recipe (design.md "Numbers", heads.md 1.8): Adam, lr 5e-5, betas (0.9, 0.99),
+weight decay 5e-4, gradients summed over 10 videos, 200 epochs, evaluation every 5 epochs. A YAML file holds only
+the values that differ from these defaults, e.g.::
+
+    head: {name: wum}
+    data: {source: wtalc, root: /data/thumos14}
+    train: {epochs: 50}
+
+Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--config quick``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs.validators import and_, ge, gt, in_, instance_of, lt
+
+from ..config import RSKPConfig, apply_overrides, load_yaml
+from ..errors import ConfigError
+
+DATA_SOURCES = ("synthetic", "wtalc", "folders")
+SELECTIONS = ("test", "heldout", "last")
+PROTOCOLS = ("activitynet", "rskp", "wtalc")
+
+
+@attrs.frozen(kw_only=True)
+class HeadConfig:
+    """The head to train: a registered name plus keyword arguments for its factory (``create_head``)."""
+
+    name: str = "facnet"
+    options: dict[str, Any] = attrs.field(factory=dict, validator=instance_of(dict))
+
+
+@attrs.frozen(kw_only=True)
+class DataConfig:
+    """Where videos come from.
+
+    Attributes:
+        source: "synthetic" (generated in memory, nothing to download), "wtalc" (W-TALC ``.npy`` arrays) or
+            "folders" (per-video feature folders plus an ActivityNet-style ground-truth JSON).
+        root: data folder for "wtalc" / "folders".
+        dataset_name: W-TALC file prefix (``<name>-I3D-JOINTFeatures.npy``).
+        gt_json: ground-truth JSON for "folders" (relative paths are taken under ``root``).
+        train_subset: subset trained on ("" = the loader's training subset).
+        test_subset: subset evaluated on ("" = the loader's test subset).
+        feature_dim: synthetic feature width D (the real I3D JOINT features have 2048).
+        difficulty: synthetic difficulty (1.0 = the generator's default).
+        num_train: synthetic training videos (THUMOS14-reduced: 200).
+        num_test: synthetic test videos (THUMOS14-reduced: 212).
+        seed: seed of the synthetic generator; fixed across training seeds so that every run sees the same data.
+    """
+
+    source: str = attrs.field(default="synthetic", validator=in_(DATA_SOURCES))
+    root: str = ""
+    dataset_name: str = "Thumos14reduced"
+    gt_json: str = ""
+    train_subset: str = ""
+    test_subset: str = ""
+    feature_dim: int = attrs.field(default=2048, validator=ge(1))
+    difficulty: float = attrs.field(default=1.0, validator=gt(0))
+    num_train: int = attrs.field(default=200, validator=ge(2))
+    num_test: int = attrs.field(default=212, validator=ge(1))
+    seed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class OptimizerConfig:
+    """Adam with L2 weight decay and gradient accumulation (heads.md 1.8).
+
+    Attributes:
+        lr: learning rate (constant).
+        weight_decay: L2 penalty added to the gradient (Adam's ``weight_decay``, not AdamW).
+        betas: Adam's betas.
+        accumulation: videos per optimiser step (official: 10).
+        sum_gradients: True sums the per-video gradients over the accumulated videos (official code); False
+            averages them (what a true batch with mean reduction does).
+        batch_size: videos per forward pass, padded with masks; must divide ``accumulation``. 1 is the official
+            one-video-at-a-time loop; larger values are the fast path and give the same step (see ``Trainer``).
+        grad_clip: clip the gradient norm at this value before a step; 0 = off (official).
+    """
+
+    lr: float = attrs.field(default=5e-5, validator=gt(0))
+    weight_decay: float = attrs.field(default=5e-4, validator=ge(0))
+    betas: tuple[float, float] = (0.9, 0.99)
+    accumulation: int = attrs.field(default=10, validator=ge(1))
+    sum_gradients: bool = True
+    batch_size: int = attrs.field(default=10, validator=ge(1))
+    grad_clip: float = attrs.field(default=0.0, validator=ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.accumulation % self.batch_size:
+            raise ConfigError(
+                f"optimizer.batch_size={self.batch_size} must divide optimizer.accumulation={self.accumulation}; "
+                "pick a batch size such as 1, 2, 5 or 10 for the official 10-video accumulation"
+            )
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """Schedule, evaluation, model selection and run settings.
+
+    Attributes:
+        epochs: training epochs (official: 200).
+        eval_interval: evaluate every this many epochs (official: 5) and after the last one.
+        eval_batch_size: videos per evaluation forward pass (padded; results equal one video at a time).
+        selection: which checkpoint is reported as "best": "test" picks the best test mAP (what the paper and
+            the official code do: optimistic), "heldout" trains on part of the training split and picks on the
+            rest (honest), "last" reports the final epoch.
+        heldout_fraction: share of the training videos held out when ``selection`` is "heldout".
+        protocol: detection mAP protocol ("activitynet" official ActivityNet code; "rskp"/"wtalc" the W-TALC
+            style of the official RSKP code, see evaluation.md).
+        tiou: IoU thresholds; the reported average is their mean (paper: 0.1:0.1:0.7).
+        seed: seed for torch, numpy, python and the data order (official torch seed: 2).
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        checkpoint_interval: write ``last.pt`` every this many epochs (0 = only at the end).
+        output_dir: run folder for checkpoints and ``results.json`` ("" = write nothing).
+    """
+
+    epochs: int = attrs.field(default=200, validator=ge(1))
+    eval_interval: int = attrs.field(default=5, validator=ge(1))
+    eval_batch_size: int = attrs.field(default=16, validator=ge(1))
+    selection: str = attrs.field(default="test", validator=in_(SELECTIONS))
+    heldout_fraction: float = attrs.field(default=0.1, validator=and_(gt(0), lt(1)))
+    protocol: str = attrs.field(default="activitynet", validator=in_(PROTOCOLS))
+    tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    seed: int = 2
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_interval: int = attrs.field(default=1, validator=ge(0))
+    output_dir: str = "runs/rskp"
+
+
+@attrs.frozen(kw_only=True)
+class ExperimentConfig:
+    """One training run: ``rskp_enabled`` False trains the head alone (the "head" rows of Table 6)."""
+
+    head: HeadConfig = attrs.field(factory=HeadConfig)
+    data: DataConfig = attrs.field(factory=DataConfig)
+    optimizer: OptimizerConfig = attrs.field(factory=OptimizerConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    rskp_enabled: bool = True
+    rskp: RSKPConfig = attrs.field(factory=RSKPConfig)
+
+
+def packaged_configs() -> list[str]:
+    """Names of the YAML configs shipped in ``rskp_plugin/configs`` (sorted)."""
+    folder = resources.files("rskp_plugin") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A path as given if it exists, else a packaged config of that name; ``ConfigError`` lists the choices."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    packaged = resources.files("rskp_plugin") / "configs" / f"{path.stem if path.suffix == '.yaml' else path}.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    raise ConfigError(
+        f"Config file {os.fspath(name_or_path)!r} does not exist and is not a packaged config; pass an existing "
+        f"YAML file or one of: {', '.join(packaged_configs())}"
+    )
+
+
+def load_experiment(
+    name_or_path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Load an experiment config (a file or packaged name; None = the defaults) and apply ``a.b=value`` overrides."""
+    config = ExperimentConfig() if name_or_path is None else load_yaml(ExperimentConfig, resolve_config_path(name_or_path))
+    return apply_overrides(config, list(overrides or []))
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """Plain-data form (lists, dicts, numbers) for JSON files and checkpoints; ``from_mapping`` reads it back."""
+    return attrs.asdict(config)

@@ -1,0 +1,143 @@
+"""Batched inference: padded batches under ``torch.inference_mode``, trimmed back to each video, then
+localisation (TCAM -> detections) and detection / classification mAP."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+@attrs.frozen
+class EvalResult:
+    """Metrics of one evaluation pass.
+
+    Attributes:
+        tiou: IoU thresholds.
+        map: detection mAP (%) per threshold.
+        average: mean of ``map`` (the paper's AVG).
+        cmap: video-level classification mAP (%).
+        detections: number of detections produced.
+    """
+
+    tiou: tuple[float, ...]
+    map: tuple[float, ...]
+    average: float
+    cmap: float
+    detections: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tiou": list(self.tiou), "map": list(self.map), "average": self.average, "cmap": self.cmap,
+            "detections": self.detections,
+        }
+
+
+def forward_batches(
+    dataset: Any, batch_size: int, device: torch.device, collate: Callable[[Sequence[Any]], Any], *,
+    sort_by_length: bool = True,
+) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray]]:
+    """Padded batches (features, mask, labels, video indices) over a dataset in a fixed order.
+
+    ``sort_by_length`` groups videos of similar length (less padding); results are per video, so order does not
+    change them.
+    """
+    videos = dataset.videos
+    order = np.arange(len(videos))
+    if sort_by_length:
+        order = np.argsort([len(v.features) for v in videos], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([videos[i] for i in idx])
+        yield (
+            torch.as_tensor(batch.features).to(device),
+            torch.as_tensor(batch.mask).to(device),
+            torch.as_tensor(batch.labels).float().to(device),
+            idx,
+        )
+
+
+def collect_outputs(
+    model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
+    batch_size: int = 16, progress: Any = None, label: str = "evaluating",
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
+    """Inference outputs per video, in dataset order: video scores (C,), CAS (T, C), attention (T,) or None."""
+    n = len(dataset.videos)
+    scores: list[Any] = [None] * n
+    cas: list[Any] = [None] * n
+    attention: list[Any] = [None] * n
+    task = progress.add_task(label, total=n) if progress is not None else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for features, mask, _, idx in forward_batches(dataset, batch_size, device, collate):
+                out = model(features, mask=mask)
+                lengths = mask.sum(dim=1).tolist()
+                vs = out.video_scores.float().cpu().numpy()
+                cs = out.cas.float().cpu().numpy()
+                att = out.attention.float().cpu().numpy() if out.attention is not None else None
+                for row, (i, length) in enumerate(zip(idx, lengths)):
+                    scores[i] = vs[row]
+                    cas[i] = cs[row, :length]
+                    attention[i] = att[row, :length] if att is not None else None
+                if task is not None:
+                    progress.advance(task, len(idx))
+    finally:
+        model.train(was_training)
+        if task is not None:
+            progress.remove_task(task)
+    return scores, cas, attention
+
+
+def predict_detections(
+    model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
+    batch_size: int = 16, progress: Any = None, label: str = "predicting",
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """ActivityNet-format detections for every video of ``dataset`` and the video scores (dataset order)."""
+    from ..localization import localize
+    from ..protocols import localization_settings
+
+    scores, cas, attention = collect_outputs(
+        model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress, label=label
+    )
+    names = [v.name for v in dataset.videos]
+    head = getattr(model, "head", model)
+    detections = localize(
+        names, scores, cas, attention, localization_settings(head), list(dataset.class_names),
+        snippets_per_second=dataset.snippets_per_second,
+    )
+    return detections, scores
+
+
+def evaluate_model(
+    model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
+    batch_size: int = 16, tiou: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), protocol: str = "activitynet",
+    progress: Any = None, label: str = "test",
+) -> EvalResult:
+    """Detection mAP at ``tiou`` (percent) and classification mAP of ``model`` on ``dataset``."""
+    from ..evaluation import classification_map, detection_map
+
+    detections, scores = predict_detections(
+        model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,
+        label=f"evaluating on {label}",
+    )
+    result = detection_map(
+        dataset.ground_truth(), detections, tuple(tiou), protocol=protocol, ambiguous=dataset.ambiguous
+    )
+    labels = np.stack([np.asarray(v.labels, dtype=np.float64) for v in dataset.videos])
+    cmap = classification_map(np.stack(scores).astype(np.float64), labels)
+    count = sum(len(v) for v in detections.get("results", {}).values())
+    maps = tuple(_percent(x) for x in np.asarray(result.map, dtype=np.float64).tolist())
+    return EvalResult(
+        tiou=tuple(float(t) for t in tiou), map=maps, average=_percent(float(result.average)),
+        cmap=_percent(float(cmap)), detections=count,
+    )
+
+
+def _percent(x: float) -> float:
+    """Metrics are reported in percent; the evaluation module returns fractions in [0, 1]."""
+    return 100.0 * x

@@ -1,0 +1,399 @@
+"""The training loop: the official RSKP recipe, batched, seeded, resumable.
+
+One-video-at-a-time vs batched. The official code runs one video per forward, calls ``backward`` per video and
+steps Adam every 10 videos, so the step uses the SUM of 10 per-video gradients. The model averages per-video
+losses over a batch, so a padded batch of B videos whose loss is multiplied by B gives exactly that sum (padded
+snippets are masked out everywhere). ``optimizer.batch_size`` = 1 is the official loop, 10 the fast path; both
+give the same weights up to float rounding while the memory bank is not in use. After warm-up there is one
+difference: in the official loop, video j of a group retrieves the memory after videos < j updated it; in a
+batch every video retrieves the bank as it stood before the batch (the bank after the batch is the same, as the
+update keeps the top-s of all candidates regardless of order). Dropout masks differ too (different draws).
+
+Warm-up (heads.md 1.8): epochs 0 .. ``rskp.memory.warmup_epochs`` (0-based, inclusive; official 100) train
+without the inter-video branch. At the end of epoch ``warmup_epochs`` one evaluation pass over the training set
+(fixed order, dropout off) fills the memory bank; from then on the inter branch, the smaller distillation weight
+and the per-batch memory updates are active (``RSKPWrapper.memory_ready``).
+
+Data order: epoch e visits the training videos in ``default_rng([seed, e]).permutation``, a pure function of the
+seed and the epoch, so a resumed run visits them in the same order without saving a generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from ..config import from_mapping
+from ..errors import CheckpointError, ConfigError
+from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
+from .config import ExperimentConfig, config_to_dict
+from .inference import EvalResult, evaluate_model, forward_batches
+
+ProgressFactory = Callable[[], Any]
+
+
+@attrs.define
+class FitResult:
+    """What ``Trainer.fit`` returns.
+
+    Attributes:
+        best: the evaluation picked by ``train.selection`` (its ``test`` entry is what tables report).
+        final: the evaluation after the last epoch.
+        history: every evaluation, in order.
+        selection: "test", "heldout" or "last": what ``best`` was selected on.
+        epoch_times: seconds per training epoch (training only, no evaluation).
+    """
+
+    best: dict[str, Any]
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    selection: str
+    epoch_times: list[float]
+
+
+class Trainer:
+    """Trains one head (alone or wrapped by RSKP) with an ``ExperimentConfig``.
+
+    Args:
+        config: the experiment.
+        datasets: pre-built train/held-out/test sets (the benchmark shares them between runs); built from
+            ``config.data`` when None.
+        progress: show rich progress bars for epochs and evaluation passes; a ``rich.progress.Progress`` that is
+            already running (the benchmark's) gets the bars as extra tasks.
+        console: rich console for progress and messages (default: a new one on stderr).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        datasets: Datasets | None = None,
+        progress: Any = True,
+        console: Any = None,
+    ) -> None:
+        from rich.console import Console
+
+        self.config = config
+        self.console = console if console is not None else Console(stderr=True)
+        self.show_progress = progress
+        self.device = resolve_device(config.train.device)
+        self.datasets = datasets if datasets is not None else build_datasets(config)
+        seed_everything(config.train.seed)
+        train = self.datasets.train
+        self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)
+        self.model.to(self.device)
+        opt = config.optimizer
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay
+        )
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.epoch_times: list[float] = []
+        self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
+
+    # ------------------------------------------------------------------------------------------ training
+    @property
+    def amp_enabled(self) -> bool:
+        return self.config.train.amp and self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA when ``train.amp``; a no-op elsewhere."""
+        if self.amp_enabled:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Indices of the training videos in the order epoch ``epoch`` visits them (a function of seed, epoch)."""
+        return np.random.default_rng([self.config.train.seed, epoch]).permutation(len(self.datasets.train.videos))
+
+    def train_epoch(self, epoch: int, progress: Any = None) -> float:
+        """One pass over the training videos with accumulation; returns the mean per-video loss."""
+        cfg = self.config.optimizer
+        model, videos = self.model, self.datasets.train.videos
+        model.train()
+        order = self.epoch_order(epoch)
+        task = progress.add_task(f"epoch {epoch + 1}", total=len(order)) if progress is not None else None
+        per_step = cfg.accumulation
+        total_loss, seen_in_step = 0.0, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for start in range(0, len(order), cfg.batch_size):
+            chunk = order[start : start + cfg.batch_size]
+            features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
+            with self.autocast():
+                out = model(features, mask=mask, labels=labels)
+            if out.loss is None or not torch.isfinite(out.loss):
+                names = [videos[i].name for i in chunk]
+                raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
+            # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
+            scale = len(chunk) if cfg.sum_gradients else len(chunk) / per_step
+            (out.loss.float() * scale).backward()
+            total_loss += float(out.loss.detach()) * len(chunk)
+            seen_in_step += len(chunk)
+            if seen_in_step == per_step or start + cfg.batch_size >= len(order):  # the last, short group too
+                self._step()
+                seen_in_step = 0
+            if task is not None:
+                progress.advance(task, len(chunk))
+        if task is not None:
+            progress.remove_task(task)
+        return total_loss / len(order)
+
+    def _step(self) -> None:
+        clip = self.config.optimizer.grad_clip
+        if clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _to_device(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        return (
+            torch.as_tensor(batch.features).to(self.device, non_blocking=True),
+            torch.as_tensor(batch.mask).to(self.device, non_blocking=True),
+            torch.as_tensor(batch.labels).float().to(self.device, non_blocking=True),
+        )
+
+    @property
+    def memory_due(self) -> bool:
+        """Whether the memory bank must be filled now (after warm-up epoch index ``warmup_epochs``)."""
+        mem = self.config.rskp.memory
+        return (
+            self.config.rskp_enabled
+            and mem.enabled
+            and not getattr(self.model, "memory_ready", False)
+            and self.epoch >= mem.warmup_epochs + 1
+        )
+
+    def initialize_memory(self) -> None:
+        """The warm-up pass: training videos in fixed order, eval mode, no gradients (heads.md 1.8)."""
+        batches = (
+            (f, m, l)
+            for f, m, l, _ in forward_batches(
+                self.datasets.train, self.config.train.eval_batch_size, self.device, self.datasets.collate,
+                sort_by_length=False,
+            )
+        )
+        with self.autocast():
+            self.model.initialize_memory(batches)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, which: str = "test", progress: Any = None) -> EvalResult:
+        """Detection and classification mAP on ``which`` ("test" or "heldout")."""
+        dataset = self.datasets.test if which == "test" else self.datasets.heldout
+        if dataset is None:
+            raise ConfigError("no held-out split: set train.selection=heldout to hold out part of the training set")
+        t = self.config.train
+        with self.autocast():
+            return evaluate_model(
+                self.model, dataset, collate=self.datasets.collate, device=self.device, batch_size=t.eval_batch_size,
+                tiou=t.tiou, protocol=t.protocol, progress=progress, label=which,
+            )
+
+    def _evaluate_all(self, progress: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"epoch": self.epoch, "test": self.evaluate("test", progress).to_dict()}
+        if self.datasets.heldout is not None:
+            record["heldout"] = self.evaluate("heldout", progress).to_dict()
+        return record
+
+    def _selection_score(self, record: dict[str, Any]) -> float:
+        sel = self.config.train.selection
+        if sel == "last":
+            return float(record["epoch"])
+        return float(record["heldout" if sel == "heldout" else "test"]["average"])
+
+    # ------------------------------------------------------------------------------------------ loop
+    def fit(self, *, stop_after: int | None = None) -> FitResult:
+        """Train until ``train.epochs`` (from where a resumed run stopped), evaluating and checkpointing.
+
+        Args:
+            stop_after: stop after this many epochs in total (simulates a killed run in tests).
+        """
+        t = self.config.train
+        last = t.epochs if stop_after is None else min(t.epochs, stop_after)
+        with self._progress() as progress:
+            task = None
+            if progress is not None:
+                task = progress.add_task("training", total=t.epochs, completed=self.epoch)
+            while self.epoch < last:
+                started = time.perf_counter()
+                loss = self.train_epoch(self.epoch, progress)
+                self.epoch_times.append(time.perf_counter() - started)
+                self.epoch += 1
+                if self.memory_due:
+                    self.initialize_memory()
+                if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
+                    record = self._evaluate_all(progress)
+                    record["train_loss"] = loss
+                    self.history.append(record)
+                    if self.best is None or self._selection_score(record) >= self._selection_score(self.best):
+                        self.best = record
+                        if self.output_dir is not None:
+                            self.save(self.output_dir / "best.pt")
+                if self.output_dir is not None and (
+                    (t.checkpoint_interval and self.epoch % t.checkpoint_interval == 0) or self.epoch == last
+                ):
+                    self.save(self.output_dir / "last.pt")
+                if task is not None:
+                    progress.update(task, completed=self.epoch, description=f"training (loss {loss:.4f})")
+            if task is not None:
+                progress.remove_task(task)
+        final = self.history[-1] if self.history else {}
+        result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times)
+        if self.output_dir is not None and self.epoch == t.epochs:
+            self.write_results(result)
+        return result
+
+    def _progress(self) -> contextlib.AbstractContextManager:
+        if not isinstance(self.show_progress, bool):  # a running Progress owned by the caller
+            return contextlib.nullcontext(self.show_progress)
+        if not self.show_progress:
+            return contextlib.nullcontext(None)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        return Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, transient=True,
+        )
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        """The checkpoint payload (see ``rskp_plugin.checkpoint``)."""
+        return {
+            "epoch": self.epoch,
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng_state(),
+            "trainer": {"history": self.history, "best": self.best, "epoch_times": self.epoch_times},
+            "meta": self.meta(),
+        }
+
+    def meta(self) -> dict[str, Any]:
+        train = self.datasets.train
+        return {
+            "class_names": list(train.class_names),
+            "feature_dim": int(self.datasets.feature_dim),
+            "snippets_per_second": float(train.snippets_per_second),
+            "environment": environment(self.device),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint atomically."""
+        return save_checkpoint(path, self.state())
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Restore model, optimizer, progress and RNG states from a loaded checkpoint."""
+        try:
+            self.model.load_state_dict(data["model"])
+            self.optimizer.load_state_dict(data["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint does not fit this model ({str(exc).splitlines()[0]}); was it written for another head "
+                "or config?"
+            ) from exc
+        self.epoch = int(data["epoch"])
+        trainer = data["trainer"]
+        self.history = list(trainer.get("history", []))
+        self.best = trainer.get("best")
+        self.epoch_times = list(trainer.get("epoch_times", []))
+        restore_rng_state(data["rng"])
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        overrides: Sequence[str] = (),
+        datasets: Datasets | None = None,
+        progress: Any = True,
+        console: Any = None,
+    ) -> "Trainer":
+        """A trainer that continues the run saved in ``path`` (a checkpoint or a run folder with ``last.pt``).
+
+        The stored config is used; ``overrides`` (``train.epochs=300``) may extend or redirect the run.
+        """
+        from ..config import apply_overrides
+
+        data = load_checkpoint(path)
+        config = from_mapping(ExperimentConfig, data["config"])
+        config = apply_overrides(config, list(overrides))
+        trainer = cls(config, datasets=datasets, progress=progress, console=console)
+        trainer.load_state(data)
+        return trainer
+
+    def write_results(self, result: FitResult) -> Path:
+        """``results.json`` in the run folder: best/final metrics, history, environment and resolved config."""
+        import json
+
+        assert self.output_dir is not None
+        payload = {
+            "selection": result.selection,
+            "best": result.best,
+            "final": result.final,
+            "history": result.history,
+            "epoch_times": result.epoch_times,
+            "environment": environment(self.device),
+            "config": config_to_dict(self.config),
+        }
+        path = self.output_dir / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+        os.replace(tmp, path)
+        return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def environment(device: torch.device | None = None) -> dict[str, Any]:
+    """Versions and machine facts recorded with every result: library, torch, head versions, device, git commit."""
+    import rskp_plugin
+
+    env: dict[str, Any] = {
+        "rskp_plugin": rskp_plugin.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": str(device) if device is not None else "cpu",
+        "git_commit": git_commit(),
+        "threads": torch.get_num_threads(),
+    }
+    if device is not None and device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    try:
+        from ..plugins import head_specs
+
+        env["heads"] = {name: spec.distribution for name, spec in head_specs().items()}
+    except Exception:  # a broken plugin must not stop a result from being written
+        env["heads"] = {}
+    return env
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
