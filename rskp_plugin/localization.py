@@ -1,9 +1,31 @@
-"""TCAM -> proposals -> scores -> NMS -> detections. Never imports model code."""
+"""TCAM -> proposals -> scores -> NMS -> detections. Never imports model code.
+
+One routine covers the localisation rules of every shipped head (heads.md 1.9, 2.6, 3.4, 5.6); a head differs only in
+its :class:`LocalizationSettings` (see :func:`preset`). Everything is vectorised over thresholds, snippets and
+classes: binarise a (K, C, T) tensor, find run starts/ends with ``diff``, take inner/outer means from cumulative sums.
+NMS is greedy per (video, class) with vectorised overlaps; its Python loop runs only over the kept proposals.
+
+Index conventions (run = maximal set of active positions ``s .. e-1``, ``e`` exclusive, length ``L = e - s``):
+
+* inner mean over ``[s, e + o)`` clipped to the video, with ``o = 1`` when ``inner_includes_next`` (RSKP/FAC-Net:
+  one position past the run) else ``o = 0`` (WUM, STPN);
+* left flank ``[max(0, floor(s - rho * L)), s)``;
+* right flank ``[e + o, min(T - o, floor(e + rho * L + o)))`` -- for ``o = 1`` this is RSKP's
+  ``range(e + 1, min(T - 1, int(e + 0.25 L + 1)))`` (the last position of the video never enters a flank), for
+  ``o = 0`` WUM's inclusive ``[e, min(T - 1, int(e - 1 + 0.25 L))]``;
+* score = inner - kappa * outer + gamma * video_score[c] (outer = 0 if both flanks are empty);
+* stored segment ``[s, e + o)`` positions, converted to seconds by ``/ (snippets_per_second * upsample)``.
+"""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Sequence
+
 import attrs
+import numpy as np
 from attrs.validators import ge, gt, in_
+
+from .errors import ConfigError, ShapeError
 
 
 def _rskp_thresholds() -> tuple[float, ...]:
@@ -16,17 +38,27 @@ class LocalizationSettings:
 
     Attributes:
         thresholds: CAS thresholds; every threshold yields proposals, all are pooled before NMS.
-        attention_thresholds: thresholds on the attention/actionness signal (WUM's magnitude proposals).
+        attention_thresholds: thresholds on the attention/actionness signal (WUM's magnitude proposals); the runs are
+            the same for every class and are scored on that class's CAS.
         class_threshold: a class is localised in a video when its video score is at least this.
-        fallback_argmax: if no class passes ``class_threshold``, localise the top-scoring class.
+        fallback_argmax: if no class passes ``class_threshold``, localise the top-scoring class (WUM, DGAM).
         min_length: proposals shorter than this (in CAS positions, after upsampling) are dropped.
-        inflation: outer flank length as a fraction of the proposal length (0.25).
-        outer_weight: kappa in score = mean(inner) - kappa * mean(outer).
+        inflation: outer flank length as a fraction of the proposal length (rho, 0.25).
+        outer_weight: kappa in score = mean(inner) - kappa * mean(outer); 0 gives the plain mean score (STPN).
         video_score_weight: adds this times the class's video score to every proposal score (WUM: 0.2).
-        inner_includes_next: RSKP's off-by-one (inner mean and stored end include one snippet past the run).
+        inner_includes_next: RSKP's off-by-one (inner mean and stored end include one snippet past the run; the
+            right flank starts one later and stops before the video's last snippet). False for WUM and STPN.
         nms_threshold: overlap above which a lower-scored proposal is suppressed.
-        nms_overlap: "iou" (true IoU) or "suppressed_length" (intersection / length of the lower-scored one).
-        upsample: linear temporal upsampling factor of the CAS before thresholding (1 = snippet resolution).
+        nms_overlap: "iou" (true IoU, suppress when >= threshold, WUM's ``utils.nms``) or "suppressed_length"
+            (intersection / length of the lower-scored one, suppress when > threshold, RSKP's NMS).
+        upsample: linear temporal upsampling factor of the CAS before thresholding (1 = snippet resolution); done
+            like ``scipy.interpolate.interp1d(kind="linear", fill_value="extrapolate")`` at ``arange(0, T, 1/up)``.
+        strict: a position is active when the signal is > threshold (RSKP, FAC-Net); False: >= threshold and > 0
+            (WUM, which zeroes values below the threshold and then keeps the positive ones; STPN).
+        zero_below_threshold: score a CAS-threshold proposal on the CAS with values below that threshold set to 0
+            (WUM's ``cas_temp``); attention-threshold proposals are always scored on the untouched CAS.
+        nms_inclusive: count lengths with +1 in NMS (``e - s + 1``), as both official codes do.
+        nms_units: "positions" (RSKP: overlaps on CAS indices) or "seconds" (WUM: overlaps, with the +1, on times).
     """
 
     thresholds: tuple[float, ...] = attrs.field(factory=_rskp_thresholds, converter=tuple)
@@ -41,3 +73,344 @@ class LocalizationSettings:
     nms_threshold: float = attrs.field(default=0.5, validator=gt(0))
     nms_overlap: str = attrs.field(default="suppressed_length", validator=in_(("iou", "suppressed_length")))
     upsample: int = attrs.field(default=1, validator=ge(1))
+    strict: bool = True
+    zero_below_threshold: bool = False
+    nms_inclusive: bool = True
+    nms_units: str = attrs.field(default="positions", validator=in_(("positions", "seconds")))
+
+
+def preset(name: str) -> LocalizationSettings:
+    """The official localisation rules of a head: "rskp", "facnet", "wum" or "stpn" (heads.md 1.9, 2.6, 5.6, 3.4).
+
+    FAC-Net's and STPN's two-stream fusion (one call per stream, then a second NMS) is left to the head; these are
+    the per-stream rules.
+    """
+    presets = {
+        "rskp": LocalizationSettings(),
+        "facnet": LocalizationSettings(
+            thresholds=tuple(round(0.03 + 0.005 * i, 6) for i in range(5)),
+            min_length=3,
+            outer_weight=0.6,
+            nms_threshold=0.2,
+        ),
+        "wum": LocalizationSettings(
+            thresholds=tuple(round(0.025 * i, 6) for i in range(10)),
+            attention_thresholds=tuple(round(0.4 + 0.025 * i, 6) for i in range(9)),
+            class_threshold=0.2,
+            fallback_argmax=True,
+            min_length=2,
+            video_score_weight=0.2,
+            inner_includes_next=False,
+            nms_threshold=0.6,
+            nms_overlap="iou",
+            upsample=24,
+            strict=False,
+            zero_below_threshold=True,
+            nms_units="seconds",
+        ),
+        "stpn": LocalizationSettings(
+            thresholds=(0.05,),
+            min_length=1,
+            outer_weight=0.0,
+            inner_includes_next=False,
+            nms_threshold=0.5,
+            nms_overlap="iou",
+            upsample=24,
+            strict=False,
+        ),
+    }
+    if name not in presets:
+        raise ConfigError(f'Unknown localisation preset "{name}". Known: {", ".join(sorted(presets))}.')
+    return presets[name]
+
+
+class Detections(NamedTuple):
+    """Detections of one video, ordered by class, then by NMS pick order (descending score).
+
+    Attributes:
+        labels: (K,) int class indices.
+        starts: (K,) float seconds.
+        ends: (K,) float seconds.
+        scores: (K,) float.
+    """
+
+    labels: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    scores: np.ndarray
+
+
+def _to_numpy(x: Any, name: str, ndim: int) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != ndim:
+        raise ShapeError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ShapeError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN/Inf values; check the model outputs")
+    return arr
+
+
+def upsample_linear(x: np.ndarray, scale: int) -> np.ndarray:
+    """Linear upsampling along axis 0 at positions ``arange(0, T, 1/scale)``, extrapolating past ``T - 1``.
+
+    Shapes: x (T, ...) -> (T * scale, ...). Same numbers as WUM's ``upgrade_resolution`` (scipy ``interp1d``).
+    """
+    if scale == 1:
+        return x
+    length = x.shape[0]
+    pos = np.arange(0, length, 1 / scale)  # WUM's sampling grid, literally
+    if length == 1:
+        return np.repeat(x, len(pos), axis=0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), length - 2)  # (T*scale,) left neighbour, extrapolate at the end
+    frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    slope = x[lo + 1] - x[lo]
+    return slope * frac + x[lo]
+
+
+def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of True along the last axis. active (C, K, T) -> class, threshold, start, end (exclusive).
+
+    Runs come out ordered by class, then threshold, then start (the official codes' order).
+    """
+    pad = np.zeros(active.shape[:-1] + (1,), dtype=np.int8)
+    edges = np.diff(np.concatenate([pad, active.astype(np.int8), pad], axis=-1), axis=-1)  # (C, K, T+1)
+    c, k, s = np.nonzero(edges == 1)
+    e = np.nonzero(edges == -1)[2]
+    return c, k, s, e
+
+
+def _oic_scores(
+    csum: np.ndarray, row: np.ndarray, s: np.ndarray, e: np.ndarray, length: int, settings: LocalizationSettings
+) -> np.ndarray:
+    """Outer-inner contrast without the video-score term (heads.md 0): mean(inner) - kappa * mean(flanks).
+
+    Args:
+        csum: (R, T+1) cumulative sums (leading 0) of the scoring signal; ``row`` selects one per proposal.
+        row: (N,) row of ``csum`` for each proposal.
+        s: (N,) run starts; e: (N,) exclusive run ends.
+        length: T, the number of positions.
+        settings: inflation (rho), outer_weight (kappa), inner_includes_next (o).
+
+    Returns:
+        (N,) scores.
+    """
+    o = 1 if settings.inner_includes_next else 0
+    run_len = e - s
+    inner_end = np.minimum(e + o, length)
+    inner = (csum[row, inner_end] - csum[row, s]) / (inner_end - s)
+    rho = settings.inflation
+    left = np.maximum(0, np.floor(s - rho * run_len)).astype(np.int64)
+    if o:
+        right_end = np.minimum(length - 1, np.floor(e + rho * run_len + 1)).astype(np.int64)
+    else:
+        right_end = np.minimum(length - 1, np.floor((e - 1) + rho * run_len)).astype(np.int64) + 1
+    right_begin = np.minimum(e + o, length)
+    right_end = np.maximum(right_end, right_begin)
+    n_out = (s - left) + (right_end - right_begin)
+    out_sum = (csum[row, s] - csum[row, left]) + (csum[row, right_end] - csum[row, right_begin])
+    outer = np.divide(out_sum, n_out, out=np.zeros_like(out_sum), where=n_out > 0)
+    return inner - settings.outer_weight * outer
+
+
+def _cumsum0(x: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis with a leading 0: (..., T) -> (..., T+1)."""
+    out = np.zeros(x.shape[:-1] + (x.shape[-1] + 1,), dtype=np.float64)
+    np.cumsum(x, axis=-1, out=out[..., 1:])
+    return out
+
+
+def nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, *, threshold: float, overlap: str = "iou",
+        inclusive: bool = True) -> np.ndarray:
+    """Greedy 1-D NMS in the official order (``argsort(scores)[::-1]``, numpy's default sort).
+
+    Args:
+        starts: (N,) segment starts.
+        ends: (N,) segment ends.
+        scores: (N,) scores.
+        threshold: suppression threshold.
+        overlap: "iou": intersection / union, suppress when >= threshold (WUM); "suppressed_length":
+            intersection / length of the lower-scored segment, suppress when > threshold (RSKP).
+        inclusive: lengths and intersections counted as ``e - s + 1`` (both official codes).
+
+    Returns:
+        (K,) indices of the kept segments, in pick order (descending score).
+    """
+    plus = 1.0 if inclusive else 0.0
+    area = ends - starts + plus
+    remaining = np.argsort(scores)[::-1]
+    keep = []
+    while remaining.size:  # one iteration per kept segment
+        i = remaining[0]
+        keep.append(i)
+        rest = remaining[1:]
+        inter = np.maximum(0.0, np.minimum(ends[i], ends[rest]) - np.maximum(starts[i], starts[rest]) + plus)
+        if overlap == "iou":
+            suppress = inter / (area[i] + area[rest] - inter) >= threshold
+        else:
+            suppress = inter / area[rest] > threshold
+        remaining = rest[~suppress]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def localize_video(
+    video_scores: Any,
+    cas: Any,
+    attention: Any,
+    settings: LocalizationSettings,
+    *,
+    snippets_per_second: float = 25 / 16,
+    num_snippets: int | None = None,
+    score_cas: Any = None,
+) -> Detections:
+    """Detections of one video from its video scores and CAS (proposals, OIC scores, per-class NMS).
+
+    Args:
+        video_scores: (C,) video-level class scores (numpy array or tensor).
+        cas: (T, C) class activation sequence that is thresholded.
+        attention: (T,) attention/actionness (thresholded with ``settings.attention_thresholds``) or None.
+        settings: the head's localisation rules.
+        snippets_per_second: snippets per second of ``cas`` before upsampling (25/16 for W-TALC I3D features;
+            WUM: ``25 * T / (16 * L)`` for a video of L snippets resampled to T).
+        num_snippets: the valid length if ``cas`` is padded (the rest is ignored).
+        score_cas: (T, C) signal the proposals are scored on, if not ``cas`` (STPN's weighted T-CAM).
+
+    Returns:
+        Detections ordered by class, then NMS pick order.
+    """
+    p = _to_numpy(video_scores, "video_scores", 1)
+    signal = _to_numpy(cas, "cas", 2)
+    n_classes = p.shape[0]
+    if signal.shape[1] != n_classes:
+        raise ShapeError(f"cas must have shape (T, C) with C={n_classes} (video_scores), got {signal.shape}")
+    scoring = signal if score_cas is None else _to_numpy(score_cas, "score_cas", 2)
+    if scoring.shape != signal.shape:
+        raise ShapeError(f"score_cas must have the shape of cas {signal.shape}, got {scoring.shape}")
+    att = None
+    if settings.attention_thresholds:
+        if attention is None:
+            raise ShapeError("settings.attention_thresholds are set but attention is None; pass the (T,) attention")
+        att = _to_numpy(attention, "attention", 1)
+        if att.shape[0] != signal.shape[0]:
+            raise ShapeError(f"attention must have shape (T,) with T={signal.shape[0]}, got {att.shape}")
+    if num_snippets is not None:
+        if not 0 <= num_snippets <= signal.shape[0]:
+            raise ShapeError(f"num_snippets={num_snippets} is outside the CAS length {signal.shape[0]}")
+        signal, scoring = signal[:num_snippets], scoring[:num_snippets]
+        att = None if att is None else att[:num_snippets]
+    if not settings.thresholds and not settings.attention_thresholds:
+        raise ConfigError("LocalizationSettings needs at least one threshold (thresholds or attention_thresholds)")
+    empty = Detections(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+
+    classes = np.flatnonzero(p >= settings.class_threshold)
+    if classes.size == 0 and settings.fallback_argmax:
+        classes = np.array([int(np.argmax(p))])
+    if classes.size == 0 or signal.shape[0] == 0:
+        return empty
+    sig = upsample_linear(signal[:, classes], settings.upsample).T  # (C', T') thresholded signal
+    sco = sig if score_cas is None else upsample_linear(scoring[:, classes], settings.upsample).T  # (C', T')
+    length = sig.shape[1]
+
+    parts = []  # (class slot, threshold slot, start, end, score) per proposal family
+    if settings.thresholds:
+        thr = np.asarray(settings.thresholds)[None, :, None]  # (1, K, 1)
+        active = sig[:, None, :] > thr if settings.strict else (sig[:, None, :] >= thr) & (sig[:, None, :] > 0)
+        c, k, s, e = _runs(active)  # (C', K, T') -> runs
+        ok = e - s >= settings.min_length
+        c, k, s, e = c[ok], k[ok], s[ok], e[ok]
+        if settings.zero_below_threshold:
+            zeroed = np.where(sig[:, None, :] < thr, 0.0, sco[:, None, :])  # (C', K, T') WUM's cas_temp
+            csum = _cumsum0(zeroed).reshape(-1, length + 1)
+            row = c * thr.shape[1] + k  # row of the (C' * K, T'+1) cumulative sums
+        else:
+            csum, row = _cumsum0(sco), c
+        parts.append((c, k, s, e, _oic_scores(csum, row, s, e, length, settings)))
+    if att is not None:
+        att_up = upsample_linear(att, settings.upsample)  # (T',)
+        thr = np.asarray(settings.attention_thresholds)[:, None]  # (K2, 1)
+        active = att_up[None, :] > thr if settings.strict else (att_up[None, :] >= thr) & (att_up[None, :] > 0)
+        active = np.broadcast_to(active[None], (len(classes),) + active.shape)  # same runs for every class
+        c, k, s, e = _runs(active)
+        ok = e - s >= settings.min_length
+        c, k, s, e = c[ok], k[ok] + len(settings.thresholds), s[ok], e[ok]
+        parts.append((c, k, s, e, _oic_scores(_cumsum0(sco), c, s, e, length, settings)))
+
+    c, k, s, e, score = (np.concatenate(x) for x in zip(*parts))
+    order = np.lexsort((s, k, c))  # official order: class, then threshold (CAS before attention), then time
+    c, s, e, score = c[order], s[order], e[order], score[order]
+    score = score + settings.video_score_weight * p[classes][c]
+    end = e + (1 if settings.inner_includes_next else 0)
+    per_second = snippets_per_second * settings.upsample
+    t_start, t_end = s / per_second, end / per_second
+
+    keep = []
+    bounds = np.searchsorted(c, np.arange(len(classes) + 1))  # proposals of class slot j: bounds[j]:bounds[j+1]
+    for j in range(len(classes)):  # per-class NMS
+        lo, hi = bounds[j], bounds[j + 1]
+        if lo == hi:
+            continue
+        if settings.nms_units == "seconds":
+            a, b = t_start[lo:hi], t_end[lo:hi]
+        else:
+            a, b = s[lo:hi].astype(np.float64), end[lo:hi].astype(np.float64)
+        keep.append(lo + nms(a, b, score[lo:hi], threshold=settings.nms_threshold, overlap=settings.nms_overlap,
+                             inclusive=settings.nms_inclusive))
+    if not keep:
+        return empty
+    idx = np.concatenate(keep)
+    return Detections(classes[c[idx]].astype(np.int64), t_start[idx], t_end[idx], score[idx])
+
+
+def localize(
+    names: Sequence[str],
+    video_scores: Sequence[Any],
+    cas: Sequence[Any],
+    attention: Sequence[Any] | None,
+    settings: LocalizationSettings,
+    class_names: Sequence[str],
+    *,
+    snippets_per_second: float | Sequence[float] = 25 / 16,
+    score_cas: Sequence[Any] | None = None,
+    num_snippets: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Detections of many videos as an ActivityNet results object (evaluation.md 3.1).
+
+    Args:
+        names: video ids.
+        video_scores: per video (C,) scores, aligned with ``names``.
+        cas: per video (T_i, C) CAS.
+        attention: per video (T_i,) attention, or None for all videos.
+        settings: the head's localisation rules.
+        class_names: C class names, in the column order of the CAS.
+        snippets_per_second: one factor for all videos or one per video.
+        score_cas: per video scoring signal, if it differs from the CAS (STPN).
+        num_snippets: per video valid lengths, if the CAS are padded.
+
+    Returns:
+        ``{"version", "external_data", "results": {video: [{"label", "score", "segment": [start, end]}]}}``; per
+        video, detections are ordered by class, then score (so a class's list over the file is RSKP's order).
+    """
+    n = len(names)
+    for what, seq in (("video_scores", video_scores), ("cas", cas), ("attention", attention),
+                      ("score_cas", score_cas), ("num_snippets", num_snippets)):
+        if seq is not None and len(seq) != n:
+            raise ShapeError(f"{what} has {len(seq)} entries but there are {n} video names; align them")
+    factors = np.broadcast_to(np.asarray(snippets_per_second, dtype=np.float64), (n,))
+    results: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(names):  # one video at a time; everything inside is vectorised
+        try:
+            det = localize_video(
+                video_scores[i], cas[i], None if attention is None else attention[i], settings,
+                snippets_per_second=float(factors[i]), num_snippets=None if num_snippets is None else num_snippets[i],
+                score_cas=None if score_cas is None else score_cas[i],
+            )
+        except ShapeError as exc:
+            raise ShapeError(f"video {name!r}: {exc}") from exc
+        if len(class_names) != np.asarray(video_scores[i]).shape[-1]:
+            raise ShapeError(f"{len(class_names)} class names for {np.asarray(video_scores[i]).shape[-1]} classes")
+        results[str(name)] = [
+            {"label": class_names[lab], "score": sc, "segment": [st, en]}
+            for lab, sc, st, en in zip(det.labels.tolist(), det.scores.tolist(), det.starts.tolist(),
+                                       det.ends.tolist())
+        ]
+    return {"version": "VERSION 1.3", "external_data": {"used": False, "details": ""}, "results": results}

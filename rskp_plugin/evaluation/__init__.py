@@ -1,0 +1,35 @@
+"""Evaluation of WTAL results: detection mAP (ActivityNet, RSKP and W-TALC protocols) and classification mAP.
+
+Never imports model code. See ``evaluation.md`` for the protocols and where they differ.
+"""
+
+from ._io import GroundTruth, Predictions, load_ambiguous, load_ground_truth, load_predictions, load_wtalc_ground_truth
+from .classification import classification_map
+from .detection import (
+    ACTIVITYNET_TIOU,
+    PROTOCOLS,
+    THUMOS_TIOU,
+    DetectionResult,
+    detection_map,
+    evaluate_arrays,
+    segment_iou,
+    snippet_iou,
+)
+
+__all__ = [
+    "ACTIVITYNET_TIOU",
+    "PROTOCOLS",
+    "THUMOS_TIOU",
+    "DetectionResult",
+    "GroundTruth",
+    "Predictions",
+    "classification_map",
+    "detection_map",
+    "evaluate_arrays",
+    "load_ambiguous",
+    "load_ground_truth",
+    "load_predictions",
+    "load_wtalc_ground_truth",
+    "segment_iou",
+    "snippet_iou",
+]

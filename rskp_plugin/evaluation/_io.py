@@ -1,0 +1,250 @@
+"""Reading and validating ground truth, predictions and ambiguous segments (evaluation.md 3.1, 4.1, 4.3).
+
+Everything is turned into flat numpy arrays once; the matching code never touches JSON objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+import numpy as np
+
+from ..errors import DataError
+
+PathLike = str | os.PathLike
+
+
+@attrs.frozen
+class GroundTruth:
+    """Flattened ground truth of one subset.
+
+    Attributes:
+        source: where it came from (file name or "<ground-truth object>"), for error messages.
+        videos: video ids of the evaluated subset, in database order (also those without annotations).
+        class_names: the evaluated classes (labels occurring in the subset), in order of first appearance.
+        video: (G,) video index of each instance (into ``videos``), database then annotation order.
+        label: (G,) class index of each instance (into ``class_names``).
+        start: (G,) seconds.
+        end: (G,) seconds.
+    """
+
+    source: str
+    videos: tuple[str, ...]
+    class_names: tuple[str, ...]
+    video: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+@attrs.frozen
+class Predictions:
+    """Flattened predictions in file order (video order, then list order).
+
+    Attributes:
+        source: file name or "<predictions object>".
+        videos: every video id that appears: the ground truth's first (same indices), then the others.
+        video: (P,) video index.
+        label: (P,) class index into the ground truth's ``class_names``.
+        start, end: (P,) seconds.
+        score: (P,) float64.
+    """
+
+    source: str
+    videos: tuple[str, ...]
+    video: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray
+
+
+def _load_json(obj: Mapping[str, Any] | PathLike, what: str, key: str) -> tuple[dict[str, Any], str]:
+    """Return (object, source name) for a JSON object or the path of a JSON file holding one with ``key``."""
+    if isinstance(obj, Mapping):
+        data, source = obj, f"<{what} object>"
+    else:
+        source = str(obj)
+        path = Path(obj)
+        if not path.is_file():
+            raise DataError(f"{what} file {source} does not exist; check the path (an ActivityNet-style JSON file)")
+        try:
+            with path.open(encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{what} file {source} is not valid JSON ({exc}); regenerate or fix the file") from exc
+    if not isinstance(data, Mapping) or not isinstance(data.get(key), Mapping):
+        raise DataError(
+            f'{what} {source} has no "{key}" object; expected the ActivityNet {what} format '
+            f'{{"{key}": {{video_id: ...}}}} (evaluation.md 3.1)'
+        )
+    return dict(data), source
+
+
+def _pairs(values: Any, where: str, source: str) -> np.ndarray:
+    """A list of [start, end] pairs as a (n, 2) float64 array, or a DataError naming ``where``."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: {where} has a segment that is not a pair of numbers ({exc})") from exc
+    if arr.shape[1] != 2:
+        raise DataError(f"{source}: {where} has a segment that is not [start, end]")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{source}: {where} has a NaN/Inf segment bound; fix the file")
+    return arr
+
+
+def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | None = None) -> GroundTruth:
+    """Read an ActivityNet ground-truth object (``{"database": ...}``) or file.
+
+    Args:
+        ground_truth: the object or the path of its JSON file. Segment bounds may be numbers or numeric strings.
+        subset: keep only videos whose ``"subset"`` equals this (THUMOS14 ``gt.json``: "test"); None keeps all.
+
+    Returns:
+        The flattened ground truth.
+    """
+    data, source = _load_json(ground_truth, "ground-truth", "database")
+    database = data["database"]
+    videos: list[str] = []
+    labels: list[str] = []
+    segments: list[Any] = []
+    owner: list[int] = []
+    seen_subsets = set()
+    for vid, record in database.items():
+        if not isinstance(record, Mapping):
+            raise DataError(f"{source}: video {vid!r} is not an object with \"annotations\"")
+        seen_subsets.add(record.get("subset"))
+        if subset is not None and record.get("subset") != subset:
+            continue
+        annotations = record.get("annotations")
+        if not isinstance(annotations, list):
+            raise DataError(f'{source}: video {vid!r} has no "annotations" list; add one (it may be empty)')
+        index = len(videos)
+        videos.append(str(vid))
+        for ann in annotations:
+            if not isinstance(ann, Mapping) or "label" not in ann or "segment" not in ann:
+                raise DataError(f'{source}: video {vid!r} has an annotation without "label" and "segment": {ann!r}')
+            labels.append(str(ann["label"]))
+            segments.append(ann["segment"])
+            owner.append(index)
+    if subset is not None and not videos:
+        known = ", ".join(sorted(str(s) for s in seen_subsets))
+        raise DataError(f'{source}: no video has subset "{subset}"; the file has: {known}. Pass one of those.')
+    class_names = tuple(dict.fromkeys(labels))
+    index_of = {name: i for i, name in enumerate(class_names)}
+    seg = _pairs(segments, "the database", source) if segments else np.zeros((0, 2))
+    return GroundTruth(
+        source=source,
+        videos=tuple(videos),
+        class_names=class_names,
+        video=np.asarray(owner, dtype=np.int64),
+        label=np.asarray([index_of[name] for name in labels], dtype=np.int64),
+        start=seg[:, 0].copy(),
+        end=seg[:, 1].copy(),
+    )
+
+
+def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth) -> Predictions:
+    """Read an ActivityNet results object (``{"results": ...}``) or file against the ground truth's classes.
+
+    Raises:
+        DataError: missing/malformed file, an entry without label/score/segment, a non-finite number, or a label
+            that is not a ground-truth class (named with its video).
+    """
+    data, source = _load_json(predictions, "predictions", "results")
+    index_of = {name: i for i, name in enumerate(gt.class_names)}
+    videos = list(gt.videos)
+    video_index = {name: i for i, name in enumerate(videos)}
+    owner: list[int] = []
+    labels: list[int] = []
+    scores: list[Any] = []
+    segments: list[Any] = []
+    for vid, dets in data["results"].items():
+        if not isinstance(dets, list):
+            raise DataError(f"{source}: results of video {vid!r} must be a list of detections")
+        if vid not in video_index:
+            video_index[vid] = len(videos)
+            videos.append(str(vid))
+        index = video_index[vid]
+        try:
+            labels.extend(index_of.get(d["label"], -1) for d in dets)
+            scores.extend(d["score"] for d in dets)
+            segments.extend(d["segment"] for d in dets)
+        except (KeyError, TypeError) as exc:
+            raise DataError(
+                f'{source}: video {vid!r} has a detection without "label", "score" and "segment" ({exc!r})'
+            ) from exc
+        owner.extend([index] * len(dets))
+    label = np.asarray(labels, dtype=np.int64)
+    video = np.asarray(owner, dtype=np.int64)
+    if (label < 0).any():
+        vid, name = next((v, d["label"]) for v, ds in data["results"].items() for d in ds if d["label"] not in index_of)
+        shown = ", ".join(gt.class_names[:5]) + (", ..." if len(gt.class_names) > 5 else "")
+        raise DataError(
+            f"{source}: video {vid!r} has label {name!r}, which is not a ground-truth class of {gt.source} "
+            f"({len(gt.class_names)} classes: {shown}); rename it or drop those detections"
+        )
+    try:
+        score = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: a score is not a number ({exc})") from exc
+    if score.ndim != 1 or not np.isfinite(score).all():
+        first = int(np.flatnonzero(~np.isfinite(score))[0]) if score.ndim == 1 else 0
+        raise DataError(f"{source}: video {videos[video[first]]!r} has a NaN/Inf or non-scalar score; fix the file")
+    seg = _pairs(segments, "the results", source) if segments else np.zeros((0, 2))
+    return Predictions(source, tuple(videos), video, label, seg[:, 0].copy(), seg[:, 1].copy(), score)
+
+
+def load_ambiguous(path: PathLike) -> dict[str, np.ndarray]:
+    """Read W-TALC's ``Ambiguous_test.txt``: lines ``video start end`` (split on any whitespace).
+
+    Returns:
+        video id -> (k, 2) float64 array of [start, end] seconds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"ambiguous-segment file {path} does not exist; pass the path of Ambiguous_test.txt")
+    out: dict[str, list[tuple[float, float]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 3:
+                raise ValueError("expected 3 fields")
+            start, end = float(fields[1]), float(fields[2])
+        except ValueError as exc:
+            raise DataError(f"{path}:{number}: expected 'video start end', got {line!r}") from exc
+        out.setdefault(fields[0], []).append((start, end))
+    return {vid: np.asarray(segs, dtype=np.float64) for vid, segs in out.items()}
+
+
+def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> dict[str, Any]:
+    """The W-TALC ``.npy`` annotations as an ActivityNet ground-truth object (evaluation.md 4.1).
+
+    Only videos of ``subset`` with at least one segment are kept (THUMOS14 test: the 212 videos of W-TALC/RSKP).
+    """
+    root = Path(annotation_dir)
+    arrays = {}
+    for name in ("videoname", "subset", "segments", "labels"):
+        file = root / f"{name}.npy"
+        if not file.is_file():
+            raise DataError(f"{file} does not exist; pass the folder of the W-TALC annotation .npy files")
+        arrays[name] = np.load(file, allow_pickle=True)
+    decode = (lambda x: x.decode() if isinstance(x, bytes) else str(x))
+    database = {}
+    for vid, sub, segs, labs in zip(arrays["videoname"], arrays["subset"], arrays["segments"], arrays["labels"]):
+        if decode(sub) != subset or len(segs) == 0:
+            continue
+        database[decode(vid)] = {
+            "subset": subset,
+            "annotations": [{"segment": [float(s), float(e)], "label": decode(lab)} for (s, e), lab in zip(segs, labs)],
+        }
+    if not database:
+        raise DataError(f"{root}: no video of subset {subset!r} has segments; W-TALC subsets are 'validation', 'test'")
+    return {"version": "THUMOS14-reduced (W-TALC)", "taxonomy": [], "database": database}

@@ -1,0 +1,376 @@
+"""Detection mAP: the official ActivityNet protocol and the snippet-grid protocols of RSKP and W-TALC.
+
+Matching is done for all classes, videos and tIoU thresholds at once. A prediction can only ever take a ground-truth
+(GT) instance of its own (class, video) group, so the greedy of the official code decomposes into independent
+groups; the sweep below walks the k-th ranked prediction of *every* group in one vectorised step (k = 0, 1, ...),
+so its Python loop runs over the largest group size, never over predictions, GT instances or thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import attrs
+import numpy as np
+
+from ..errors import DataError
+from ._io import GroundTruth, Predictions, load_ambiguous, load_ground_truth, load_predictions
+
+#: THUMOS14 thresholds as exact decimals (np.linspace, not a float arange: evaluation.md 3.4, pitfall 6).
+THUMOS_TIOU = np.linspace(0.1, 0.7, 7)
+#: ActivityNet 1.3 thresholds 0.50:0.05:0.95.
+ACTIVITYNET_TIOU = np.linspace(0.5, 0.95, 10)
+PROTOCOLS = ("activitynet", "rskp", "wtalc")
+ORDERS = ("official", "stable")
+
+
+@attrs.frozen(eq=False)
+class DetectionResult:
+    """Detection mAP at each tIoU threshold (fractions in [0, 1]).
+
+    Attributes:
+        tiou: (n,) thresholds.
+        map: (n,) mAP per threshold: mean over ``class_names`` of the per-class AP.
+        average: mean of ``map`` over the thresholds.
+        per_class_ap: (n, C) AP per threshold and class.
+        class_names: the C evaluated classes (those with GT in the evaluated videos).
+        protocol: "activitynet", "rskp" or "wtalc".
+        num_predictions: predictions that took part (after the ambiguous filter and, on the snippet grid, after
+            dropping videos without GT).
+        num_ground_truth: GT instances.
+        missing_classes: classes without any prediction (with ``zero_map_if_class_missing`` the whole mAP is 0).
+    """
+
+    tiou: np.ndarray
+    map: np.ndarray
+    average: float
+    per_class_ap: np.ndarray
+    class_names: tuple[str, ...]
+    protocol: str
+    num_predictions: int
+    num_ground_truth: int
+    missing_classes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"tiou": [...], "map": [...], "average": x}`` (what ``rskp evaluate --json`` prints)."""
+        return {"tiou": self.tiou.tolist(), "map": self.map.tolist(), "average": float(self.average)}
+
+
+def _segment_ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For segments of the given lengths: (segment id, offset inside the segment) of every element."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offset = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, offset
+
+
+def _group_pairs(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (i, j) with key_a[i] == key_b[j], grouped by i, with j in its original order.
+
+    Returns:
+        (pair_i, pair_j, counts) where counts[i] is the number of pairs of i.
+    """
+    order = np.argsort(key_b, kind="stable")
+    sorted_b = key_b[order]
+    lo = np.searchsorted(sorted_b, key_a, side="left")
+    counts = np.searchsorted(sorted_b, key_a, side="right") - lo
+    pair_i, offset = _segment_ranges(counts)
+    return pair_i, order[lo[pair_i] + offset], counts
+
+
+def segment_iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
+    """Continuous tIoU, element-wise, with the official operation order (evaluation.md 2.1).
+
+    union = (GT length) + (prediction length) - intersection; 0/0 gives NaN, as in the official code.
+    """
+    inter = (np.minimum(pe, ge) - np.maximum(ps, gs)).clip(0)
+    union = (ge - gs) + (pe - ps) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / union
+
+
+def snippet_iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
+    """IoU of the snippet sets {ps..pe-1} and {gs..ge-1} (integer-valued inputs; evaluation.md 2.2); 0 if both empty."""
+    inter = np.maximum(0.0, np.minimum(pe, ge) - np.maximum(ps, gs))
+    union = np.maximum(0.0, pe - ps) + np.maximum(0.0, ge - gs) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _ambiguous_mask(
+    pred: Predictions, ps: np.ndarray, pe: np.ndarray, ambiguous: Mapping[str, Any], to_unit: Any
+) -> np.ndarray:
+    """True for predictions that share a positive-length part (on the grid: a snippet) with an ambiguous segment."""
+    index = {name: i for i, name in enumerate(pred.videos)}
+    vids, segs = [], []
+    for name, seg in ambiguous.items():
+        if name in index:
+            seg = np.asarray(seg, dtype=np.float64).reshape(-1, 2)
+            vids.append(np.full(len(seg), index[name]))
+            segs.append(seg)
+    touched = np.zeros(len(ps), dtype=bool)
+    if not vids:
+        return touched
+    amb_video = np.concatenate(vids)
+    amb = to_unit(np.concatenate(segs))
+    pair_p, pair_a, _ = _group_pairs(pred.video, amb_video)
+    inter = np.minimum(pe[pair_p], amb[pair_a, 1]) - np.maximum(ps[pair_p], amb[pair_a, 0])
+    touched[pair_p[inter > 0]] = True
+    return touched
+
+
+def _rank(scores: np.ndarray, keep: np.ndarray, protocol: str, order: str) -> np.ndarray:
+    """Ranked indices (best first) of one class's predictions, given in file order; dropped ones left out.
+
+    official: ActivityNet reverses numpy's default ascending argsort; W-TALC sorts the negated scores after the
+    ambiguous filter; RSKP sorts the negated scores, filters, and sorts the negated scores again (its
+    ``getActLoc`` then ``getLocMAP``). stable: descending score, ties in file order.
+    """
+    if order == "stable":
+        kept = np.flatnonzero(keep)
+        return kept[np.argsort(-scores[kept], kind="stable")]
+    if protocol == "activitynet":
+        kept = np.flatnonzero(keep)
+        return kept[np.argsort(scores[kept])[::-1]]
+    if protocol == "wtalc":
+        kept = np.flatnonzero(keep)
+        return kept[np.argsort(-scores[kept])]
+    first = np.argsort(-scores)
+    first = first[keep[first]]
+    return first[np.argsort(-scores[first])]
+
+
+def _match(
+    group: np.ndarray,
+    gt_group: np.ndarray,
+    iou_fn: Any,
+    ps: np.ndarray,
+    pe: np.ndarray,
+    gs: np.ndarray,
+    ge: np.ndarray,
+    thresholds: np.ndarray,
+    rule: str,
+) -> np.ndarray:
+    """Greedy matching of ranked predictions to GT, per (class, video) group and threshold.
+
+    Each prediction, in rank order, takes the first GT of its group in its preference list that is not yet taken
+    at that threshold and whose IoU is >= the threshold (or NaN: the official 0/0 quirk).
+
+    Args:
+        group: (P,) group key of each prediction, predictions in rank order (within a group, earlier = better).
+        gt_group: (G,) group key of each GT instance, in GT order.
+        iou_fn: segment_iou or snippet_iou.
+        ps, pe: (P,) prediction bounds; gs, ge: (G,) GT bounds.
+        thresholds: (n,) tIoU thresholds.
+        rule: preference list: "official" (reversed default argsort of the prediction's tIoU row, as the
+            ActivityNet code), "best" (descending IoU, ties to the first listed GT: RSKP and the stable order),
+            "first" (GT order: W-TALC's first-fit).
+
+    Returns:
+        (n, P) bool, True where the prediction is a true positive.
+    """
+    n_thr, n_pred = len(thresholds), len(group)
+    tp = np.zeros((n_thr, n_pred), dtype=bool)
+    pair_p, pair_g, counts = _group_pairs(group, gt_group)  # all (prediction, GT of its group) pairs
+    if pair_p.size == 0:
+        return tp
+    iou = iou_fn(ps[pair_p], pe[pair_p], gs[pair_g], ge[pair_g])
+    nan = np.isnan(iou)
+    cand = np.flatnonzero((iou >= thresholds.min()) | nan)  # pairs that can match at some threshold
+    if cand.size == 0:
+        return tp
+    if rule != "first":
+        key = np.where(nan[cand], -np.inf, -iou[cand])  # NaN first, then descending IoU
+        cand = cand[np.lexsort((key, pair_p[cand]))]  # stable: ties keep GT order
+        if rule == "official":
+            cand_pred = pair_p[cand]
+            ordered_key = np.where(nan[cand], -np.inf, -iou[cand])
+            tie = (cand_pred[1:] == cand_pred[:-1]) & (ordered_key[1:] == ordered_key[:-1])
+            if tie.any():  # rare: reproduce the official order of tied GT exactly, row by row
+                pair_start = np.cumsum(counts) - counts
+                is_cand = np.zeros(pair_p.size, dtype=bool)
+                is_cand[cand] = True
+                for p in np.unique(cand_pred[1:][tie]):
+                    lo = pair_start[p]
+                    row_order = np.argsort(iou[lo:lo + counts[p]])[::-1]  # the official per-prediction sort
+                    a, b = np.searchsorted(cand_pred, [p, p + 1])
+                    cand[a:b] = lo + row_order[is_cand[lo + row_order]]
+    cand_pred = pair_p[cand]
+    preds, first_pair, n_cand = np.unique(cand_pred, return_index=True, return_counts=True)
+    # Step of each prediction = its rank among the predictions (with candidates) of its group.
+    by_group = np.argsort(group[preds], kind="stable")
+    g_sorted = group[preds][by_group]
+    step = np.empty(len(preds), dtype=np.int64)
+    step[by_group] = np.arange(len(preds)) - np.searchsorted(g_sorted, g_sorted, side="left")
+    sweep = np.lexsort((preds, step))  # predictions ordered by step, then rank
+    owner, offset = _segment_ranges(n_cand[sweep])
+    pairs = cand[first_pair[sweep][owner] + offset]  # candidate pairs in sweep order
+    pair_gt, pair_iou, pair_nan = pair_g[pairs], iou[pairs], nan[pairs]
+    seg_start = np.cumsum(n_cand[sweep]) - n_cand[sweep]  # first pair of each prediction (sweep order)
+    step_bounds = np.searchsorted(step[sweep], np.arange(step.max() + 2))
+    taken = np.zeros((n_thr, gt_group.size), dtype=bool)
+    thr = thresholds[:, None]
+    for k in range(len(step_bounds) - 1):  # one iteration per rank inside the largest group
+        a, b = step_bounds[k], step_bounds[k + 1]
+        pa = seg_start[a]
+        pb = seg_start[b] if b < len(seg_start) else pairs.size
+        g = pair_gt[pa:pb]
+        eligible = ((pair_iou[pa:pb] >= thr) | pair_nan[pa:pb]) & ~taken[:, g]  # (n, pairs of this step)
+        pos = np.where(eligible, np.arange(pb - pa), pb - pa)
+        first = np.minimum.reduceat(pos, seg_start[a:b] - pa, axis=1)  # (n, predictions of this step)
+        ti, pi = np.nonzero(first < pb - pa)
+        taken[ti, g[first[ti, pi]]] = True
+        tp[ti, preds[sweep[a + pi]]] = True
+    return tp
+
+
+def _average_precision(tp: np.ndarray, npos: int, interpolated: bool) -> np.ndarray:
+    """AP of one class from its (n, P) true-positive matrix in rank order (evaluation.md 3.3, 4.5).
+
+    interpolated: area under the precision envelope with (0, 0) and (1, 0) padding (ActivityNet, RSKP);
+    otherwise the mean precision at the true positives over npos (W-TALC).
+    """
+    hits = np.cumsum(tp, axis=1, dtype=np.float64)
+    precision = hits / np.arange(1, tp.shape[1] + 1)
+    if not interpolated:
+        return np.sum(precision * tp, axis=1) / npos
+    zeros = np.zeros((tp.shape[0], 1))
+    envelope = np.maximum.accumulate(np.hstack([zeros, precision, zeros])[:, ::-1], axis=1)[:, ::-1]
+    recall = np.hstack([zeros, hits / npos, np.ones((tp.shape[0], 1))])
+    return np.sum((recall[:, 1:] - recall[:, :-1]) * envelope[:, 1:], axis=1)
+
+
+def _thresholds(tiou_thresholds: Any) -> np.ndarray:
+    thr = np.asarray(tiou_thresholds, dtype=np.float64).ravel()
+    if thr.size == 0 or not np.isfinite(thr).all():
+        raise DataError(f"tIoU thresholds must be a non-empty list of finite numbers, got {tiou_thresholds!r}")
+    return thr
+
+
+def detection_map(
+    ground_truth: Mapping[str, Any] | str | os.PathLike,
+    predictions: Mapping[str, Any] | str | os.PathLike,
+    tiou_thresholds: Any = THUMOS_TIOU,
+    *,
+    protocol: str = "activitynet",
+    order: str = "official",
+    snippets_per_second: float = 25 / 16,
+    ambiguous: Mapping[str, Any] | str | os.PathLike | None = None,
+    subset: str | None = None,
+    zero_map_if_class_missing: bool | None = None,
+) -> DetectionResult:
+    """Detection mAP of ActivityNet-format predictions against ActivityNet-format ground truth.
+
+    Protocols (evaluation.md 1-5):
+
+    * "activitynet": the official ``ANETdetection`` (continuous tIoU in seconds, best unmatched GT >= threshold,
+      interpolated AP, a class without predictions gets AP 0). Equal to the official code to 1e-9, ties included,
+      with ``order="official"``.
+    * "rskp": RSKP's ``evaluation/detectionMAP.py``: GT rounded to the snippet grid (round half to even, as
+      Python 3), predictions rounded to the nearest snippet, discrete IoU, best IoU among unmatched GT (ties to
+      the first listed), interpolated AP; only videos with GT take part. The paper's numbers come from it.
+    * "wtalc": W-TALC's ``detectionMAP.py``: as "rskp" but first-fit matching and non-interpolated AP.
+
+    Args:
+        ground_truth: ``{"database": ...}`` object or the path of its JSON file.
+        predictions: ``{"results": ...}`` object or the path of its JSON file.
+        tiou_thresholds: thresholds; the default is exactly 0.1, 0.2, ..., 0.7.
+        protocol: see above.
+        order: "official" reproduces the protocol's own (unstable) sort of tied scores and tIoUs; "stable" breaks
+            score ties by file order and tIoU ties by GT order.
+        snippets_per_second: the snippet grid of "rskp"/"wtalc" (25/16 for I3D at 25 fps, 16-frame snippets).
+        ambiguous: video -> (k, 2) seconds, or the path of ``Ambiguous_test.txt``; predictions that share a snippet
+            (in "activitynet": a positive-length part) with an ambiguous segment of their video are dropped.
+        subset: evaluate only GT videos of this subset (THUMOS14 ``gt.json``: "test"); None: every video.
+        zero_map_if_class_missing: the RSKP/W-TALC quirk: mAP 0 at every threshold when a class has no
+            prediction. Default: on for "rskp"/"wtalc" (official behaviour), off for "activitynet".
+
+    Returns:
+        The mAP per threshold, its average and the per-class AP (fractions, not percent).
+
+    Raises:
+        DataError: missing or malformed files, unknown labels (named with their video), bad arguments.
+    """
+    if protocol not in PROTOCOLS:
+        raise DataError(f'Unknown protocol "{protocol}"; use one of {", ".join(PROTOCOLS)}')
+    if order not in ORDERS:
+        raise DataError(f'Unknown order "{order}"; use one of {", ".join(ORDERS)}')
+    thr = _thresholds(tiou_thresholds)
+    gt = load_ground_truth(ground_truth, subset)
+    pred = load_predictions(predictions, gt)
+    return evaluate_arrays(
+        gt, pred, thr, protocol=protocol, order=order, snippets_per_second=snippets_per_second,
+        ambiguous=ambiguous, zero_map_if_class_missing=zero_map_if_class_missing,
+    )
+
+
+def evaluate_arrays(
+    gt: GroundTruth,
+    pred: Predictions,
+    thr: np.ndarray,
+    *,
+    protocol: str,
+    order: str,
+    snippets_per_second: float,
+    ambiguous: Mapping[str, Any] | str | os.PathLike | None,
+    zero_map_if_class_missing: bool | None,
+) -> DetectionResult:
+    """:func:`detection_map` on already loaded ground truth and predictions."""
+    grid = protocol != "activitynet"
+    n_cls, n_vid = len(gt.class_names), len(pred.videos)
+    keep = np.ones(len(pred.score), dtype=bool)
+    if grid:
+        f = float(snippets_per_second)
+        gs, ge = np.round(gt.start * f), np.round(gt.end * f)  # round half to even, like Python 3 round()
+        ps, pe = np.rint(pred.start * f), np.rint(pred.end * f)  # predictions lie on the grid already
+
+        def to_unit(seg: np.ndarray) -> np.ndarray:
+            return np.round(seg * f)
+
+        has_gt = np.zeros(n_vid, dtype=bool)
+        has_gt[gt.video] = True
+        present = has_gt[pred.video]  # RSKP/W-TALC only see videos with GT: others never enter the ranking
+    else:
+        gs, ge, ps, pe = gt.start, gt.end, pred.start, pred.end
+        present = keep
+
+        def to_unit(seg: np.ndarray) -> np.ndarray:
+            return seg
+
+    if ambiguous is not None:
+        amb = load_ambiguous(ambiguous) if isinstance(ambiguous, (str, os.PathLike)) else ambiguous
+        keep &= ~_ambiguous_mask(pred, ps, pe, amb, to_unit)
+
+    present = np.flatnonzero(present)
+    by_class = present[np.argsort(pred.label[present], kind="stable")]  # file order inside each class
+    bounds = np.searchsorted(pred.label[by_class], np.arange(n_cls + 1))
+    ranked = [by_class[lo:hi][_rank(pred.score[by_class[lo:hi]], keep[by_class[lo:hi]], protocol, order)]
+              for lo, hi in zip(bounds[:-1], bounds[1:])]
+    sizes = np.array([len(r) for r in ranked])
+    ranked = np.concatenate(ranked) if ranked else np.zeros(0, dtype=np.int64)
+    rule = {"activitynet": "official" if order == "official" else "best", "rskp": "best", "wtalc": "first"}[protocol]
+    tp = _match(
+        pred.label[ranked] * n_vid + pred.video[ranked], gt.label * n_vid + gt.video,
+        snippet_iou if grid else segment_iou, ps[ranked], pe[ranked], gs, ge, thr, rule,
+    )
+    npos = np.bincount(gt.label, minlength=n_cls)
+    ap = np.zeros((len(thr), n_cls))
+    starts = np.cumsum(sizes) - sizes
+    for c in range(n_cls):
+        if sizes[c]:
+            ap[:, c] = _average_precision(tp[:, starts[c]:starts[c] + sizes[c]], npos[c], protocol != "wtalc")
+    mean_ap = ap.mean(axis=1) if n_cls else np.zeros(len(thr))
+    missing = tuple(gt.class_names[c] for c in range(n_cls) if sizes[c] == 0)
+    if zero_map_if_class_missing is None:
+        zero_map_if_class_missing = grid
+    if zero_map_if_class_missing and missing:
+        mean_ap = np.zeros(len(thr))
+    if grid:  # RSKP/W-TALC list classes alphabetically
+        alpha = np.argsort(np.array(gt.class_names, dtype=object)) if n_cls else np.zeros(0, dtype=np.int64)
+        ap, names = ap[:, alpha], tuple(gt.class_names[i] for i in alpha)
+    else:
+        names = gt.class_names
+    return DetectionResult(
+        tiou=thr, map=mean_ap, average=float(mean_ap.mean()), per_class_ap=ap, class_names=names,
+        protocol=protocol, num_predictions=int(len(ranked)), num_ground_truth=int(len(gt.label)),
+        missing_classes=missing,
+    )
