@@ -60,6 +60,9 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
             torch.save(data, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -82,7 +85,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"Checkpoint {os.fspath(path)!r} does not exist; pass a .pt file written by 'rskp train'")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise CheckpointError(
+                f"Checkpoint {os.fspath(path)!r} is corrupt ({_first_line(exc)}); resume from an older checkpoint"
+            ) from exc
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not an rskp checkpoint: it stores Python objects other than tensors and plain "
+            "values (it was written by another program, and loading it could run code). Pass a checkpoint "
+            "written by 'rskp train'"
+        ) from exc
+    except (EOFError, OSError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(
             f"Checkpoint {os.fspath(path)!r} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)}); "
             "resume from an older checkpoint or retrain"

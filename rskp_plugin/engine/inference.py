@@ -126,10 +126,11 @@ def evaluate_model(
         label=f"evaluating on {label}",
     )
     result = detection_map(
-        dataset.ground_truth(), detections, tuple(tiou), protocol=protocol, ambiguous=dataset.ambiguous
+        dataset.ground_truth(), detections, tuple(tiou), protocol=protocol,
+        snippets_per_second=dataset.snippets_per_second, ambiguous=dict(dataset.ambiguous) or None,
     )
     labels = np.stack([np.asarray(v.labels, dtype=np.float64) for v in dataset.videos])
-    cmap = classification_map(np.stack(scores).astype(np.float64), labels)
+    cmap = classification_map(np.stack(scores).astype(np.float64), labels, skip_empty=True)
     count = sum(len(v) for v in detections.get("results", {}).values())
     maps = tuple(_percent(x) for x in np.asarray(result.map, dtype=np.float64).tolist())
     return EvalResult(

@@ -369,8 +369,8 @@ def environment(device: torch.device | None = None) -> dict[str, Any]:
 
     env: dict[str, Any] = {
         "rskp_plugin": rskp_plugin.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
         "python": platform.python_version(),
         "device": str(device) if device is not None else "cpu",
         "git_commit": git_commit(),

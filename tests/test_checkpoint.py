@@ -1,0 +1,124 @@
+"""Checkpoints: atomic writes, validation of foreign/truncated files, RNG state round trips."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from rskp_plugin.checkpoint import (
+    FORMAT_VERSION,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from rskp_plugin.errors import CheckpointError
+
+
+def _payload(epoch: int = 3) -> dict:
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    return {
+        "epoch": epoch, "config": {"train": {"epochs": 10, "tiou": [0.1, 0.5]}}, "model": model.state_dict(),
+        "optimizer": opt.state_dict(), "rng": capture_rng_state(), "trainer": {"history": [], "best": None},
+        "meta": {"class_names": ["a", "b"], "feature_dim": 4, "snippets_per_second": 1.5625},
+    }
+
+
+def test_round_trip_keeps_tensors_and_values(tmp_path) -> None:
+    payload = _payload()
+    path = save_checkpoint(tmp_path / "run" / "last.pt", payload)
+    data = load_checkpoint(path)
+    assert data["epoch"] == 3 and data["format_version"] == FORMAT_VERSION
+    assert data["config"] == payload["config"] and data["meta"] == payload["meta"]
+    for key, value in payload["model"].items():
+        assert torch.equal(data["model"][key], value)
+    assert data["optimizer"]["state"][0]["step"] == payload["optimizer"]["state"][0]["step"]
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 3  # a run folder means its last.pt
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", _payload(epoch=1))
+
+    def broken_save(obj, fh):  # writes half a file, then the process "dies"
+        fh.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, _payload(epoch=2))
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", _payload())
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"state_dict": {"w": torch.zeros(2)}},  # another program's torch file
+        [1, 2, 3],
+        {"format": "rskp-checkpoint", "format_version": 1, "epoch": 1},  # ours, but fields missing
+    ],
+)
+def test_foreign_files_are_rejected(tmp_path, content) -> None:
+    path = tmp_path / "foreign.pt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError, match="not an rskp checkpoint|lacks the fields"):
+        load_checkpoint(path)
+
+
+def test_pickled_objects_are_not_loaded(tmp_path) -> None:
+    path = tmp_path / "object.pt"
+    # An arbitrary Python object: only a full (code-running) unpickle could load it.
+    torch.save({"format": "rskp-checkpoint", "obj": argparse.Namespace(a=1)}, path)
+    with pytest.raises(CheckpointError, match="not an rskp checkpoint"):
+        load_checkpoint(path)
+
+
+def test_random_bytes_and_missing_files(tmp_path) -> None:
+    path = tmp_path / "noise.pt"
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(CheckpointError, match="corrupt|not an rskp checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_newer_format_version_asks_for_an_upgrade(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", _payload())
+    data = torch.load(path, weights_only=True)
+    data["format_version"] = FORMAT_VERSION + 1
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="Upgrade"):
+        load_checkpoint(path)
+
+
+def test_rng_states_round_trip(tmp_path) -> None:
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    path = save_checkpoint(tmp_path / "c.pt", {**_payload(), "rng": capture_rng_state()})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    restore_rng_state(load_checkpoint(path)["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_saving_without_required_fields_fails(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="missing fields optimizer"):
+        save_checkpoint(tmp_path / "x.pt", {k: v for k, v in _payload().items() if k != "optimizer"})
