@@ -27,14 +27,28 @@ def _add_heads(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
 def _run_heads(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .plugins import head_specs
+    from .plugins import head_specs, load_errors
 
+    rows = []
+    for spec in head_specs().values():
+        dist, _, version = spec.distribution.partition(" ")  # "<distribution> <version>"; "" if registered by hand
+        rows.append((spec.name, dist or "-", version or "-", spec.summary))
+    for name, err in load_errors().items():  # broken plugins stay visible, with the reason
+        cause = err.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+        dist, version = getattr(err, "distribution", "?"), getattr(err, "version", "?")
+        rows.append((name, dist, version, f"[red]failed to load[/] ({reason}); see `rskp --debug heads`"))
     table = Table(title="Installed heads")
-    for column in ("name", "distribution", "summary"):
-        table.add_column(column)
-    for spec in sorted(head_specs().values(), key=lambda s: s.name):
-        table.add_row(spec.name, spec.distribution, spec.summary)
+    for column in ("name", "distribution", "version", "summary"):
+        table.add_column(column, overflow="fold")
+    for row in sorted(rows):
+        table.add_row(*row)
     console.print(table)
+    if getattr(args, "debug", False):  # the full import tracebacks of broken plugins
+        import traceback
+
+        for err in load_errors().values():
+            err_console.print("".join(traceback.format_exception(err)), highlight=False, markup=False)
     return 0
 
 

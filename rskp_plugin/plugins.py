@@ -107,6 +107,7 @@ def _load_error(
         f"(pip install --force-reinstall {dist_name}), or uninstall it (pip uninstall {dist_name})."
     )
     err.__cause__ = exc  # same as ``raise err from exc`` when it is raised later
+    err.entry_point, err.distribution, err.version = ep.name, dist_name, version  # for `rskp heads`
     return err
 
 

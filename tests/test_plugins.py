@@ -1,0 +1,295 @@
+"""Plugin manager: registration, lookup, error messages, entry-point loading (faked), the cache and `rskp heads`.
+
+Only ``test_installed_built_in_heads`` looks at what is really installed; the rest builds managers by hand or fakes
+``importlib.metadata.entry_points``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import textwrap
+from dataclasses import dataclass, field
+
+import pytest
+from rich.console import Console
+
+from rskp_plugin import DuplicateHeadError, HeadSpec, PluginLoadError, UnknownHeadError, plugins
+from rskp_plugin import cli
+from rskp_plugin.cli import main
+from rskp_plugin.hookspecs import hookimpl
+from rskp_plugin.plugins import (
+    PluginLoadWarning,
+    available_heads,
+    create_head,
+    get_plugin_manager,
+    head_specs,
+    load_errors,
+    make_plugin_manager,
+)
+
+
+class Made:
+    """What the fake factories return: records the keywords."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class FourHeads:
+    """A plugin object registering four heads with the built-in names."""
+
+    @hookimpl
+    def register_heads(self, register):
+        for name in ("wum", "bm", "stpn", "facnet"):  # deliberately unsorted
+            register(HeadSpec(name=name, factory=Made, summary=f"fake {name}"))
+
+
+@pytest.fixture
+def pm():
+    manager = make_plugin_manager(load_entrypoints=False)
+    plugin = FourHeads()
+    manager.register(plugin, name="four")
+    yield manager
+    if manager.is_registered(plugin):
+        manager.unregister(plugin)
+
+
+@pytest.fixture
+def restore_cache(monkeypatch):
+    """Tests that replace the process-wide manager get the old one back afterwards; the CLI prints wide."""
+    monkeypatch.setattr(plugins, "_manager", plugins._manager)
+    monkeypatch.setattr(cli, "console", Console(width=250))
+
+
+# ------------------------------------------------------------------------------------------- hand-built managers
+def test_available_heads_is_sorted(pm):
+    assert available_heads(pm) == ["bm", "facnet", "stpn", "wum"]
+    assert list(head_specs(pm)) == ["bm", "facnet", "stpn", "wum"]
+
+
+def test_specs_name_the_plugin(pm):
+    spec = head_specs(pm)["wum"]
+    assert (spec.plugin, spec.summary, spec.distribution) == ("four", "fake wum", "")
+
+
+def test_create_head_passes_keywords(pm):
+    head = create_head("wum", plugin_manager=pm, num_classes=20, feature_dim=2048)
+    assert isinstance(head, Made) and head.kwargs == {"num_classes": 20, "feature_dim": 2048}
+
+
+def test_unknown_head_suggests_and_lists(pm):
+    with pytest.raises(UnknownHeadError) as info:
+        create_head("wun", plugin_manager=pm)
+    assert str(info.value) == 'Unknown head "wun". Did you mean "wum"? Installed: bm, facnet, stpn, wum.'
+    assert isinstance(info.value, LookupError)
+    with pytest.raises(UnknownHeadError, match=r'^Unknown head "zzz"\. Installed: bm, facnet'):
+        create_head("zzz", plugin_manager=pm)
+
+
+def test_unregistering_removes_heads(pm):
+    pm.unregister(name="four")
+    assert available_heads(pm) == []
+    with pytest.raises(UnknownHeadError, match=r"Installed: \(none\)\."):
+        create_head("wum", plugin_manager=pm)
+
+
+def test_duplicate_head_names_both_plugins(pm):
+    class Clash:
+        @hookimpl
+        def register_heads(self, register):
+            register(HeadSpec(name="wum", factory=Made))
+
+    pm.register(Clash(), name="clash")
+    with pytest.raises(DuplicateHeadError) as info:
+        head_specs(pm)
+    assert 'Head "wum" is registered twice: by plugin "four"' in str(info.value)
+    assert 'by plugin "clash"' in str(info.value)
+
+
+def test_register_rejects_non_specs(pm):
+    class Sloppy:
+        @hookimpl
+        def register_heads(self, register):
+            register({"name": "x"})
+
+    pm.register(Sloppy(), name="sloppy")
+    with pytest.raises(TypeError, match="'sloppy' called register"):
+        head_specs(pm)
+
+
+# ------------------------------------------------------------------------------------------ faked entry points
+@dataclass
+class FakeDist:
+    name: str
+    version: str
+
+    @property
+    def metadata(self):
+        return {"Name": self.name}
+
+
+@dataclass
+class FakeEntryPoint:
+    """Duck-typed importlib.metadata.EntryPoint with a distribution attached."""
+
+    name: str
+    value: str
+    dist: FakeDist
+    group: str = "rskp_plugin"
+    real: importlib.metadata.EntryPoint = field(init=False)
+
+    def __post_init__(self):
+        self.real = importlib.metadata.EntryPoint(self.name, self.value, self.group)
+
+    def load(self):
+        return self.real.load()
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    """Three modules on sys.path (good, broken on import, clashing with good) and a hook to list entry points."""
+    (tmp_path / "rskp_fake_good.py").write_text(textwrap.dedent("""
+        from rskp_plugin import HeadSpec
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            register(HeadSpec(name="good", factory=dict, summary="A good fake head."))
+    """))
+    (tmp_path / "rskp_fake_broken.py").write_text("import numpy\nraise RuntimeError('the author forgot a file')\n")
+    (tmp_path / "rskp_fake_clash.py").write_text(textwrap.dedent("""
+        from rskp_plugin import HeadSpec
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            register(HeadSpec(name="good", factory=list))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield_names = []
+
+    def install(*eps: FakeEntryPoint) -> None:
+        def entry_points(**selection):
+            assert selection == {"group": "rskp_plugin"}
+            return list(eps)
+
+        monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+    yield install
+    for name in ("rskp_fake_good", "rskp_fake_broken", "rskp_fake_clash", *yield_names):
+        sys.modules.pop(name, None)
+
+
+GOOD = FakeEntryPoint("good", "rskp_fake_good", FakeDist("rskp-head-good", "1.2.3"))
+BROKEN = FakeEntryPoint("broken", "rskp_fake_broken", FakeDist("rskp-head-broken", "0.0.1"))
+CLASH = FakeEntryPoint("clash", "rskp_fake_clash", FakeDist("rskp-head-clash", "2.0"))
+
+
+def test_entry_points_fill_distribution(fake_plugins):
+    fake_plugins(GOOD)
+    pm = make_plugin_manager()
+    spec = head_specs(pm)["good"]
+    assert (spec.plugin, spec.distribution, spec.summary) == ("good", "rskp-head-good 1.2.3", "A good fake head.")
+    assert create_head("good", plugin_manager=pm, a=1) == {"a": 1}
+
+
+def test_broken_plugin_does_not_stop_the_others(fake_plugins):
+    fake_plugins(BROKEN, GOOD)
+    pm = make_plugin_manager()
+    assert available_heads(pm) == ["good"]
+    err = load_errors(pm)["broken"]
+    assert isinstance(err, PluginLoadError) and isinstance(err, ImportError)
+    assert 'entry point "broken = rskp_fake_broken"' in str(err) and "rskp-head-broken 0.0.1" in str(err)
+    assert isinstance(err.__cause__, RuntimeError) and "forgot a file" in str(err.__cause__)
+    with pytest.raises(PluginLoadError, match="rskp-head-broken") as info:  # asking for the broken head
+        create_head("broken", plugin_manager=pm)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(UnknownHeadError, match=r"Plugins that failed to load \(see `rskp heads`\): broken\."):
+        create_head("other", plugin_manager=pm)
+
+
+def test_clashing_plugins_name_both_distributions(fake_plugins):
+    fake_plugins(GOOD, CLASH)
+    pm = make_plugin_manager()
+    with pytest.raises(DuplicateHeadError) as info:
+        available_heads(pm)
+    message = str(info.value)
+    assert 'plugin "clash" (rskp-head-clash 2.0)' in message and 'plugin "good" (rskp-head-good 1.2.3)' in message
+    assert "Uninstall one of the two distributions" in message
+
+
+def test_same_entry_point_name_in_two_distributions(fake_plugins):
+    twin = FakeEntryPoint("good", "rskp_fake_clash", FakeDist("rskp-head-twin", "9"))
+    fake_plugins(GOOD, twin)
+    with pytest.raises(DuplicateHeadError) as info:
+        available_heads(make_plugin_manager())
+    message = str(info.value)  # the second plugin called "good" is registered as "good[<its distribution>]"
+    assert "(rskp-head-twin 9)" in message and "(rskp-head-good 1.2.3)" in message and '"good[' in message
+
+
+def test_blocked_plugin_is_skipped(fake_plugins):
+    fake_plugins(GOOD, CLASH)
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.set_blocked("clash")
+    pm.load_entrypoint_plugins()
+    assert head_specs(pm)["good"].factory is dict
+
+
+def test_cached_manager_warns_once_and_refreshes(fake_plugins, restore_cache):
+    fake_plugins(BROKEN, GOOD)
+    with pytest.warns(PluginLoadWarning, match="rskp-head-broken"):
+        first = get_plugin_manager(refresh=True)
+    assert get_plugin_manager() is first  # cached: no second import, no second warning
+    assert available_heads() == ["good"]
+    fake_plugins(GOOD)
+    assert plugins.refresh() is not first
+    assert available_heads() == ["good"] and load_errors() == {}
+
+
+def test_refresh_installs_a_given_manager(pm, restore_cache):
+    assert plugins.refresh(pm) is pm
+    assert available_heads() == ["bm", "facnet", "stpn", "wum"]
+
+
+# ----------------------------------------------------------------------------------------------------- rskp heads
+def test_cli_heads_table(fake_plugins, restore_cache, capsys):
+    fake_plugins(GOOD, BROKEN)
+    with pytest.warns(PluginLoadWarning):
+        plugins.refresh()
+    assert main(["heads"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    row = next(line for line in lines if " good " in line)
+    assert "rskp-head-good" in row and "1.2.3" in row and "A good fake head." in row
+    broken = next(line for line in lines if " broken " in line)
+    assert "rskp-head-broken" in broken and "0.0.1" in broken and "failed to load" in broken
+
+
+def test_cli_heads_sorted(pm, restore_cache, capsys):
+    plugins.refresh(pm)
+    assert main(["heads"]) == 0
+    out = capsys.readouterr().out
+    positions = [out.index(f" {name} ") for name in ("bm", "facnet", "stpn", "wum")]
+    assert positions == sorted(positions)
+
+
+def test_cli_heads_reports_duplicates_in_one_line(fake_plugins, restore_cache, capsys):
+    fake_plugins(GOOD, CLASH)
+    plugins.refresh()
+    assert main(["heads"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "registered twice" in err
+
+
+# --------------------------------------------------------------------------------------------------- integration
+def test_installed_built_in_heads():
+    """The one test that reads the real installation: the four built-in heads come from this distribution."""
+    pm = make_plugin_manager()
+    specs = head_specs(pm)
+    version = importlib.metadata.version("rskp-plugin")
+    for name in ("bm", "facnet", "stpn", "wum"):
+        assert specs[name].distribution == f"rskp-plugin {version}"
+        assert specs[name].plugin == name
+        assert specs[name].summary
+    assert load_errors(pm) == {}
