@@ -169,8 +169,63 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "evaluate",
+        help="detection mAP of ActivityNet-format predictions (ActivityNet, RSKP or W-TALC protocol)",
+        description=(
+            "Score detections against ground truth. Both files use the ActivityNet JSON formats: "
+            '{"database": {video: {"subset", "annotations": [{"segment", "label"}]}}} and '
+            '{"results": {video: [{"label", "score", "segment"}]}}. Results are printed in percent; --json prints '
+            '{"tiou": [...], "map": [...], "average": x} as fractions.'
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--ground-truth", required=True, metavar="GT.json",
+                   help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT)")
+    p.add_argument("--predictions", required=True, metavar="PRED.json", help="predictions JSON (e.g. rskp predict)")
+    p.add_argument("--tiou", default="0.1:0.7:0.1",
+                   help="tIoU thresholds: start:stop:step (stop included, exact decimals) or a comma list")
+    p.add_argument("--protocol", default="activitynet", choices=("activitynet", "rskp", "wtalc"),
+                   help="activitynet: official code, seconds; rskp: RSKP's snippet-grid variant (the paper's "
+                        "numbers); wtalc: W-TALC's first-fit, non-interpolated variant")
+    p.add_argument("--order", default="official", choices=("official", "stable"),
+                   help="official: the protocol's own (unstable) tie order; stable: ties keep file/GT order")
+    p.add_argument("--subset", default=None,
+                   help="evaluate only GT videos of this subset (THUMOS14 gt.json: test); default: all videos, "
+                        "or 'test' for a W-TALC folder")
+    p.add_argument("--ambiguous", default=None, metavar="Ambiguous_test.txt",
+                   help="drop predictions touching these ambiguous segments (RSKP/W-TALC do)")
+    p.add_argument("--snippets-per-second", type=float, default=25 / 16,
+                   help="snippet grid of the rskp/wtalc protocols (25/16 for I3D, 16-frame snippets at 25 fps)")
+    p.add_argument("--per-class", action="store_true", help="also show the AP of every class")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return _run_evaluate
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluation import detection_map, load_wtalc_ground_truth, parse_tiou, result_table
+
+    ground_truth, subset = args.ground_truth, args.subset
+    if Path(ground_truth).is_dir():
+        ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
+    result = detection_map(
+        ground_truth, args.predictions, parse_tiou(args.tiou), protocol=args.protocol, order=args.order,
+        snippets_per_second=args.snippets_per_second, ambiguous=args.ambiguous, subset=subset,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    else:
+        console.print(result_table(result, per_class=args.per_class))
+    return 0
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], Callable[[argparse.Namespace], int]]] = [
-    _add_heads, _add_train, _add_predict,
+    _add_heads, _add_train, _add_predict, _add_evaluate,
 ]
 
 

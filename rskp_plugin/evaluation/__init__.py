@@ -12,6 +12,8 @@ from .detection import (
     DetectionResult,
     detection_map,
     evaluate_arrays,
+    parse_tiou,
+    result_table,
     segment_iou,
     snippet_iou,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "load_ground_truth",
     "load_predictions",
     "load_wtalc_ground_truth",
+    "parse_tiou",
+    "result_table",
     "segment_iou",
     "snippet_iou",
 ]

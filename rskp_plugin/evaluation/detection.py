@@ -374,3 +374,42 @@ def evaluate_arrays(
         protocol=protocol, num_predictions=int(len(ranked)), num_ground_truth=int(len(gt.label)),
         missing_classes=missing,
     )
+
+
+def parse_tiou(spec: str) -> np.ndarray:
+    """Thresholds from ``"start:stop:step"`` (stop included, exact decimals) or a comma list ``"0.5,0.75,0.95"``."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError("need step > 0 and stop >= start")
+            count = int(round((stop - start) / step)) + 1
+            values = np.round(start + step * np.arange(count), 10)  # exact decimals, not a float arange
+        else:
+            values = np.array([float(x) for x in spec.split(",")])
+    except ValueError as exc:
+        raise DataError(f"bad tIoU thresholds {spec!r} ({exc}); use start:stop:step (0.1:0.7:0.1) or 0.5,0.75") from exc
+    if values.size == 0 or (values <= 0).any() or (values > 1).any():
+        raise DataError(f"tIoU thresholds {spec!r} must lie in (0, 1]")
+    return values
+
+
+def result_table(result: DetectionResult, *, per_class: bool = False) -> Any:
+    """A rich table of the mAP per threshold (percent) and its average; with ``per_class`` one row per class."""
+    from rich.table import Table
+
+    table = Table(title=f"Detection mAP (%), {result.protocol} protocol, {result.num_predictions} predictions, "
+                        f"{result.num_ground_truth} GT instances")
+    table.add_column("class" if per_class else "", style="bold")
+    for t in result.tiou:
+        table.add_column(f"@{t:g}", justify="right")
+    table.add_column(f"avg {result.tiou.min():g}:{result.tiou.max():g}", justify="right")
+    if per_class:
+        for c, name in enumerate(result.class_names):
+            ap = result.per_class_ap[:, c]
+            table.add_row(name, *(f"{100 * v:.2f}" for v in ap), f"{100 * ap.mean():.2f}")
+        table.add_section()
+    table.add_row("mAP", *(f"{100 * v:.2f}" for v in result.map), f"{100 * result.average:.2f}")
+    if result.missing_classes:
+        table.caption = f"classes without predictions: {', '.join(result.missing_classes)}"
+    return table

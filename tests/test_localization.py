@@ -1,0 +1,279 @@
+"""Localisation: runs, OIC scores, NMS and the per-head rules, against hand-computed cases and a loop reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rskp_plugin.errors import ConfigError, ShapeError
+from rskp_plugin.evaluation import detection_map
+from rskp_plugin.localization import (
+    Detections,
+    LocalizationSettings,
+    localize,
+    localize_video,
+    nms,
+    preset,
+    upsample_linear,
+)
+
+
+# --------------------------------------------------------------------------- straightforward reference (loops)
+def _ref_upsample(a: np.ndarray, scale: int) -> np.ndarray:
+    if scale == 1:
+        return a
+    out = []
+    for x in np.arange(0, len(a), 1 / scale):
+        i = min(int(math.floor(x)), len(a) - 2)
+        out.append(a[i] + (a[i + 1] - a[i]) * (x - i))
+    return np.array(out)
+
+
+def _ref_runs(active):
+    runs, start = [], None
+    for t, on in enumerate(list(active) + [False]):
+        if on and start is None:
+            start = t
+        if not on and start is not None:
+            runs.append((start, t))
+            start = None
+    return runs
+
+
+def _ref_proposal(sig, s, e, st):
+    """RSKP getActLoc (inner_includes_next) or WUM get_proposal_oic, one run at a time."""
+    T, L, rho = len(sig), e - s, st.inflation
+    if st.inner_includes_next:
+        inner = np.mean(sig[s:e + 1])
+        outer_s = max(0, int(s - rho * L))
+        outer_e = min(T - 1, int(e + rho * L + 1))
+        outer = list(range(outer_s, s)) + list(range(e + 1, outer_e))
+    else:
+        inner = np.mean(sig[s:e])
+        outer_s = max(0, int(s - rho * L))
+        outer_e = min(T - 1, int(e - 1 + rho * L))
+        outer = list(range(outer_s, s)) + list(range(e, outer_e + 1))
+    outer_score = np.mean(sig[outer]) if outer else 0.0
+    return inner - st.outer_weight * outer_score
+
+
+def _ref_nms(props, st):
+    props = np.array(props, dtype=np.float64).reshape(-1, 3)
+    s, e, sc = props[:, 0], props[:, 1], props[:, 2]
+    area = e - s + 1
+    order = list(np.argsort(sc)[::-1])
+    keep = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        rest = []
+        for j in order:
+            inter = max(0.0, min(e[i], e[j]) - max(s[i], s[j]) + 1)
+            if st.nms_overlap == "iou":
+                if inter / (area[i] + area[j] - inter) < st.nms_threshold:
+                    rest.append(j)
+            elif inter / area[j] <= st.nms_threshold:
+                rest.append(j)
+        order = rest
+    return keep
+
+
+def ref_localize(p, cas, att, st, f, score_cas=None):
+    classes = [c for c in range(len(p)) if p[c] >= st.class_threshold]
+    if not classes and st.fallback_argmax:
+        classes = [int(np.argmax(p))]
+    scoring = cas if score_cas is None else score_cas
+    per_second = f * st.upsample
+    out = []
+    for c in classes:
+        sig = _ref_upsample(cas[:, c], st.upsample)
+        sco = _ref_upsample(scoring[:, c], st.upsample)
+        props = []
+        families = [(thr, sig, True) for thr in st.thresholds]
+        if st.attention_thresholds:
+            a = _ref_upsample(att, st.upsample)
+            families += [(thr, a, False) for thr in st.attention_thresholds]
+        for thr, signal, is_cas in families:
+            active = signal > thr if st.strict else (signal >= thr) & (signal > 0)
+            used = np.where(sig < thr, 0.0, sco) if (is_cas and st.zero_below_threshold) else sco
+            for s, e in _ref_runs(active):
+                if e - s >= st.min_length:
+                    end = e + 1 if st.inner_includes_next else e
+                    props.append((s, end, _ref_proposal(used, s, e, st) + st.video_score_weight * p[c]))
+        if not props:
+            continue
+        coords = [(s / per_second, e / per_second, sc) for s, e, sc in props] if st.nms_units == "seconds" else props
+        for i in _ref_nms(coords, st):
+            s, e, sc = props[i]
+            out.append((c, s / per_second, e / per_second, sc))
+    return out
+
+
+def _smooth_cas(rng, T, C, *, peaky=True):
+    """Smooth, realistic-looking CAS in [0, 1] (random bumps), so runs are not single-snippet noise."""
+    t = np.arange(T)[:, None]
+    cas = np.zeros((T, C))
+    for c in range(C):
+        for _ in range(rng.integers(1, 6)):
+            mu, width, height = rng.uniform(0, T), rng.uniform(1, 8), rng.uniform(0.01, 0.2 if peaky else 1)
+            cas[:, c] += height * np.exp(-0.5 * ((t[:, 0] - mu) / width) ** 2)
+    return np.clip(cas + rng.uniform(0, 0.01, size=(T, C)), 0, 1)
+
+
+def _assert_same(det: Detections, ref):
+    got = list(zip(det.labels.tolist(), det.starts.tolist(), det.ends.tolist(), det.scores.tolist()))
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        assert g[0] == r[0]
+        np.testing.assert_allclose(g[1:], r[1:], rtol=0, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- hand-computed cases
+def test_rskp_rules_on_a_hand_computed_cas():
+    # One class, one threshold. Run above 0.5: snippets 2..4 (s=2, e=5, L=3).
+    cas = np.array([0.1, 0.2, 0.9, 0.8, 0.7, 0.3, 0.0, 0.0, 0.0, 0.0])[:, None]
+    st = LocalizationSettings(thresholds=(0.5,))
+    det = localize_video(np.array([1.0]), cas, None, st, snippets_per_second=1.0)
+    # inner includes index e=5: mean(0.9, 0.8, 0.7, 0.3) = 0.675
+    # left flank [max(0, floor(2 - 0.75)), 2) = [1, 2) -> 0.2; right [6, min(9, floor(5 + 0.75 + 1))) = [6, 6) empty
+    assert det.labels.tolist() == [0]
+    assert det.scores[0] == pytest.approx(0.675 - 0.2)
+    assert (det.starts[0], det.ends[0]) == (2.0, 6.0)  # stored end e + 1
+
+
+def test_wum_flanks_and_video_score_term():
+    cas = np.array([0.0, 0.1, 0.2, 0.9, 0.8, 0.7, 0.6, 0.1, 0.3, 0.05, 0.0, 0.0])[:, None]
+    st = LocalizationSettings(thresholds=(0.5,), inner_includes_next=False, strict=False, video_score_weight=0.2,
+                              nms_overlap="iou")
+    det = localize_video(np.array([0.5]), cas, None, st, snippets_per_second=2.0)
+    # run 3..6 (L=4): inner mean(0.9, 0.8, 0.7, 0.6) = 0.75; left [2, 3) -> 0.2; right [7, min(11, 6 + 1) + 1) = [7, 8)
+    assert det.scores.tolist() == pytest.approx([0.75 - (0.2 + 0.1) / 2 + 0.2 * 0.5])
+    assert (det.starts[0], det.ends[0]) == (1.5, 3.5)
+
+
+def test_min_length_strictness_and_class_threshold():
+    cas = np.array([[0.2, 0.9], [0.2, 0.1], [0.0, 0.0], [0.2, 0.0]])
+    p = np.array([0.5, 0.05])
+    strict = LocalizationSettings(thresholds=(0.2,), min_length=1)
+    assert localize_video(p, cas, None, strict).labels.size == 0  # 0.2 is not > 0.2; class 1 below 0.1
+    loose = LocalizationSettings(thresholds=(0.2,), min_length=1, strict=False, inner_includes_next=False)
+    det = localize_video(p, cas, None, loose, snippets_per_second=1.0)
+    assert sorted(zip(det.starts.tolist(), det.ends.tolist())) == [(0.0, 2.0), (3.0, 4.0)]
+    longer = LocalizationSettings(thresholds=(0.2,), min_length=2, strict=False, inner_includes_next=False)
+    assert localize_video(p, cas, None, longer, snippets_per_second=1.0).starts.tolist() == [0.0]
+    fallback = LocalizationSettings(thresholds=(0.05,), class_threshold=0.9, fallback_argmax=True, min_length=1)
+    assert set(localize_video(p, cas, None, fallback).labels.tolist()) == {0}
+
+
+def test_nms_suppressed_length_versus_iou():
+    starts, ends, scores = np.array([0.0, 0.0, 8.0]), np.array([9.0, 3.0, 12.0]), np.array([0.9, 0.8, 0.7])
+    # Suppressed-length overlap of [0, 3] under [0, 9]: (3 - 0 + 1) / (3 - 0 + 1) = 1 > 0.5 -> suppressed.
+    # [8, 12]: intersection 9 - 8 + 1 = 2, own length 5 -> 0.4, kept.
+    assert nms(starts, ends, scores, threshold=0.5, overlap="suppressed_length").tolist() == [0, 2]
+    # True IoU of [0, 3] and [0, 9] with +1 lengths: 4 / 10 = 0.4 < 0.5 -> kept.
+    assert nms(starts, ends, scores, threshold=0.5, overlap="iou").tolist() == [0, 1, 2]
+    assert nms(starts, ends, scores, threshold=0.4, overlap="iou").tolist() == [0, 2]  # >= suppresses
+    assert nms(starts, ends, scores, threshold=0.4, overlap="iou", inclusive=False).tolist() == [0, 1, 2]
+
+
+def test_upsample_matches_linear_interpolation_and_extrapolates():
+    rng = np.random.default_rng(0)
+    x = rng.random((7, 3))
+    up = upsample_linear(x, 4)
+    assert up.shape == (28, 3)
+    pos = np.arange(0, 7, 0.25)
+    inside = pos <= 6
+    for c in range(3):
+        np.testing.assert_allclose(up[inside, c], np.interp(pos[inside], np.arange(7), x[:, c]), atol=1e-12)
+    np.testing.assert_allclose(up[-1], x[6] + 0.75 * (x[6] - x[5]), atol=1e-12)  # linear extrapolation
+
+
+# --------------------------------------------------------------------------- agreement with the loop reference
+@pytest.mark.parametrize("head", ["rskp", "facnet", "wum", "stpn"])
+def test_presets_agree_with_loop_reference(head):
+    rng = np.random.default_rng({"rskp": 1, "facnet": 2, "wum": 3, "stpn": 4}[head])
+    st = preset(head)
+    total = 0
+    for _ in range(6):
+        T, C = int(rng.integers(5, 60)), 4
+        cas = _smooth_cas(rng, T, C, peaky=head in ("rskp", "facnet"))
+        p = rng.random(C)
+        att = np.clip(rng.random(T) * 0.3 + cas.max(axis=1) * 3, 0, 1)
+        score_cas = rng.random((T, C)) if head == "stpn" else None
+        f = float(rng.uniform(0.5, 3))
+        det = localize_video(p, cas, att, st, snippets_per_second=f, score_cas=score_cas)
+        _assert_same(det, ref_localize(p, cas, att, st, f, score_cas))
+        total += len(det.labels)
+    assert total >= 10  # the comparison saw real detections
+
+
+def test_padding_and_tensors_give_the_same_detections():
+    rng = np.random.default_rng(5)
+    cas = _smooth_cas(rng, 40, 3)
+    p = np.array([0.5, 0.2, 0.05])
+    st = preset("rskp")
+    base = localize_video(p, cas, None, st)
+    padded = np.concatenate([cas, rng.random((9, 3))])
+    for other in (localize_video(p, padded, None, st, num_snippets=40),
+                  localize_video(torch.tensor(p), torch.tensor(cas, dtype=torch.float64), None, st)):
+        for a, b in zip(base, other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_localize_writes_activitynet_results_that_evaluate():
+    rng = np.random.default_rng(6)
+    names, scores, cass, db = [], [], [], {}
+    for v in range(5):
+        T = 80
+        cas = np.full((T, 2), 0.001)
+        anns = []
+        for s in rng.choice(np.arange(0, 70, 14), size=2, replace=False):
+            cas[s:s + 6, v % 2] = 0.05
+            anns.append({"segment": [s / 1.5625, (s + 6) / 1.5625], "label": "ab"[v % 2]})
+        names.append(f"video_{v}")
+        scores.append(np.array([0.9, 0.0]) if v % 2 == 0 else np.array([0.0, 0.9]))
+        cass.append(cas)
+        db[f"video_{v}"] = {"subset": "test", "annotations": anns}
+    st = LocalizationSettings(inner_includes_next=False)  # exact ends, to compare with the ground truth
+    result = localize(names, scores, cass, None, st, ["a", "b"])
+    assert set(result) == {"version", "external_data", "results"}
+    first = result["results"]["video_0"][0]
+    assert set(first) == {"label", "score", "segment"} and isinstance(first["score"], float)
+    assert detection_map({"database": db}, result).average == pytest.approx(1.0)
+    assert detection_map({"database": db}, result, protocol="rskp").average == pytest.approx(1.0)
+
+
+def test_localize_on_the_real_thumos_lengths_runs_fast():
+    durations_file = "/work/shared/data/thumos14reduced-annotations/duration.npy"
+    try:
+        durations = np.load(durations_file)[:, 0]
+    except FileNotFoundError:
+        pytest.skip(f"{durations_file} not present; the real THUMOS14 durations are needed for this check")
+    rng = np.random.default_rng(7)
+    lengths = (durations[200:230] * 25 / 16).astype(int)
+    cas = [_smooth_cas(rng, int(n), 20) for n in lengths]
+    scores = [rng.random(20) for _ in lengths]
+    out = localize([str(i) for i in range(len(lengths))], scores, cas, None, preset("rskp"), [str(c) for c in range(20)])
+    assert len(out["results"]) == len(lengths)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise_clear_errors():
+    st = preset("rskp")
+    with pytest.raises(ShapeError, match="cas must have shape"):
+        localize_video(np.ones(3), np.ones((5, 2)), None, st)
+    with pytest.raises(ShapeError, match="NaN"):
+        localize_video(np.ones(2), np.full((5, 2), np.nan), None, st)
+    with pytest.raises(ShapeError, match="attention is None"):
+        localize_video(np.ones(2), np.ones((5, 2)), None, preset("wum"))
+    with pytest.raises(ShapeError, match="video 'b'"):
+        localize(["a", "b"], [np.ones(2), np.ones(3)], [np.ones((4, 2)), np.ones((4, 2))], None, st, ["x", "y"])
+    with pytest.raises(ShapeError, match="align"):
+        localize(["a"], [np.ones(2), np.ones(2)], [np.ones((4, 2))], None, st, ["x", "y"])
+    with pytest.raises(ConfigError, match="Unknown localisation preset"):
+        preset("wun")
+    with pytest.raises(ConfigError, match="at least one threshold"):
+        localize_video(np.ones(2), np.ones((5, 2)), None, LocalizationSettings(thresholds=()))
