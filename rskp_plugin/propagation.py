@@ -42,7 +42,9 @@ def affinity(
     Returns:
         Z: (B, T, n), each real row sums to 1 over the real representatives.
     """
-    logits = temperature * torch.einsum("btd,bnd->btn", unit(features), unit(reps))  # (B, T, n)
+    # lambda * cos without materialising Norm_2(F): scale the (B, T, n) products by 1 / |f_i| instead
+    inv_norm = 1.0 / (features.norm(dim=-1, keepdim=True) + _EPS)  # (B, T, 1)
+    logits = (temperature * inv_norm) * torch.bmm(features, unit(reps).transpose(1, 2))  # (B, T, n)
     if reps_mask is not None:
         logits = logits.masked_fill(~reps_mask[:, None, :], float("-inf"))
     z = torch.softmax(logits, dim=-1)
@@ -113,9 +115,11 @@ def birw(
 ) -> Tensor:
     """BiRW closed form, eq. 6, without any T x T matrix.
 
-    F* = (1 - w) (I_T - w^2 Z N^T)^-1 (w Z mu + F) with N = Norm_1(Z). By the Woodbury identity
-    (I_T - w^2 Z N^T)^-1 = I_T + w^2 Z (I_n - w^2 N^T Z)^-1 N^T, so with b = w Z mu + F only an n x n system is
-    solved: F* = (1 - w) (b + w^2 Z (I_n - w^2 N^T Z)^-1 N^T b). Cost O(T n d + n^3) per video.
+    F* = (1 - w) (I_T - w^2 Z N^T)^-1 (w Z mu + F) with Z the affinity of eq. 2 and N = Norm_1(Z). By the
+    Woodbury identity (I_T - w^2 Z N^T)^-1 = I_T + w^2 Z (I_n - w^2 N^T Z)^-1 N^T, so with b = w Z mu + F only an
+    n x n system is solved: F* = (1 - w) (b + w^2 Z (I_n - w^2 N^T Z)^-1 N^T b). Cost O(T n d + n^3) per video.
+    The forward and the hand-written backward read the (T, d) data a handful of times and write it once each
+    (see ``_WoodburyBiRW``); under CUDA autocast it runs in float32 (the n x n solve needs it).
 
     Args:
         features: (T, d) or (B, T, d) snippet features F.
@@ -130,16 +134,90 @@ def birw(
         F*: the shape of ``features``; padded rows are zero.
     """
     f, mu, mask, reps_mask, squeeze = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    z = affinity(f, mu, temperature=temperature, mask=mask, reps_mask=reps_mask)  # (B, T, n)
-    nrm = column_normalize(z)  # (B, T, n)
-    b = w * torch.bmm(z, mu) + f  # (B, T, d)
-    n = mu.shape[1]
-    eye = torch.eye(n, dtype=f.dtype, device=f.device)
-    small = eye - (w * w) * torch.bmm(nrm.transpose(1, 2), z)  # (B, n, n): I_n - w^2 N^T Z
-    rhs = torch.bmm(nrm.transpose(1, 2), b)  # (B, n, d): N^T b
-    sol = torch.linalg.solve(small, rhs)  # (B, n, d)
-    out = (1.0 - w) * (b + (w * w) * torch.bmm(z, sol))  # (B, T, d)
-    return _finish(out, mask, squeeze)
+    out = _WoodburyBiRW.apply(f, mu, mask, reps_mask, float(w), float(temperature))
+    return out[0] if squeeze else out
+
+
+class _WoodburyBiRW(torch.autograd.Function):
+    """Eq. 6 in Woodbury form with an analytic backward.
+
+    Forward, per video (shapes without the batch axis):
+        r = 1 / (|f_i| + eps) (T,),  U = Norm_2(mu) (n, d),  P = F U^T (T, n),  Z = softmax(lambda r P) (T, n)
+        N = Z / colsum(Z),  A = N^T Z (n, n),  rhs = N^T F + w A mu (n, d),  sol = (I - w^2 A)^-1 rhs
+        M = (1 - w)(w mu + w^2 sol) (n, d),  F* = (1 - w) F + Z M
+    which is the regrouped closed form: N^T b = N^T F + w (N^T Z) mu and F* = (1 - w)(b + w^2 Z sol).
+    Autograd through these steps would revisit the (T, d) tensors a dozen times (the norm backward alone costs
+    several passes); the backward below visits them about seven times.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
+        fnorm = f.norm(dim=-1)  # (B, T)
+        inv = 1.0 / (fnorm + _EPS)
+        mnorm = mu.norm(dim=-1, keepdim=True)  # (B, n, 1)
+        u = mu / (mnorm + _EPS)  # (B, n, d)
+        p = torch.bmm(f, u.transpose(1, 2))  # (B, T, n)
+        logits = (lam * inv)[..., None] * p
+        if reps_mask is not None:
+            logits = logits.masked_fill(~reps_mask[:, None, :], float("-inf"))
+        z = torch.softmax(logits, dim=-1)
+        if reps_mask is not None:
+            z = z.nan_to_num(0.0)
+        if mask is not None:
+            z = z * mask[..., None].to(z.dtype)
+        colsum = z.sum(dim=1)  # (B, n)
+        scale = colsum.clamp(min=_EPS)
+        nrm = z / scale[:, None, :]  # (B, T, n)
+        nrm_t = nrm.transpose(1, 2)
+        a = torch.bmm(nrm_t, z)  # (B, n, n)
+        eye = torch.eye(mu.shape[1], dtype=f.dtype, device=f.device)
+        k = eye - (w * w) * a
+        rhs = torch.bmm(nrm_t, f) + w * torch.bmm(a, mu)  # (B, n, d)
+        sol = torch.linalg.solve(k, rhs)
+        m = (1.0 - w) * (w * mu + (w * w) * sol)  # (B, n, d)
+        out = torch.baddbmm(f, z, m, beta=1.0 - w)  # (B, T, d)
+        if mask is not None:
+            out = out.mul_(mask[..., None].to(out.dtype))  # padded rows of F* are zero
+        ctx.save_for_backward(f, mu, mask, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol, m)
+        ctx.w, ctx.lam = w, lam
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, go):  # type: ignore[override]
+        f, mu, mask, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol, m = ctx.saved_tensors
+        w, lam = ctx.w, ctx.lam
+        # F* = (1 - w) F + Z M
+        dz = torch.bmm(go, m.transpose(1, 2))  # (B, T, n); padded rows die in the softmax backward (z = 0)
+        dm = torch.bmm(z.transpose(1, 2), go)  # (B, n, d)
+        dmu = ((1.0 - w) * w) * dm
+        # M = (1 - w)(w mu + w^2 sol),  sol = K^-1 rhs,  K = I - w^2 A
+        drhs = torch.linalg.solve(k.transpose(1, 2), ((1.0 - w) * w * w) * dm)  # (B, n, d)
+        da = (w * w) * torch.bmm(drhs, sol.transpose(1, 2)) + w * torch.bmm(drhs, mu.transpose(1, 2))
+        dmu = dmu + w * torch.bmm(a.transpose(1, 2), drhs)  # rhs = N^T F + w A mu
+        # N^T F and A = N^T Z
+        dn = torch.bmm(f, drhs.transpose(1, 2)) + torch.bmm(z, da.transpose(1, 2))  # (B, T, n)
+        dz = dz + torch.bmm(nrm, da)
+        # N = Z / max(colsum, eps)
+        dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
+        dz = dz + dn / scale[:, None, :] + dscale[:, None, :]
+        # Z = softmax(lambda r P) on real rows / real representatives (z = 0 elsewhere, so dl = 0 there)
+        dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
+        dp = (lam * inv)[..., None] * dl  # (B, T, n)
+        dinv = lam * (dl * p).sum(dim=-1)  # (B, T)
+        du = torch.bmm(dp.transpose(1, 2), f)  # (B, n, d)
+        # r = 1 / (|f| + eps): dr/df = -r^2 f / |f|
+        coef = -dinv * inv * inv / fnorm.clamp(min=torch.finfo(f.dtype).tiny)  # (B, T)
+        scale_go = torch.full_like(coef, 1.0 - w) if mask is None else (1.0 - w) * mask.to(f.dtype)
+        df = go * scale_go[..., None]
+        df.addcmul_(coef[..., None], f)
+        df.baddbmm_(torch.cat([nrm, dp], dim=2), torch.cat([drhs, u], dim=1))  # N dG + dP U in one product
+        # U = mu / (|mu| + eps)
+        denom = mnorm + _EPS
+        radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
+        dmu = dmu + du / denom - mu * radial
+        return df, dmu, None, None, None, None
 
 
 def birw_unrolled(

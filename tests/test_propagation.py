@@ -134,3 +134,19 @@ def test_nan_features_rejected():
     f[1, 3, 2] = float("nan")
     with pytest.raises(ShapeError, match="NaN"):
         birw(f, torch.randn(2, 3, 4))
+
+
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=3), st.integers(1, 6), st.floats(0.05, 0.95),
+       st.integers(0, 2**16))
+def test_analytic_backward_matches_autograd_of_dense_solve(lengths, n, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    tmax, d = max(lengths), 5
+    f = torch.randn(len(lengths), tmax, d, generator=g, dtype=torch.float64, requires_grad=True)
+    mu = torch.randn(len(lengths), n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    reps_mask = torch.arange(n)[None] < torch.randint(1, n + 1, (len(lengths),), generator=g)[:, None]
+    weight = torch.randn(len(lengths), tmax, d, generator=g, dtype=torch.float64)
+    fast = torch.autograd.grad((birw(f, mu, w, mask=mask, reps_mask=reps_mask) * weight).sum(), (f, mu))
+    ref = torch.autograd.grad((birw_dense(f, mu, w, mask=mask, reps_mask=reps_mask) * weight).sum(), (f, mu))
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
