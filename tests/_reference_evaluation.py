@@ -21,6 +21,9 @@ def _rows(gt_obj, pred_obj, subset):
         for d in dets:
             preds.append((vid, d["label"], float(d["segment"][0]), float(d["segment"][1]), float(d["score"])))
     classes = list(dict.fromkeys(g[1] for g in gt))
+    unknown = {p[1] for p in preds} - set(classes)
+    if unknown:
+        raise KeyError(sorted(unknown)[0])  # as the official loader's activity_index lookup
     return gt, preds, classes
 
 

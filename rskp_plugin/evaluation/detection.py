@@ -40,6 +40,7 @@ class DetectionResult:
             dropping videos without GT).
         num_ground_truth: GT instances.
         missing_classes: classes without any prediction (with ``zero_map_if_class_missing`` the whole mAP is 0).
+        per_class_recall: (n, C) recall reached by all predictions, per threshold and class.
     """
 
     tiou: np.ndarray
@@ -51,6 +52,7 @@ class DetectionResult:
     num_predictions: int
     num_ground_truth: int
     missing_classes: tuple[str, ...]
+    per_class_recall: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
         """``{"tiou": [...], "map": [...], "average": x}`` (what ``rskp evaluate --json`` prints)."""
@@ -353,11 +355,13 @@ def evaluate_arrays(
         snippet_iou if grid else segment_iou, ps[ranked], pe[ranked], gs, ge, thr, rule,
     )
     npos = np.bincount(gt.label, minlength=n_cls)
-    ap = np.zeros((len(thr), n_cls))
+    ap, recall = np.zeros((len(thr), n_cls)), np.zeros((len(thr), n_cls))
     starts = np.cumsum(sizes) - sizes
     for c in range(n_cls):
         if sizes[c]:
-            ap[:, c] = _average_precision(tp[:, starts[c]:starts[c] + sizes[c]], npos[c], protocol != "wtalc")
+            block = tp[:, starts[c]:starts[c] + sizes[c]]
+            ap[:, c] = _average_precision(block, npos[c], protocol != "wtalc")
+            recall[:, c] = block.sum(axis=1) / npos[c]
     mean_ap = ap.mean(axis=1) if n_cls else np.zeros(len(thr))
     missing = tuple(gt.class_names[c] for c in range(n_cls) if sizes[c] == 0)
     if zero_map_if_class_missing is None:
@@ -366,13 +370,13 @@ def evaluate_arrays(
         mean_ap = np.zeros(len(thr))
     if grid:  # RSKP/W-TALC list classes alphabetically
         alpha = np.argsort(np.array(gt.class_names, dtype=object)) if n_cls else np.zeros(0, dtype=np.int64)
-        ap, names = ap[:, alpha], tuple(gt.class_names[i] for i in alpha)
+        ap, recall, names = ap[:, alpha], recall[:, alpha], tuple(gt.class_names[i] for i in alpha)
     else:
         names = gt.class_names
     return DetectionResult(
         tiou=thr, map=mean_ap, average=float(mean_ap.mean()), per_class_ap=ap, class_names=names,
         protocol=protocol, num_predictions=int(len(ranked)), num_ground_truth=int(len(gt.label)),
-        missing_classes=missing,
+        missing_classes=missing, per_class_recall=recall,
     )
 
 
