@@ -1,0 +1,157 @@
+"""Validation shared by the loaders: every problem names the file and the video and says what to do."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .records import VideoRecord
+
+ON_ERROR = ("raise", "skip")
+OUT_OF_RANGE = ("error", "keep", "clip")
+
+
+class VideoProblem(Exception):
+    """One video cannot be used as it is (raised inside a loader, turned into ``DataError`` or a skip)."""
+
+
+def check_choice(value: str, allowed: Sequence[str], *, name: str) -> None:
+    """Raise ``DataError`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise DataError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def require_file(path: str | os.PathLike, what: str, hint: str) -> None:
+    """Raise ``DataError`` naming ``path`` if it is not a file."""
+    if not os.path.isfile(path):
+        raise DataError(f"missing {what}: {os.fspath(path)} does not exist. {hint}")
+
+
+class WidthTracker:
+    """Remembers the feature width of the first good video; later videos must match it."""
+
+    def __init__(self) -> None:
+        self.width: int | None = None
+        self.first: str = ""
+
+    def check(self, name: str, width: int) -> None:
+        if self.width is None:
+            self.width, self.first = width, name
+        elif width != self.width:
+            raise VideoProblem(
+                f"feature width {width} differs from the {self.width} of video {self.first}; every video must use "
+                "the same feature extractor"
+            )
+
+
+def check_features(name: str, features: Any, widths: WidthTracker) -> np.ndarray:
+    """(T, D) float32 features of one video, or ``VideoProblem`` (missing, empty, wrong rank, NaN/Inf, width)."""
+    if features is None:
+        raise VideoProblem("has no features")
+    try:
+        array = np.asarray(features, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise VideoProblem(f"features are not a numeric array ({exc})") from exc
+    if array.ndim != 2:
+        raise VideoProblem(f"features must be a (T, D) array, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise VideoProblem(f"has no features (shape {array.shape})")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.all(axis=1))
+        raise VideoProblem(
+            f"features hold {int((~finite).sum())} NaN/Inf values in snippets {bad[:5].tolist()}"
+            f"{' ...' if len(bad) > 5 else ''}; re-extract the features of this video or skip it"
+        )
+    widths.check(name, int(array.shape[1]))
+    return array
+
+
+def class_indices(labels: Sequence[str], class_index: Mapping[str, int], *, what: str) -> np.ndarray:
+    """Map class names to indices, or ``VideoProblem`` naming the unknown label."""
+    out = np.empty(len(labels), dtype=np.int64)
+    for i, label in enumerate(labels):
+        if label not in class_index:
+            known = ", ".join(list(class_index)[:6])
+            raise VideoProblem(f"{what} {label!r} is not in the class list ({known}, ...)")
+        out[i] = class_index[label]
+    return out
+
+
+def check_segments(
+    segments: Any, duration: float, *, snippets_per_second: float, out_of_range: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate (K, 2) segments in seconds against the video's duration.
+
+    A segment is malformed if it is not finite, starts before 0 or does not end after its start; it lies outside
+    the video if it ends more than one snippet (1 / snippets_per_second s, the snippet grid's resolution) after
+    ``duration``. ``out_of_range`` decides what happens to those: ``"error"`` (a ``VideoProblem``), ``"keep"``
+    (kept as annotated, as the official evaluations do) or ``"clip"`` (clipped to the duration; a segment that
+    starts after the end is dropped).
+
+    Returns:
+        ``(segments (K', 2) float64, keep (K,) bool mask of the original segments kept, number changed)``.
+    """
+    try:
+        array = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError) as exc:
+        raise VideoProblem(f"segments are not [start, end] pairs ({exc})") from exc
+    keep = np.ones(len(array), dtype=bool)
+    if not np.isfinite(array).all():
+        raise VideoProblem("segments hold NaN/Inf bounds")
+    bad = np.flatnonzero((array[:, 0] < 0) | (array[:, 1] <= array[:, 0]))
+    if len(bad):
+        s, e = array[bad[0]]
+        raise VideoProblem(f"segment {bad[0]} [{s}, {e}] s is malformed (start must be >= 0 and < end)")
+    if not np.isfinite(duration) or duration <= 0:
+        raise VideoProblem(f"duration {duration} s is not a positive number")
+    outside = np.flatnonzero(array[:, 1] > duration + 1.0 / snippets_per_second)
+    if len(outside) == 0 or out_of_range == "keep":
+        return array, keep, 0
+    if out_of_range == "error":
+        s, e = array[outside[0]]
+        raise VideoProblem(
+            f"{len(outside)} segment(s) end after the video's {duration:.2f} s, e.g. segment {outside[0]} "
+            f"[{s}, {e}] s; pass out_of_range='keep' to keep them as annotated (the official evaluations do), "
+            "'clip' to clip them to the video, or on_error='skip' to skip such videos"
+        )
+    clipped = array.copy()
+    clipped[outside, 1] = duration
+    keep = clipped[:, 0] < clipped[:, 1]
+    return clipped[keep], keep, len(outside)
+
+
+def multi_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) float32 multi-hot vector of the given class indices."""
+    out = np.zeros(num_classes, dtype=np.float32)
+    out[indices] = 1.0
+    return out
+
+
+def build_record(
+    name: str,
+    features: np.ndarray,
+    label_indices: np.ndarray,
+    num_classes: int,
+    duration: float,
+    segments: np.ndarray,
+    segment_labels: np.ndarray,
+) -> VideoRecord:
+    """A ``VideoRecord`` from already validated pieces."""
+    return VideoRecord(
+        name=name,
+        features=features,
+        labels=multi_hot(label_indices, num_classes),
+        duration=float(duration),
+        segments=segments,
+        segment_labels=segment_labels,
+    )
+
+
+def fail(source: str, name: str, problem: VideoProblem, hint: str = "") -> DataError:
+    """The ``DataError`` for a video problem under ``on_error="raise"``."""
+    tail = "" if "on_error" in str(problem) else " " + (hint or "Fix the file, or pass on_error='skip' to skip such videos.")
+    return DataError(f"{source}: video {name}: {problem}.{tail}")

@@ -1,0 +1,173 @@
+"""Per-video feature folders with an ActivityNet-format ground-truth JSON (the layout of WUM, BaS-Net, ...).
+
+::
+
+    <root>/features/<split>/rgb/<video>.npy    (T, 1024)
+    <root>/features/<split>/flow/<video>.npy   (T, 1024)   -> concatenated to (T, 2048), rgb first
+    gt.json: {"database": {video: {"subset": ..., "annotations": [{"segment": [s, e], "label": ...}], ...}}}
+
+Segment bounds may be numbers or numeric strings (THUMOS14 ``gt.json`` stores strings). A video's duration is its
+``duration`` key where present, else T / snippets_per_second. Its video-level labels are the classes of its segments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from ._checks import (
+    ON_ERROR,
+    OUT_OF_RANGE,
+    VideoProblem,
+    WidthTracker,
+    build_record,
+    check_choice,
+    check_features,
+    check_segments,
+    class_indices,
+    fail,
+    require_file,
+)
+from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, summarize_skipped
+
+
+def read_ground_truth(ground_truth_json: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
+    """The ``database`` of an ActivityNet-format JSON (a path or an already loaded object) and a name for errors."""
+    if isinstance(ground_truth_json, Mapping):
+        data, source = ground_truth_json, "ground truth"
+    else:
+        source = os.fspath(ground_truth_json)
+        require_file(source, "ground-truth JSON", "Pass the ActivityNet-format JSON (e.g. THUMOS14 gt.json).")
+        try:
+            with open(source, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {source}: {exc}") from exc
+    database = data.get("database") if isinstance(data, Mapping) else None
+    if not isinstance(database, Mapping):
+        raise DataError(f"{source}: expected an object with a 'database' key (ActivityNet format)")
+    return dict(database), source
+
+
+def load_folders(
+    root: str | os.PathLike,
+    ground_truth_json: str | os.PathLike | Mapping[str, Any],
+    subset: str,
+    *,
+    split: str | None = None,
+    modalities: Sequence[str] = ("rgb", "flow"),
+    class_names: Sequence[str] | None = None,
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
+    on_error: str = "raise",
+    out_of_range: str = "error",
+) -> VideoDataset:
+    """Read the videos of one ground-truth subset from per-video feature files, validating every video.
+
+    Args:
+        root: folder holding ``features/<split>/<modality>/<video>.npy``.
+        ground_truth_json: ActivityNet-format JSON path (or the loaded object).
+        subset: the ground truth's subset to load (THUMOS14 ``gt.json``: ``"train"`` or ``"test"``).
+        split: the features sub-folder; default ``subset``.
+        modalities: sub-folders whose (T, D_m) arrays are concatenated along the feature axis, in this order.
+        class_names: the class list (index order); default all labels of the whole database, sorted, so that every
+            subset shares the same indices.
+        snippets_per_second: seconds <-> snippets factor; 25/16 for I3D features (16 frames at 25 fps).
+        on_error: ``"raise"`` a ``DataError`` naming the file and video, or ``"skip"`` bad videos (missing or empty
+            feature files, modalities of different lengths, NaN/Inf, differing widths, unknown labels, segments
+            outside the video) with one warning; ``dataset.skipped`` lists them.
+        out_of_range: segments ending more than one snippet after the video: ``"error"``, ``"keep"`` or ``"clip"``.
+
+    Returns:
+        The subset's videos sorted by name.
+    """
+    check_choice(on_error, ON_ERROR, name="on_error")
+    check_choice(out_of_range, OUT_OF_RANGE, name="out_of_range")
+    if snippets_per_second <= 0:
+        raise DataError(f"snippets_per_second must be > 0, got {snippets_per_second}")
+    if not modalities:
+        raise DataError("load_folders needs at least one modality folder (e.g. ('rgb', 'flow'))")
+    database, source = read_ground_truth(ground_truth_json)
+    base = Path(root) / "features" / (subset if split is None else split)
+    for modality in modalities:
+        if not (base / modality).is_dir():
+            raise DataError(
+                f"missing feature folder {base / modality}; expected features/<split>/<modality>/<video>.npy under "
+                f"{root} (pass split= if the folder is not named after the subset {subset!r})"
+            )
+    entries = {
+        str(name): entry for name, entry in database.items() if isinstance(entry, Mapping) and entry.get("subset") == subset
+    }
+    if not entries:
+        found = sorted({str(e.get("subset")) for e in database.values() if isinstance(e, Mapping)})
+        raise DataError(f"{source}: no video of subset {subset!r}; the subsets are {found}")
+    if class_names is None:
+        class_names = sorted(
+            {
+                str(a.get("label"))
+                for e in database.values()
+                if isinstance(e, Mapping)
+                for a in e.get("annotations", []) or []
+                if isinstance(a, Mapping)
+            }
+        )
+    class_names = tuple(class_names)
+    class_index = {name: i for i, name in enumerate(class_names)}
+
+    videos, skipped, widths, changed = [], [], WidthTracker(), 0
+    for name in sorted(entries):
+        entry = entries[name]
+        try:
+            parts = []
+            for modality in modalities:
+                path = base / modality / f"{name}.npy"
+                if not path.is_file():
+                    raise VideoProblem(f"has no features: {path} does not exist")
+                try:
+                    parts.append(np.load(path, allow_pickle=False))
+                except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad video
+                    raise VideoProblem(f"cannot read {path} ({exc})") from exc
+                if parts[-1].ndim != 2:
+                    raise VideoProblem(f"{path} must hold a (T, D) array, got shape {parts[-1].shape}")
+            lengths = {m: p.shape[0] for m, p in zip(modalities, parts)}
+            if len(set(lengths.values())) > 1:
+                raise VideoProblem(f"modalities have different snippet counts {lengths}")
+            feats = check_features(name, np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0], widths)
+            annotations = [a for a in entry.get("annotations", []) or []]
+            try:
+                raw = [[float(a["segment"][0]), float(a["segment"][1])] for a in annotations]
+                seg_names = [str(a["label"]) for a in annotations]
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise VideoProblem(f"an annotation lacks a numeric 'segment' [start, end] or a 'label' ({exc})")
+            seg_idx = class_indices(seg_names, class_index, what="segment label")
+            duration = float(entry["duration"]) if entry.get("duration") is not None else len(feats) / snippets_per_second
+            segments, keep, n_changed = check_segments(
+                raw, duration, snippets_per_second=snippets_per_second, out_of_range=out_of_range
+            )
+        except VideoProblem as problem:
+            if on_error == "raise":
+                raise fail(f"{source} / {base}", name, problem) from None
+            skipped.append((name, str(problem)))
+            continue
+        changed += n_changed
+        videos.append(
+            build_record(name, feats, np.unique(seg_idx), len(class_names), duration, segments, seg_idx[keep])
+        )
+
+    summarize_skipped(f"{source}/{subset}", skipped, len(entries))
+    if changed:
+        import warnings
+
+        warnings.warn(f"{source}/{subset}: clipped {changed} segments ending after their video (dropped those starting after it)", DataWarning, 2)
+    return VideoDataset(
+        name=Path(source).stem if source != "ground truth" else "folders",
+        subset=subset,
+        class_names=class_names,
+        videos=tuple(videos),
+        snippets_per_second=snippets_per_second,
+        skipped=tuple(skipped),
+    )
