@@ -40,6 +40,7 @@ def bm_localization() -> LocalizationSettings:
         nms_threshold=0.5,
         nms_overlap="iou",
         upsample=20,
+        strict=True,
     )
 
 

@@ -16,24 +16,13 @@ from torch import Tensor, nn
 from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import masked_mean, masked_sum
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings
+from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
 
 
 def stpn_localization() -> LocalizationSettings:
     """The reproduction's inference (heads.md 3.4): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24."""
-    return LocalizationSettings(
-        thresholds=(0.05,),
-        class_threshold=0.1,
-        fallback_argmax=False,
-        min_length=1,
-        inflation=0.0,
-        outer_weight=0.0,
-        inner_includes_next=False,
-        nms_threshold=0.5,
-        nms_overlap="iou",
-        upsample=24,
-    )
+    return preset("stpn")
 
 
 class STPNHead(nn.Module):

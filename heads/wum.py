@@ -16,26 +16,13 @@ from torch import Tensor, nn
 from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings
+from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
 
 
 def wum_localization() -> LocalizationSettings:
     """The official inference (heads.md 5.6): 10 CAS and 9 magnitude thresholds, OIC + 0.2 video score, IoU-NMS 0.6."""
-    return LocalizationSettings(
-        thresholds=tuple(round(0.025 * i, 6) for i in range(10)),  # 0, 0.025, ..., 0.225
-        attention_thresholds=tuple(round(0.4 + 0.025 * i, 6) for i in range(9)),  # 0.400, ..., 0.600
-        class_threshold=0.2,
-        fallback_argmax=True,
-        min_length=2,
-        inflation=0.25,
-        outer_weight=1.0,
-        video_score_weight=0.2,
-        inner_includes_next=False,
-        nms_threshold=0.6,
-        nms_overlap="iou",
-        upsample=24,
-    )
+    return preset("wum")
 
 
 def minmax_normalize(x: Tensor, low: Tensor, high: Tensor) -> Tensor:

@@ -385,3 +385,17 @@ def test_wum_defaults():
     assert head.dropout.p == 0.7 and head.magnitude_dropout == 0.7
     assert head.embedding.kernel_size == (3,) and head.classifier.bias is None
     assert WUMHead.attention_normalization is False
+
+
+# ------------------------------------------------------------------------------------------------- localisation
+def test_each_head_carries_its_inference_rules():
+    from rskp_plugin.localization import preset
+
+    small = {"num_classes": C, "feature_dim": 4, "embed_dim": 4}
+    assert FACNetHead(**small).localization == preset("rskp")  # RSKP's own code (heads.md 1.9)
+    assert STPNHead(**small).localization == preset("stpn")
+    wum = WUMHead(**small).localization
+    assert wum == preset("wum") and wum.class_threshold == 0.2 and wum.video_score_weight == 0.2
+    bm = BMHead(**small).localization  # DGAM-style (heads.md 4.4)
+    assert (bm.thresholds, bm.class_threshold, bm.fallback_argmax) == ((0.03, 0.08), 0.1, True)
+    assert (bm.outer_weight, bm.inflation, bm.upsample, bm.nms_threshold, bm.nms_overlap) == (0.3, 0.25, 20, 0.5, "iou")
