@@ -87,7 +87,8 @@ class STPNHead(nn.Module):
 
         Returns:
             video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
-            (0 on padding); cas (B, T, C) = lambda_t sigma(tcam); extras ``video_logits`` (B, C).
+            (0 on padding); cas (B, T, C) = lambda_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md
+            3.4); extras ``video_logits`` (B, C).
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
@@ -96,7 +97,7 @@ class STPNHead(nn.Module):
         pooled = masked_mean(weighted, mask) if self.pooling == "mean" else masked_sum(weighted, mask)  # (B, d)
         video_logits = self.classifier(pooled)  # (B, C)
         tcam = self.classify(x)  # (B, T, C)
-        cas = lam[..., None] * torch.sigmoid(tcam)  # (B, T, C), zero on padding
+        cas = lam[..., None] * torch.sigmoid(tcam - self.classifier.bias)  # (B, T, C): psi = lambda sigma(W x_t)
         return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas, {"video_logits": video_logits})
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:

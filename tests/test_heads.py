@@ -167,7 +167,8 @@ def test_stpn_forward_and_losses_match_hand_computed(stpn):
         np.testing.assert_allclose(out.video_scores[b].numpy(), sigmoid(logits), atol=1e-12)
         tcam = xb @ W3[:3].T + B3[:3]
         np.testing.assert_allclose(out.tcam[b, :n].numpy(), tcam, atol=1e-12)
-        np.testing.assert_allclose(out.cas[b, :n].numpy(), lam[:, None] * sigmoid(tcam), atol=1e-12)
+        psi = lam[:, None] * sigmoid(xb @ W3[:3].T)  # localisation uses the bias-free T-CAM
+        np.testing.assert_allclose(out.cas[b, :n].numpy(), psi, atol=1e-12)
         y = labels[b].numpy()
         bce.append(-np.mean(y * np.log(sigmoid(logits)) + (1 - y) * np.log(1 - sigmoid(logits))))
         sparsity.append(np.abs(lam).sum())
