@@ -69,7 +69,8 @@ class BMHead(nn.Module):
         sparsity_weight: weight of L_sparse = mean_B sum_t |lambda_t| (0 = off).
         guide_sigma: standard deviation, in snippets, of the Gaussian smoothing of the guide target (1).
         pooling: ``"dgam"`` (x_fg = sum lambda x / (sum lambda + 1), x_bg = sum (1-lambda) x / (sum (1-lambda) + 1e-6),
-            DGAM's training normalisation, independent of T) or ``"mean"`` ((1/T) sum lambda x; the BM paper as recalled).
+            DGAM's training normalisation, independent of T) or ``"mean"`` ((1/T) sum lambda x; the BM paper as
+            recalled).
         cas_mode: ``"sigmoid"`` (CAS = lambda sigma(W x_t), DGAM/STPN-style psi) or ``"softmax"``
             (lambda softmax(W x_t) over C+1, background dropped).
     """
@@ -109,7 +110,9 @@ class BMHead(nn.Module):
         self.cas_mode = cas_mode
         self.embedding = nn.Linear(feature_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
-        self.attention = nn.Sequential(nn.Linear(embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1))
+        self.attention = nn.Sequential(  # Omega: lambda_t = sigma(FC(ReLU(FC(x_t))))
+            nn.Linear(embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1)
+        )
         self.classifier = nn.Linear(embed_dim, num_classes + 1)
         # Only built when used: a parameter that never gets a gradient would be dead weight in every optimiser step.
         self.cluster = nn.Linear(embed_dim, 2) if cluster_weight > 0 else None

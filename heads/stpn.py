@@ -65,7 +65,9 @@ class STPNHead(nn.Module):
         self.pooling = pooling
         self.embedding = nn.Linear(feature_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
-        self.attention = nn.Sequential(nn.Linear(embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1))
+        self.attention = nn.Sequential(  # Omega: lambda_t = sigma(FC(ReLU(FC(x_t))))
+            nn.Linear(embed_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1)
+        )
         self.classifier = nn.Linear(embed_dim, num_classes)
         for layer in (self.embedding, self.attention[0], self.attention[2], self.classifier):
             nn.init.xavier_uniform_(layer.weight)
@@ -109,7 +111,10 @@ class STPNHead(nn.Module):
         return {"sparsity": self.sparsity_weight * masked_sum(out.attention.abs(), mask).mean()}
 
     def representative_scores(self, reps: Tensor) -> Tensor:
-        """sigma(W mu_k + b): per-class probabilities of representative snippets (heads.md 3.5). (B, n, d) -> (B, n, C)."""
+        """sigma(W mu_k + b): per-class probabilities of representative snippets (heads.md 3.5).
+
+        Shapes: reps (B, n, d) -> (B, n, C).
+        """
         return torch.sigmoid(self.classify(reps))
 
 

@@ -115,7 +115,8 @@ def _check_structure(factory: Callable[..., Any], case: _Case, c: int, d_in: int
             _fail(f"the head needs an int attribute {attr!r}")
     if head.num_classes != c:
         _fail(f"num_classes is {head.num_classes}, but the factory was asked for {c}")
-    missing = [m for m in ("embed", "classify", "classification_loss", "auxiliary_loss") if not callable(getattr(head, m, None))]
+    methods = ("embed", "classify", "classification_loss", "auxiliary_loss")
+    missing = [m for m in methods if not callable(getattr(head, m, None))]
     if missing:
         _fail(f"missing methods: {', '.join(missing)}")
     settings = getattr(head, "localization", None)

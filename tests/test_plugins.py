@@ -293,3 +293,6 @@ def test_installed_built_in_heads():
         assert specs[name].plugin == name
         assert specs[name].summary
     assert load_errors(pm) == {}
+    head = create_head("wum", plugin_manager=pm, num_classes=20, feature_dim=2048)
+    assert type(head).__module__ == "rskp_heads.wum"
+    assert (head.num_classes, head.feature_dim, head.embed_dim, head.margin) == (20, 2048, 2048, 100.0)

@@ -111,7 +111,8 @@ def installed_toy(tmp_path, monkeypatch):
 def test_third_party_head_is_discovered(installed_toy, capsys):
     plugins.refresh()  # what a user does after `pip install` in a running session; a new process needs nothing
 
-    assert available_heads() == ["bm", "facnet", "stpn", "toy", "wum"]
+    heads = available_heads()
+    assert "toy" in heads and {"bm", "facnet", "stpn", "wum"} <= set(heads) and heads == sorted(heads)
     spec = head_specs()["toy"]
     assert (spec.plugin, spec.distribution) == ("toy", "rskp-head-toy 0.3.1")
 
