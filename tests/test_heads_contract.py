@@ -6,6 +6,8 @@ import functools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import rskp_heads.bm
@@ -166,3 +168,17 @@ def test_check_head_leaves_the_global_rng_alone():
     torch.manual_seed(7)
     check_head(GoodHead, checks=["determinism", "finite_gradients"])
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("name", ["bm", "facnet", "stpn", "wum"])
+def test_padded_batch_equals_each_video_for_any_lengths(specs, name):
+    """hypothesis: any batch of lengths (1 snippet included) gives each video's outputs and losses alone."""
+    factory = functools.partial(specs[name].factory, embed_dim=8)
+
+    @settings(max_examples=8, derandomize=True, deadline=None)
+    @given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+    def run(lengths, seed):
+        check_head(factory, lengths=lengths, seed=seed, feature_dim=6,
+                   checks=["mask_handling", "padded_batch_equals_single"])
+
+    run()
