@@ -166,8 +166,15 @@ def fake_plugins(tmp_path, monkeypatch):
         def register_heads(register):
             register(HeadSpec(name="good", factory=list))
     """))
+    (tmp_path / "rskp_fake_invalid.py").write_text(textwrap.dedent("""
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register, colour):  # not an argument of the hookspec
+            pass
+    """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield_names = []
+    yield_names = ["rskp_fake_invalid"]
 
     def install(*eps: FakeEntryPoint) -> None:
         def entry_points(**selection):
@@ -207,6 +214,15 @@ def test_broken_plugin_does_not_stop_the_others(fake_plugins):
     assert isinstance(info.value.__cause__, RuntimeError)
     with pytest.raises(UnknownHeadError, match=r"Plugins that failed to load \(see `rskp heads`\): broken\."):
         create_head("other", plugin_manager=pm)
+
+
+def test_invalid_hook_implementation_is_a_load_error(fake_plugins):
+    fake_plugins(FakeEntryPoint("invalid", "rskp_fake_invalid", FakeDist("rskp-head-invalid", "1")), GOOD)
+    pm = make_plugin_manager()
+    assert available_heads(pm) == ["good"]
+    err = load_errors(pm)["invalid"]
+    assert "could not be registered" in str(err) and "rskp-head-invalid 1" in str(err)
+    assert "colour" in str(err.__cause__)
 
 
 def test_clashing_plugins_name_both_distributions(fake_plugins):
