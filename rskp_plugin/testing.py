@@ -35,6 +35,7 @@ CHECKS = (
     "mask_handling",
     "padded_batch_equals_single",
     "snippetwise_classify",
+    "optional_members",
     "finite_gradients",
     "scalar_losses",
     "determinism",
@@ -233,6 +234,34 @@ def _check_classify(factory: Callable[..., Any], case: _Case, c: int, d_in: int,
         _close(head.classify(x[0, 0]), logits[0, 0], "classify of one (d,) snippet vs in a batch", atol, rtol)
 
 
+def _check_optional(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    head = factory(num_classes=c, feature_dim=d_in).eval()
+    flag = getattr(type(head), "attention_normalization", True)
+    if not isinstance(flag, bool):
+        _fail(f"attention_normalization must be a bool class attribute, got {flag!r}")
+    with torch.no_grad():
+        _, out = _run(head, case.features, case.mask)
+        scorer = getattr(head, "representative_scores", None)
+        if scorer is not None:
+            reps = torch.randn(2, 5, head.embed_dim, generator=torch.Generator().manual_seed(3))  # (B, n, d)
+            scores = scorer(reps)
+            if tuple(scores.shape) != (2, 5, c):
+                _fail(f"representative_scores maps (B, n, d) = (2, 5, {head.embed_dim}) to {tuple(scores.shape)}, "
+                      f"expected (B, n, C) = (2, 5, {c})")
+            if not bool(((scores >= 0) & (scores <= 1)).all()):
+                _fail("representative_scores must be probabilities in [0, 1]")
+        fuse = getattr(head, "fuse", None)
+        if fuse is not None:
+            fused = fuse([out, out], [0.6, 0.4])
+            if not isinstance(fused, HeadOutput):
+                _fail(f"fuse must return a HeadOutput, got {type(fused).__name__}")
+            for name, value in _fields(out).items():
+                if _fields(fused).get(name) is None or _fields(fused)[name].shape != value.shape:
+                    _fail(f"fuse changed the shape of {name}")
+            _close(fused.video_scores, out.video_scores, "fuse of two equal branches with weights summing to 1 "
+                   "(video_scores)", atol, rtol)
+
+
 def _check_gradients(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
     head = factory(num_classes=c, feature_dim=d_in).train()
     torch.manual_seed(0)
@@ -322,6 +351,7 @@ _CHECK_FUNCTIONS = {
     "mask_handling": _check_mask,
     "padded_batch_equals_single": _check_padded,
     "snippetwise_classify": _check_classify,
+    "optional_members": _check_optional,
     "finite_gradients": _check_gradients,
     "scalar_losses": _check_scalars,
     "determinism": _check_determinism,
@@ -350,7 +380,9 @@ def check_head(
     and losses); ``mask_handling`` (garbage in padded snippets changes no output on real snippets and no loss);
     ``padded_batch_equals_single`` (each video of a padded batch gives its outputs alone, and the batch losses are
     the mean of the per-video losses); ``snippetwise_classify`` (permuting snippets permutes ``classify``'s
-    output; any leading shape works); ``finite_gradients`` (the head's losses reach every parameter with finite
+    output; any leading shape works); ``optional_members`` (where defined: ``attention_normalization`` is a bool,
+    ``representative_scores`` gives (B, n, C) probabilities, ``fuse`` keeps the shapes and fusing two equal branches
+    with weights summing to 1 keeps the video scores); ``finite_gradients`` (the head's losses reach every parameter with finite
     gradients); ``scalar_losses`` (``classification_loss`` and each ``auxiliary_loss`` term are finite scalars that
     depend on the parameters); ``determinism`` (the same seed gives the same parameters and training-mode
     outputs); ``state_dict_round_trip`` (a saved and reloaded state_dict reproduces the outputs);

@@ -182,3 +182,19 @@ def test_padded_batch_equals_each_video_for_any_lengths(specs, name):
                    checks=["mask_handling", "padded_batch_equals_single"])
 
     run()
+
+
+class BadScorer(GoodHead):
+    def representative_scores(self, reps):
+        return self.classify(reps)  # logits, not probabilities
+
+
+class BadFuse(GoodHead):
+    def fuse(self, outputs, weights):
+        return outputs[0]._replace(video_scores=sum(o.video_scores for o in outputs))  # ignores the weights
+
+
+@pytest.mark.parametrize("head", [BadScorer, BadFuse])
+def test_optional_members_are_checked(head):
+    with pytest.raises(HeadCheckError, match="optional_members"):
+        check_head(head, checks=["optional_members"])
