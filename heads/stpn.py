@@ -90,7 +90,8 @@ class STPNHead(nn.Module):
         Returns:
             video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
             (0 on padding); cas (B, T, C) = lambda_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md
-            3.4); extras ``video_logits`` (B, C).
+            3.4); extras ``video_logits`` (B, C) and ``score_cas`` (B, T, C) = lambda_t W x_t, the signal STPN scores
+            proposals on (``localize(..., score_cas=...)``).
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
@@ -99,8 +100,11 @@ class STPNHead(nn.Module):
         pooled = masked_mean(weighted, mask) if self.pooling == "mean" else masked_sum(weighted, mask)  # (B, d)
         video_logits = self.classifier(pooled)  # (B, C)
         tcam = self.classify(x)  # (B, T, C)
-        cas = lam[..., None] * torch.sigmoid(tcam - self.classifier.bias)  # (B, T, C): psi = lambda sigma(W x_t)
-        return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas, {"video_logits": video_logits})
+        raw = tcam - self.classifier.bias  # (B, T, C): the reproduction's bias-free T-CAM W x_t
+        cas = lam[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
+        score_cas = lam[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
+        return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas,
+                          {"video_logits": video_logits, "score_cas": score_cas})
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
         """L_class = BCE-with-logits(video logits, y), mean over B x C (heads.md 3.2). labels (B, C) multi-hot."""
