@@ -387,7 +387,8 @@ def check_head(
     depend on the parameters); ``determinism`` (the same seed gives the same parameters and training-mode
     outputs); ``state_dict_round_trip`` (a saved and reloaded state_dict reproduces the outputs);
     ``rskp_wrapper_step`` (``RSKPWrapper(head)`` runs a training step, before and after the memory bank is filled,
-    with a finite scalar loss and finite gradients). Equality checks run in eval mode.
+    with a finite scalar loss and finite gradients). Equality checks run in eval mode; torch runs on one thread
+    during the check (the global RNG state and thread count are restored afterwards).
 
     Args:
         factory: ``factory(num_classes=C, feature_dim=D)`` returns a new head.
@@ -411,7 +412,8 @@ def check_head(
         raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
     case = _Case(num_classes, feature_dim, lengths, seed)
     failures = []
-    rng_state = torch.get_rng_state()
+    rng_state, threads = torch.get_rng_state(), torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only cost time (10x on a busy machine)
     try:
         for name in names:
             try:
@@ -422,6 +424,7 @@ def check_head(
                 failures.append(f"{name} [{case.shapes}]: raised {type(exc).__name__}: {exc}")
     finally:
         torch.set_rng_state(rng_state)
+        torch.set_num_threads(threads)
     if failures:
         raise HeadCheckError(f"{len(failures)} Head protocol check(s) failed:\n  " + "\n  ".join(failures))
     return names

@@ -198,3 +198,9 @@ class BadFuse(GoodHead):
 def test_optional_members_are_checked(head):
     with pytest.raises(HeadCheckError, match="optional_members"):
         check_head(head, checks=["optional_members"])
+
+
+def test_check_head_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    check_head(GoodHead, checks=["structure"])
+    assert torch.get_num_threads() == threads
