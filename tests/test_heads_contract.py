@@ -204,3 +204,19 @@ def test_check_head_restores_the_thread_count():
     threads = torch.get_num_threads()
     check_head(GoodHead, checks=["structure"])
     assert torch.get_num_threads() == threads
+
+
+def test_heads_import_without_the_wrapper():
+    """A head depends on the Head protocol only: importing the four modules loads no RSKP machinery."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rskp_heads.bm, rskp_heads.facnet, rskp_heads.stpn, rskp_heads.wum\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[-1] in "
+        "('wrapper', 'summarizer', 'memory', 'propagation', 'engine') and m.startswith('rskp_plugin'))\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
