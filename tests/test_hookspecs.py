@@ -35,8 +35,8 @@ def docs_text() -> str:
     return "\n".join(p.read_text(encoding="utf-8") for p in paths if p.exists())
 
 
-def test_there_is_a_hook():
-    assert hook_names() == ["register_heads"]  # a new hook ships with a real head, a test and docs (style.md)
+def test_hooks_are_discovered():
+    assert "register_heads" in hook_names()  # the meta-tests below must see the hooks, or they prove nothing
 
 
 @pytest.mark.parametrize("name", hook_names())
