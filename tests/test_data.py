@@ -252,7 +252,10 @@ BAD_CASES = {
         "segment label \\(labels.npy\\) 'Omega' is not in the class list",
     ),
     "segment outside": (
-        lambda r: (_edit(_ann(r) / "segments.npy", 9, [[0.5, 1.5], [1.0, 99.0]]), _edit(_ann(r) / "labels.npy", 9, ["Alpha", "Beta"])),
+        lambda r: (
+            _edit(_ann(r) / "segments.npy", 9, [[0.5, 1.5], [1.0, 99.0]]),
+            _edit(_ann(r) / "labels.npy", 9, ["Alpha", "Beta"]),
+        ),
         "1 segment\\(s\\) end after the video's .* s, e.g. segment 1 \\[1.0, 99.0\\]",
     ),
     "malformed segment": (
@@ -374,8 +377,9 @@ def _write_folders(root: Path, ds: VideoDataset, split: str, *, with_duration: b
     gt = ds.ground_truth()
     for entry in gt["database"].values():
         entry["subset"] = split
-        entry["annotations"] = [{"segment": [str(s), str(e)], "label": a["label"]}
-                                for a, (s, e) in zip(entry["annotations"], [a["segment"] for a in entry["annotations"]])]
+        # Bounds as strings, as in THUMOS14 gt.json.
+        entry["annotations"] = [{"segment": [str(s) for s in a["segment"]], "label": a["label"]}
+                                for a in entry["annotations"]]
         if not with_duration:
             del entry["duration"]
     return gt

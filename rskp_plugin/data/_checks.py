@@ -153,5 +153,6 @@ def build_record(
 
 def fail(source: str, name: str, problem: VideoProblem, hint: str = "") -> DataError:
     """The ``DataError`` for a video problem under ``on_error="raise"``."""
-    tail = "" if "on_error" in str(problem) else " " + (hint or "Fix the file, or pass on_error='skip' to skip such videos.")
+    advice = hint or "Fix the file, or pass on_error='skip' to skip such videos."
+    tail = "" if "on_error" in str(problem) else " " + advice
     return DataError(f"{source}: video {name}: {problem}.{tail}")

@@ -50,7 +50,10 @@ def covered_fraction(segments: np.ndarray, duration: float) -> float:
 
 
 def annotation_statistics(
-    durations: Sequence[float], segments: Sequence[np.ndarray], labels: Sequence[Sequence[str]], class_names: Sequence[str]
+    durations: Sequence[float],
+    segments: Sequence[np.ndarray],
+    labels: Sequence[Sequence[str]],
+    class_names: Sequence[str],
 ) -> dict:
     """Summary statistics of a set of annotated videos (the figures the generator is fitted to and tested on).
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -100,7 +101,9 @@ def load_folders(
                 f"{root} (pass split= if the folder is not named after the subset {subset!r})"
             )
     entries = {
-        str(name): entry for name, entry in database.items() if isinstance(entry, Mapping) and entry.get("subset") == subset
+        str(name): entry
+        for name, entry in database.items()
+        if isinstance(entry, Mapping) and entry.get("subset") == subset
     }
     if not entries:
         found = sorted({str(e.get("subset")) for e in database.values() if isinstance(e, Mapping)})
@@ -144,7 +147,9 @@ def load_folders(
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise VideoProblem(f"an annotation lacks a numeric 'segment' [start, end] or a 'label' ({exc})")
             seg_idx = class_indices(seg_names, class_index, what="segment label")
-            duration = float(entry["duration"]) if entry.get("duration") is not None else len(feats) / snippets_per_second
+            duration = len(feats) / snippets_per_second
+            if entry.get("duration") is not None:
+                duration = float(entry["duration"])
             segments, keep, n_changed = check_segments(
                 raw, duration, snippets_per_second=snippets_per_second, out_of_range=out_of_range
             )
@@ -160,9 +165,12 @@ def load_folders(
 
     summarize_skipped(f"{source}/{subset}", skipped, len(entries))
     if changed:
-        import warnings
-
-        warnings.warn(f"{source}/{subset}: clipped {changed} segments ending after their video (dropped those starting after it)", DataWarning, 2)
+        warnings.warn(
+            f"{source}/{subset}: clipped {changed} segments ending after their video "
+            "(dropped those starting after it)",
+            DataWarning,
+            stacklevel=2,
+        )
     return VideoDataset(
         name=Path(source).stem if source != "ground truth" else "folders",
         subset=subset,

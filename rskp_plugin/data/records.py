@@ -113,7 +113,9 @@ class VideoDataset:
 
     def __attrs_post_init__(self) -> None:
         if self.snippets_per_second <= 0:
-            raise DataError(f"{self.name}/{self.subset}: snippets_per_second must be > 0, got {self.snippets_per_second}")
+            raise DataError(
+                f"{self.name}/{self.subset}: snippets_per_second must be > 0, got {self.snippets_per_second}"
+            )
         widths = {v.features.shape[1] for v in self.videos}
         if len(widths) > 1:
             raise ShapeError(f"{self.name}/{self.subset}: videos have different feature widths {sorted(widths)}")

@@ -188,7 +188,8 @@ def sample_annotations(rng: np.random.Generator, count: int) -> list[dict]:
         cls = np.array([index[base[o]] for o in owner], dtype=np.int64)
         rho = LENGTH_COUNT_CORR
         effect = {
-            c: LENGTH_BETWEEN_SD * (rho * z + np.sqrt(1 - rho**2) * rng.standard_normal()) for c in sorted(set(cls.tolist()))
+            c: LENGTH_BETWEEN_SD * (rho * z + np.sqrt(1 - rho**2) * rng.standard_normal())
+            for c in sorted(set(cls.tolist()))
         }
         log_len = np.array([LENGTH_LOG_MEAN[c] + effect[c] for c in cls]) + LENGTH_WITHIN_SD * rng.standard_normal(
             unique
@@ -260,10 +261,12 @@ class _World:
         )
         share = min(0.25 * difficulty, 0.5)  # how much of a class's own direction its context carries
         family_context = directions(len(FAMILIES))
-        context = (1 - share) * (0.5 * family_context[family_of] + 0.5 * directions(c)) + share * own
+        self.context = ((1 - share) * (0.5 * family_context[family_of] + 0.5 * directions(c)) + share * own).astype(
+            np.float32
+        )
         noise_basis = rng.standard_normal((NOISE_RANK, d), dtype=np.float32) / np.sqrt(NOISE_RANK)
         # Rows of the dense latent -> feature map, in the column order of ``latent``'s weights.
-        self.prototypes = np.concatenate([directions(NUM_BACKGROUNDS), context, noise_basis]).astype(np.float32)
+        self.prototypes = np.concatenate([directions(NUM_BACKGROUNDS), noise_basis]).astype(np.float32)
         self.noise = (0.1 + 0.15 * difficulty) * rng.standard_normal((NOISE_BANK, d), dtype=np.float32)
         self.num_classes = c
         self.difficulty = difficulty
@@ -272,7 +275,8 @@ class _World:
         """Latent description of one video's T snippets.
 
         Returns:
-            ``(weights (T, K) of the dense prototypes, actionness a (T,) in [0, 1], action prototype (T,) int)``.
+            ``(weights (T, G + R) of the background and noise prototypes, context weight (T,), actionness a (T,)
+            in [0, 1], action prototype (T,) int)``.
         """
         hard, c = self.difficulty, self.num_classes
         # Background: scenes with their own mixture of generic backgrounds, smoothed transitions.
@@ -298,7 +302,7 @@ class _World:
             core_len = rng.uniform(0.15, 0.55, len(segs)) ** hard  # share of fully discriminative snippets
             core_at = rng.uniform(0, 1, len(segs)) * (1 - core_len)
             core = (rel >= core_at[inst]) & (rel <= (core_at + core_len)[inst])
-            partial = np.clip(1 - hard * (1 - rng.uniform(0.25, 0.65, len(t))), 0.05, 1.0)
+            partial = rng.uniform(0.25, 0.65, len(t)) ** hard  # strength of the other, "partial" snippets
             strength = overlap * np.where(core, rng.uniform(0.85, 1.0, len(t)), partial)
             view = rng.integers(0, NUM_VIEWS, len(segs))
             np.add.at(action, (t, fclass[inst] * NUM_VIEWS + view[inst]), strength.astype(np.float32))
@@ -312,39 +316,37 @@ class _World:
         action = _smooth(action, 3)  # I3D snippets overlap in receptive field: neighbours are similar
         a = np.minimum(action.sum(axis=1), 1.0)  # (T,) actionness; overlapping instances share the snippet
         prototype = action.argmax(axis=1)
-        context = np.zeros((length, c), dtype=np.float32)
-        context[:, video["classes"]] = rng.uniform(0.2, 0.6) * hard / len(video["classes"])
+        context = (1 - 0.5 * a) * rng.uniform(0.2, 0.6) * hard  # the mean context of the video's classes
         noise = _smooth(rng.standard_normal((length, NOISE_RANK), dtype=np.float32), 5)
-        weights = np.concatenate(
-            [(1 - a)[:, None] * background, (1 - 0.5 * a)[:, None] * context, (0.1 + 0.15 * hard) * 2 * noise], axis=1
-        )
-        return weights, a.astype(np.float32), prototype
+        weights = np.concatenate([(1 - a)[:, None] * background, (0.1 + 0.15 * hard) * 2 * noise], axis=1)
+        return weights, context.astype(np.float32), a.astype(np.float32), prototype
 
-    def features(self, rng: np.random.Generator, latents: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    def features(
+        self, rng: np.random.Generator, latents: list[tuple[np.ndarray, ...]], videos: list[dict]
+    ) -> list[np.ndarray]:
         """Map every video's latent description to non-negative (T, D) float32 features.
 
         One small matrix product per video over the dense prototypes plus the few action prototypes the video
         uses (a video shows at most a few classes x views). Small products run single-threaded: a thread pool
         costs more than it saves at this size (measured: 3x less CPU time on 2 cores).
         """
-        lengths = [len(x[0]) for x in latents]
+        lengths = [len(x[1]) for x in latents]
         out = np.empty((sum(lengths), self.prototypes.shape[1]), dtype=np.float32)
         noise_rows = torch.from_numpy(rng.integers(0, NOISE_BANK, len(out)))
-        dense, action, noise, result = (
-            torch.from_numpy(x) for x in (self.prototypes, self.action, self.noise, out)
-        )
+        dense, action, noise, result = (torch.from_numpy(x) for x in (self.prototypes, self.action, self.noise, out))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             offset = 0
-            for (weights, a, prototype), length in zip(latents, lengths):  # one matrix product per video
+            for (weights, context, a, prototype), video, length in zip(latents, videos, lengths):
                 used, column = np.unique(prototype, return_inverse=True)
                 onehot = np.zeros((length, len(used)), dtype=np.float32)
                 onehot[np.arange(length), column] = a  # (T, u): actionness in the column of its prototype
+                scene = self.context[video["classes"]].mean(0, keepdims=True)  # (1, D) context of the video
                 x = result[offset : offset + length]
-                torch.matmul(
-                    torch.from_numpy(np.concatenate([weights, onehot], axis=1)),
-                    torch.cat([dense, action[torch.from_numpy(used)]]),
+                torch.matmul(  # (T, G + R + 1 + u) @ (G + R + 1 + u, D)
+                    torch.from_numpy(np.concatenate([weights, context[:, None], onehot], axis=1)),
+                    torch.cat([dense, torch.from_numpy(scene), action[torch.from_numpy(used)]]),
                     out=x,
                 )
                 x += noise[noise_rows[offset : offset + length]]
@@ -393,7 +395,7 @@ def make_synthetic(
         videos = annotations[subset]
         lengths = [max(1, int(np.ceil(v["duration"] * snippets_per_second))) for v in videos]
         latents = [world.latent(rng, v, t, snippets_per_second) for v, t in zip(videos, lengths)]
-        feats = world.features(rng, latents)
+        feats = world.features(rng, latents, videos)
         records = []
         for i, (video, x) in enumerate(zip(videos, feats)):
             labels = np.zeros(len(CLASS_NAMES), dtype=np.float32)

@@ -17,6 +17,7 @@ UntrimmedNet features (10 for every THUMOS14 video).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -91,7 +92,9 @@ def read_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray]:
             try:
                 start, end = float(fields[1]), float(fields[2])
             except (IndexError, ValueError) as exc:
-                raise DataError(f"{path}, line {number}: expected '<video> <start> <end>', got {line.strip()!r}") from exc
+                raise DataError(
+                    f"{path}, line {number}: expected '<video> <start> <end>', got {line.strip()!r}"
+                ) from exc
             out.setdefault(fields[0], []).append([start, end])
     return {name: np.asarray(segs, dtype=np.float64).reshape(-1, 2) for name, segs in out.items()}
 
@@ -191,9 +194,12 @@ def load_wtalc(
         ambiguous = {k: v for k, v in read_ambiguous(ann_dir / AMBIGUOUS_FILE).items() if k in keep_names}
     summarize_skipped(f"{dataset_name}/{subset}", skipped, len(rows))
     if changed:
-        import warnings
-
-        warnings.warn(f"{dataset_name}/{subset}: clipped {changed} segments ending after their video (dropped those starting after it)", DataWarning, 2)
+        warnings.warn(
+            f"{dataset_name}/{subset}: clipped {changed} segments ending after their video "
+            "(dropped those starting after it)",
+            DataWarning,
+            stacklevel=2,
+        )
     return VideoDataset(
         name=dataset_name,
         subset=subset,
