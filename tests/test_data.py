@@ -133,6 +133,22 @@ def test_split_is_deterministic_disjoint_and_sized() -> None:
         ds.split(1.0, seed=0)
 
 
+@settings(max_examples=25, derandomize=True, deadline=None)
+@given(n=st.integers(2, 30), fraction=st.floats(0.05, 0.95), seed=st.integers(0, 100))
+def test_split_properties(n: int, fraction: float, seed: int) -> None:
+    ds = _dataset(seed, "validation", n)
+    train, held = ds.split(fraction, seed=seed)
+    assert len(held) == min(max(round(fraction * n), 1), n - 1) and len(train) + len(held) == n
+    assert set(train.names).isdisjoint(held.names)
+    train_counts = np.sum([v.labels for v in train], axis=0)
+    counts = np.sum([v.labels for v in ds], axis=0)
+    if fraction <= 0.5:  # room to leave every class with two or more videos a training video
+        strata = [int(np.argmin(np.where(v.labels > 0, counts, np.inf))) for v in ds]
+        for stratum in set(strata):
+            if strata.count(stratum) > 1:
+                assert train_counts[stratum] >= 1
+
+
 # ------------------------------------------------------------------------------------------------ W-TALC
 def test_wtalc_round_trip_reads_back_identically(wtalc_dir: Path) -> None:
     train, test = _dataset(0, "validation", 7), _dataset(1, "test", 5, ambiguous=True)

@@ -192,8 +192,9 @@ class VideoDataset:
     def split(self, fraction: float, seed: int) -> tuple[VideoDataset, VideoDataset]:
         """Hold out part of a training set for honest model selection.
 
-        Videos are assigned per class (stratified by each video's rarest label), so every class with at least two
-        videos keeps videos on both sides. Deterministic for a given ``seed``; video order is preserved.
+        Videos are assigned per stratum (a video's rarest label): about ``fraction`` of each stratum is held out and,
+        where the exact size allows, a stratum of two or more videos keeps a training video. Deterministic for a
+        given ``seed``; video order is preserved.
 
         Args:
             fraction: share of the videos in the held-out part, in (0, 1).
@@ -208,23 +209,29 @@ class VideoDataset:
         if n < 2:
             raise DataError(f"{self.name}/{self.subset}: cannot split {n} video(s)")
         rng = np.random.default_rng(seed)
-        counts = np.sum([v.labels > 0 for v in self.videos], axis=0) if n else np.zeros(0)
+        counts = np.sum([v.labels > 0 for v in self.videos], axis=0)
         strata = np.array(
             [int(np.argmin(np.where(v.labels > 0, counts, np.inf))) if v.labels.any() else -1 for v in self.videos]
         )
+        target = min(max(int(round(fraction * n)), 1), n - 1)
         held = np.zeros(n, dtype=bool)
-        for stratum in np.unique(strata):
+        for stratum in np.unique(strata):  # about `fraction` of each stratum, never all of one
             members = rng.permutation(np.flatnonzero(strata == stratum))
             take = int(np.floor(fraction * len(members) + rng.random()))  # unbiased rounding
             held[members[: min(take, len(members) - 1) if len(members) > 1 else take]] = True
-        target = int(round(fraction * n))
-        target = min(max(target, 1), n - 1)
-        # Adjust to the exact target size, moving random videos across.
-        diff = target - int(held.sum())
-        if diff > 0:
-            held[rng.choice(np.flatnonzero(~held), diff, replace=False)] = True
-        elif diff < 0:
-            held[rng.choice(np.flatnonzero(held), -diff, replace=False)] = False
+        # Reach the exact size: add videos whose stratum keeps another training video, or drop random ones.
+        for i in rng.permutation(n):
+            if held.sum() >= target:
+                break
+            if not held[i] and np.sum((strata == strata[i]) & ~held) > 1:
+                held[i] = True
+        for i in rng.permutation(np.flatnonzero(~held)):  # strata of one video each, if still short
+            if held.sum() >= target:
+                break
+            held[i] = True
+        surplus = int(held.sum()) - target
+        if surplus > 0:
+            held[rng.choice(np.flatnonzero(held), surplus, replace=False)] = False
         return (
             self.subset_of(np.flatnonzero(~held), f"{self.subset}:train"),
             self.subset_of(np.flatnonzero(held), f"{self.subset}:heldout"),
