@@ -52,6 +52,9 @@ def activitynet_ap(gt_obj, pred_obj, thresholds, subset=None, stable=False):
         ps = [p for p in preds if p[1] == cls]
         if not ps:
             continue
+        by_video = {}  # the official code groups the GT by video once (groupby + get_group)
+        for j, g in enumerate(gts):
+            by_video.setdefault(g[0], []).append(j)
         scores = np.array([p[4] for p in ps])
         order = np.argsort(-scores, kind="stable") if stable else scores.argsort()[::-1]
         lock = -np.ones((len(thresholds), len(gts)))
@@ -59,7 +62,7 @@ def activitynet_ap(gt_obj, pred_obj, thresholds, subset=None, stable=False):
         fp = np.zeros((len(thresholds), len(ps)))
         for rank, pi in enumerate(order):
             vid, _, s, e, _ = ps[pi]
-            mine = [j for j, g in enumerate(gts) if g[0] == vid]
+            mine = by_video.get(vid, [])
             if not mine:
                 fp[:, rank] = 1
                 continue

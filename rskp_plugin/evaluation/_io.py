@@ -5,10 +5,15 @@ Everything is turned into flat numpy arrays once; the matching code never touche
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -63,6 +68,18 @@ class Predictions:
     score: np.ndarray
 
 
+@contextlib.contextmanager
+def _bulk_objects():
+    """Pause the cyclic garbage collector while many small Python objects are built (as ``pickle`` users do)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _load_json(obj: Mapping[str, Any] | PathLike, what: str, key: str) -> tuple[dict[str, Any], str]:
     """Return (object, source name) for a JSON object or the path of a JSON file holding one with ``key``."""
     if isinstance(obj, Mapping):
@@ -98,6 +115,7 @@ def _pairs(values: Any, where: str, source: str) -> np.ndarray:
     return arr
 
 
+@_bulk_objects()
 def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | None = None) -> GroundTruth:
     """Read an ActivityNet ground-truth object (``{"database": ...}``) or file.
 
@@ -115,6 +133,7 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
     segments: list[Any] = []
     owner: list[int] = []
     seen_subsets = set()
+    get_label, get_segment = itemgetter("label"), itemgetter("segment")
     for vid, record in database.items():
         if not isinstance(record, Mapping):
             raise DataError(f"{source}: video {vid!r} is not an object with \"annotations\"")
@@ -126,15 +145,18 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
             raise DataError(f'{source}: video {vid!r} has no "annotations" list; add one (it may be empty)')
         index = len(videos)
         videos.append(str(vid))
-        for ann in annotations:
-            if not isinstance(ann, Mapping) or "label" not in ann or "segment" not in ann:
-                raise DataError(f'{source}: video {vid!r} has an annotation without "label" and "segment": {ann!r}')
-            labels.append(str(ann["label"]))
-            segments.append(ann["segment"])
-            owner.append(index)
+        try:
+            labels += map(get_label, annotations)
+            segments += map(get_segment, annotations)
+        except (KeyError, TypeError) as exc:
+            raise DataError(
+                f'{source}: video {vid!r} has an annotation without "label" and "segment" ({exc!r}); fix the file'
+            ) from exc
+        owner += [index] * len(annotations)
     if subset is not None and not videos:
         known = ", ".join(sorted(str(s) for s in seen_subsets))
         raise DataError(f'{source}: no video has subset "{subset}"; the file has: {known}. Pass one of those.')
+    labels = [name if isinstance(name, str) else str(name) for name in labels]
     class_names = tuple(dict.fromkeys(labels))
     index_of = {name: i for i, name in enumerate(class_names)}
     seg = _pairs(segments, "the database", source) if segments else np.zeros((0, 2))
@@ -143,12 +165,13 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
         videos=tuple(videos),
         class_names=class_names,
         video=np.asarray(owner, dtype=np.int64),
-        label=np.asarray([index_of[name] for name in labels], dtype=np.int64),
+        label=np.asarray(list(map(index_of.__getitem__, labels)), dtype=np.int64),
         start=seg[:, 0].copy(),
         end=seg[:, 1].copy(),
     )
 
 
+@_bulk_objects()
 def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth) -> Predictions:
     """Read an ActivityNet results object (``{"results": ...}``) or file against the ground truth's classes.
 
@@ -161,43 +184,66 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
     videos = list(gt.videos)
     video_index = {name: i for i, name in enumerate(videos)}
     owner: list[int] = []
-    labels: list[int] = []
+    labels: list[Any] = []
     scores: list[Any] = []
     segments: list[Any] = []
-    for vid, dets in data["results"].items():
+    get_label, get_score, get_segment = itemgetter("label"), itemgetter("score"), itemgetter("segment")
+    for vid, dets in data["results"].items():  # C-level maps: this is the only pass over the Python objects
         if not isinstance(dets, list):
             raise DataError(f"{source}: results of video {vid!r} must be a list of detections")
         if vid not in video_index:
             video_index[vid] = len(videos)
             videos.append(str(vid))
-        index = video_index[vid]
         try:
-            labels.extend(index_of.get(d["label"], -1) for d in dets)
-            scores.extend(d["score"] for d in dets)
-            segments.extend(d["segment"] for d in dets)
+            labels += map(get_label, dets)
+            scores += map(get_score, dets)
+            segments += map(get_segment, dets)
         except (KeyError, TypeError) as exc:
             raise DataError(
                 f'{source}: video {vid!r} has a detection without "label", "score" and "segment" ({exc!r})'
             ) from exc
-        owner.extend([index] * len(dets))
-    label = np.asarray(labels, dtype=np.int64)
+        owner += [video_index[vid]] * len(dets)
     video = np.asarray(owner, dtype=np.int64)
+
+    def culprit(bad: np.ndarray) -> str:
+        return videos[video[int(np.flatnonzero(bad)[0])]]
+
+    try:
+        label = np.asarray(list(map(index_of.get, labels, repeat(-1, len(labels)))), dtype=np.int64)
+    except TypeError:  # an unhashable label (list, dict): report it below like an unknown one
+        label = np.asarray([index_of.get(name, -1) if isinstance(name, str) else -1 for name in labels], np.int64)
     if (label < 0).any():
-        vid, name = next((v, d["label"]) for v, ds in data["results"].items() for d in ds if d["label"] not in index_of)
+        first = int(np.flatnonzero(label < 0)[0])
         shown = ", ".join(gt.class_names[:5]) + (", ..." if len(gt.class_names) > 5 else "")
         raise DataError(
-            f"{source}: video {vid!r} has label {name!r}, which is not a ground-truth class of {gt.source} "
-            f"({len(gt.class_names)} classes: {shown}); rename it or drop those detections"
+            f"{source}: video {videos[video[first]]!r} has label {labels[first]!r}, which is not a ground-truth "
+            f"class of {gt.source} ({len(gt.class_names)} classes: {shown}); rename it or drop those detections"
         )
     try:
         score = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{source}: a score is not a number ({exc})") from exc
-    if score.ndim != 1 or not np.isfinite(score).all():
-        first = int(np.flatnonzero(~np.isfinite(score))[0]) if score.ndim == 1 else 0
-        raise DataError(f"{source}: video {videos[video[first]]!r} has a NaN/Inf or non-scalar score; fix the file")
-    seg = _pairs(segments, "the results", source) if segments else np.zeros((0, 2))
-    return Predictions(source, tuple(videos), video, label, seg[:, 0].copy(), seg[:, 1].copy(), score)
+        raise DataError(f"{source}: a score is not a number ({exc}); fix the file") from exc
+    if score.ndim != 1:
+        raise DataError(f"{source}: every score must be one number; fix the file")
+    if not np.isfinite(score).all():
+        raise DataError(f"{source}: video {culprit(~np.isfinite(score))!r} has a NaN/Inf score; fix the file")
+    try:
+        sizes = np.asarray(list(map(len, segments)), dtype=np.int64)
+    except TypeError as exc:
+        raise DataError(f"{source}: a segment is not a list [start, end] ({exc}); fix the file") from exc
+    if (sizes != 2).any():
+        raise DataError(f"{source}: video {culprit(sizes != 2)!r} has a segment that is not [start, end]")
+    try:
+        start = np.asarray(list(map(itemgetter(0), segments)), dtype=np.float64)
+        end = np.asarray(list(map(itemgetter(1), segments)), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: a segment bound is not a number ({exc}); fix the file") from exc
+    if start.ndim != 1 or end.ndim != 1:
+        raise DataError(f"{source}: a segment bound is not a number; fix the file")
+    bad = ~(np.isfinite(start) & np.isfinite(end))
+    if bad.any():
+        raise DataError(f"{source}: video {culprit(bad)!r} has a NaN/Inf segment bound; fix the file")
+    return Predictions(source, tuple(videos), video, label, start, end, score)
 
 
 def load_ambiguous(path: PathLike) -> dict[str, np.ndarray]:

@@ -141,10 +141,81 @@ def _rank(scores: np.ndarray, keep: np.ndarray, protocol: str, order: str) -> np
     return first[np.argsort(-scores[first])]
 
 
+def _pack(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
+    """Complex array with the given parts (``real + 1j * imag`` would turn an infinite imag into a NaN real)."""
+    out = np.empty(len(real), dtype=np.complex128)
+    out.real, out.imag = real, imag
+    return out
+
+
+def _candidate_pairs(
+    group: np.ndarray, gt_group: np.ndarray, ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray,
+    thr_min: float, continuous: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, GT) pairs of the same group that may reach ``thr_min``: a superset of the matchable pairs.
+
+    A positive IoU needs overlap. With the GT of each group sorted by start, the overlapping GT of a regular
+    prediction (end > start) lie between the first GT whose running maximum end exceeds the prediction's start and
+    the last GT starting before its end: two ``searchsorted`` on (group, value) keys (complex numbers compare
+    lexicographically). The window is exact when a group's GT do not nest. With the continuous IoU, the official
+    0/0 = NaN quirk matches segments whose lengths sum to 0 wherever they are, so zero/negative-length predictions
+    and every prediction of a group with a negative-length GT meet all GT of their group. On the snippet grid such
+    segments have IoU 0.
+    """
+    if thr_min <= 0:  # every pair of a group reaches the threshold
+        pair_p, pair_g, _ = _group_pairs(group, gt_group)
+        return pair_p, pair_g
+    full = np.zeros(len(group), dtype=bool)
+    if continuous:  # 0/0 = NaN needs GT length + prediction length = 0 with no overlap
+        full = (pe <= ps) | np.isin(group, gt_group[ge < gs])
+    order = np.lexsort((gs, gt_group))  # GT sorted by (group, start)
+    sorted_group = gt_group[order].astype(np.float64)
+    starts = _pack(sorted_group, gs[order])  # (group, start), sorted
+    reach = np.maximum.accumulate(_pack(sorted_group, ge[order])) if len(order) else starts  # running max end
+    idx = np.flatnonzero(~full & (pe > ps))
+    idx = idx[np.argsort(group[idx], kind="stable")]  # queries by group: searchsorted is faster on sorted keys
+    key = group[idx].astype(np.float64)
+    lo = np.searchsorted(reach, _pack(key, ps[idx]), side="right")  # first GT of the group ending after start
+    hi = np.maximum(np.searchsorted(starts, _pack(key, pe[idx]), side="left"), lo)  # ... starting before end
+    owner, offset = _segment_ranges(hi - lo)
+    pair_p, pair_g = [idx[owner]], [order[lo[owner] + offset]]
+    if full.any():
+        sub = np.flatnonzero(full)
+        fp, fg, _ = _group_pairs(group[sub], gt_group)
+        pair_p.append(sub[fp])
+        pair_g.append(fg)
+    return np.concatenate(pair_p), np.concatenate(pair_g)
+
+
+def _levels(pred_id: np.ndarray, gt_id: np.ndarray, count: int) -> np.ndarray:
+    """Dependency depth of each prediction: 1 + the depth of the latest better-ranked prediction sharing a GT.
+
+    Predictions of equal depth share no candidate GT, and everything a prediction depends on has a smaller depth,
+    so the greedy can run depth by depth with all predictions of a depth at once.
+
+    Args:
+        pred_id: (N,) compact prediction id (= rank order) of each candidate pair.
+        gt_id: (N,) its GT.
+        count: number of predictions.
+    """
+    order = np.lexsort((pred_id, gt_id))
+    g, p = gt_id[order], pred_id[order]
+    chained = g[1:] == g[:-1]
+    src, dst = p[:-1][chained], p[1:][chained]  # consecutive predictions (in rank order) sharing a GT
+    level = np.zeros(count, dtype=np.int64)
+    while src.size:  # one pass per depth of the longest chain
+        new = level.copy()
+        np.maximum.at(new, dst, level[src] + 1)
+        if np.array_equal(new, level):
+            break
+        level = new
+    return level
+
+
 def _match(
     group: np.ndarray,
     gt_group: np.ndarray,
-    iou_fn: Any,
+    continuous: bool,
     ps: np.ndarray,
     pe: np.ndarray,
     gs: np.ndarray,
@@ -160,7 +231,7 @@ def _match(
     Args:
         group: (P,) group key of each prediction, predictions in rank order (within a group, earlier = better).
         gt_group: (G,) group key of each GT instance, in GT order.
-        iou_fn: segment_iou or snippet_iou.
+        continuous: continuous tIoU (segment_iou) or snippet-set IoU (snippet_iou).
         ps, pe: (P,) prediction bounds; gs, ge: (G,) GT bounds.
         thresholds: (n,) tIoU thresholds.
         rule: preference list: "official" (reversed default argsort of the prediction's tIoU row, as the
@@ -170,75 +241,91 @@ def _match(
     Returns:
         (n, P) bool, True where the prediction is a true positive.
     """
+    iou_fn = segment_iou if continuous else snippet_iou
     n_thr, n_pred = len(thresholds), len(group)
     tp = np.zeros((n_thr, n_pred), dtype=bool)
-    pair_p, pair_g, counts = _group_pairs(group, gt_group)  # all (prediction, GT of its group) pairs
-    if pair_p.size == 0:
-        return tp
+    thr_min = float(thresholds.min())
+    pair_p, pair_g = _candidate_pairs(group, gt_group, ps, pe, gs, ge, thr_min, continuous)
     iou = iou_fn(ps[pair_p], pe[pair_p], gs[pair_g], ge[pair_g])
     nan = np.isnan(iou)
-    cand = np.flatnonzero((iou >= thresholds.min()) | nan)  # pairs that can match at some threshold
-    if cand.size == 0:
+    keep = (iou >= thr_min) | nan  # pairs that can match at some threshold
+    cp, cg, ci = pair_p[keep], pair_g[keep], iou[keep]
+    if cp.size == 0:
         return tp
-    if rule != "first":
-        key = np.where(nan[cand], -np.inf, -iou[cand])  # NaN first, then descending IoU
-        cand = cand[np.lexsort((key, pair_p[cand]))]  # stable: ties keep GT order
-        if rule == "official":
-            cand_pred = pair_p[cand]
-            ordered_key = np.where(nan[cand], -np.inf, -iou[cand])
-            tie = (cand_pred[1:] == cand_pred[:-1]) & (ordered_key[1:] == ordered_key[:-1])
-            if tie.any():  # rare: reproduce the official order of tied GT exactly, row by row
-                pair_start = np.cumsum(counts) - counts
-                is_cand = np.zeros(pair_p.size, dtype=bool)
-                is_cand[cand] = True
-                for p in np.unique(cand_pred[1:][tie]):
-                    lo = pair_start[p]
-                    row_order = np.argsort(iou[lo:lo + counts[p]])[::-1]  # the official per-prediction sort
-                    a, b = np.searchsorted(cand_pred, [p, p + 1])
-                    cand[a:b] = lo + row_order[is_cand[lo + row_order]]
-    cand_pred = pair_p[cand]
-    preds, first_pair, n_cand = np.unique(cand_pred, return_index=True, return_counts=True)
-    # Step of each prediction = its rank among the predictions (with candidates) of its group.
-    by_group = np.argsort(group[preds], kind="stable")
-    g_sorted = group[preds][by_group]
-    step = np.empty(len(preds), dtype=np.int64)
-    step[by_group] = np.arange(len(preds)) - np.searchsorted(g_sorted, g_sorted, side="left")
-    sweep = np.lexsort((preds, step))  # predictions ordered by step, then rank
+    key = np.where(np.isnan(ci), -np.inf, -ci)  # NaN first, then descending IoU
+    if rule == "first":
+        order = np.argsort(_pack(cp, cg), kind="stable")  # complex numbers sort by (real, imag): (prediction, GT)
+    else:
+        order = np.argsort(_pack(cp, key), kind="stable")  # (prediction, NaN first then descending IoU)
+        if rule == "best" and ((cp[order][1:] == cp[order][:-1]) & (key[order][1:] == key[order][:-1])).any():
+            order = np.lexsort((cg, key, cp))  # equal IoU: the first listed GT first
+    cp, cg, ci, key = cp[order], cg[order], ci[order], key[order]
+    if rule == "official":
+        tie = (cp[1:] == cp[:-1]) & (key[1:] == key[:-1])
+        if tie.any():  # rare: reproduce the official order of tied GT exactly, row by row
+            by_group = np.argsort(gt_group, kind="stable")
+            sorted_group = gt_group[by_group]
+            for p in np.unique(cp[1:][tie]):
+                lo, hi = np.searchsorted(sorted_group, [group[p], group[p] + 1])
+                row_gt = by_group[lo:hi]  # every GT of the group, in GT order: the official tIoU row
+                row = iou_fn(ps[p], pe[p], gs[row_gt], ge[row_gt])
+                row_order = np.argsort(row)[::-1]  # the official per-prediction sort
+                row_order = row_order[(row[row_order] >= thr_min) | np.isnan(row[row_order])]
+                a, b = np.searchsorted(cp, [p, p + 1])
+                cg[a:b], ci[a:b] = row_gt[row_order], row[row_order]
+    preds, first_pair, n_cand = np.unique(cp, return_index=True, return_counts=True)
+    compact = np.repeat(np.arange(len(preds)), n_cand)
+    level = _levels(compact, cg, len(preds))
+    sweep = np.lexsort((preds, level))  # predictions ordered by depth, then rank
     owner, offset = _segment_ranges(n_cand[sweep])
-    pairs = cand[first_pair[sweep][owner] + offset]  # candidate pairs in sweep order
-    pair_gt, pair_iou, pair_nan = pair_g[pairs], iou[pairs], nan[pairs]
+    pairs = first_pair[sweep][owner] + offset  # candidate pairs in sweep order
+    pair_gt, pair_iou, pair_nan = cg[pairs], ci[pairs], np.isnan(ci[pairs])
     seg_start = np.cumsum(n_cand[sweep]) - n_cand[sweep]  # first pair of each prediction (sweep order)
-    step_bounds = np.searchsorted(step[sweep], np.arange(step.max() + 2))
+    bounds = np.searchsorted(level[sweep], np.arange(level.max() + 2))
     taken = np.zeros((n_thr, gt_group.size), dtype=bool)
     thr = thresholds[:, None]
-    for k in range(len(step_bounds) - 1):  # one iteration per rank inside the largest group
-        a, b = step_bounds[k], step_bounds[k + 1]
+    for k in range(len(bounds) - 1):  # one iteration per dependency depth
+        a, b = bounds[k], bounds[k + 1]
         pa = seg_start[a]
         pb = seg_start[b] if b < len(seg_start) else pairs.size
         g = pair_gt[pa:pb]
-        eligible = ((pair_iou[pa:pb] >= thr) | pair_nan[pa:pb]) & ~taken[:, g]  # (n, pairs of this step)
+        eligible = ((pair_iou[pa:pb] >= thr) | pair_nan[pa:pb]) & ~taken[:, g]  # (n, pairs of this depth)
         pos = np.where(eligible, np.arange(pb - pa), pb - pa)
-        first = np.minimum.reduceat(pos, seg_start[a:b] - pa, axis=1)  # (n, predictions of this step)
+        first = np.minimum.reduceat(pos, seg_start[a:b] - pa, axis=1)  # (n, predictions of this depth)
         ti, pi = np.nonzero(first < pb - pa)
         taken[ti, g[first[ti, pi]]] = True
         tp[ti, preds[sweep[a + pi]]] = True
     return tp
 
 
-def _average_precision(tp: np.ndarray, npos: int, interpolated: bool) -> np.ndarray:
-    """AP of one class from its (n, P) true-positive matrix in rank order (evaluation.md 3.3, 4.5).
+def _average_precision(
+    tp: np.ndarray, sizes: np.ndarray, npos: np.ndarray, interpolated: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """AP and final recall of every class at once (evaluation.md 3.3, 4.5).
 
-    interpolated: area under the precision envelope with (0, 0) and (1, 0) padding (ActivityNet, RSKP);
-    otherwise the mean precision at the true positives over npos (W-TALC).
+    Args:
+        tp: (n, P) true positives, classes one after the other (``sizes`` columns each), each in rank order.
+        sizes: (C,) predictions per class.
+        npos: (C,) GT instances per class.
+        interpolated: area under the precision envelope with (0, 0) and (1, 0) padding (ActivityNet, RSKP), i.e.
+            sum over the true positives of max(precision at this or any later rank) / npos; otherwise the mean
+            precision at the true positives over npos (W-TALC).
+
+    Returns:
+        (n, C) AP and (n, C) recall; 0 for a class without predictions.
     """
-    hits = np.cumsum(tp, axis=1, dtype=np.float64)
-    precision = hits / np.arange(1, tp.shape[1] + 1)
-    if not interpolated:
-        return np.sum(precision * tp, axis=1) / npos
-    zeros = np.zeros((tp.shape[0], 1))
-    envelope = np.maximum.accumulate(np.hstack([zeros, precision, zeros])[:, ::-1], axis=1)[:, ::-1]
-    recall = np.hstack([zeros, hits / npos, np.ones((tp.shape[0], 1))])
-    return np.sum((recall[:, 1:] - recall[:, :-1]) * envelope[:, 1:], axis=1)
+    n, n_cls = tp.shape[0], len(sizes)
+    ap, recall = np.zeros((n, n_cls)), np.zeros((n, n_cls))
+    starts = np.cumsum(sizes) - sizes
+    for c in np.flatnonzero(sizes):  # a loop over classes: each step is vectorised over ranks and thresholds
+        block = tp[:, starts[c]:starts[c] + sizes[c]]
+        hits = np.cumsum(block, axis=1, dtype=np.float64)
+        precision = hits / np.arange(1, sizes[c] + 1)
+        if interpolated:
+            precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # the envelope
+        ap[:, c] = np.sum(precision * block, axis=1) / npos[c]
+        recall[:, c] = hits[:, -1] / npos[c]
+    return ap, recall
 
 
 def _thresholds(tiou_thresholds: Any) -> np.ndarray:
@@ -352,16 +439,10 @@ def evaluate_arrays(
     rule = {"activitynet": "official" if order == "official" else "best", "rskp": "best", "wtalc": "first"}[protocol]
     tp = _match(
         pred.label[ranked] * n_vid + pred.video[ranked], gt.label * n_vid + gt.video,
-        snippet_iou if grid else segment_iou, ps[ranked], pe[ranked], gs, ge, thr, rule,
+        not grid, ps[ranked], pe[ranked], gs, ge, thr, rule,
     )
     npos = np.bincount(gt.label, minlength=n_cls)
-    ap, recall = np.zeros((len(thr), n_cls)), np.zeros((len(thr), n_cls))
-    starts = np.cumsum(sizes) - sizes
-    for c in range(n_cls):
-        if sizes[c]:
-            block = tp[:, starts[c]:starts[c] + sizes[c]]
-            ap[:, c] = _average_precision(block, npos[c], protocol != "wtalc")
-            recall[:, c] = block.sum(axis=1) / npos[c]
+    ap, recall = _average_precision(tp, sizes, npos, interpolated=protocol != "wtalc")
     mean_ap = ap.mean(axis=1) if n_cls else np.zeros(len(thr))
     missing = tuple(gt.class_names[c] for c in range(n_cls) if sizes[c] == 0)
     if zero_map_if_class_missing is None:
