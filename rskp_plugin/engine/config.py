@@ -63,7 +63,7 @@ class DataConfig:
     train_subset: str = ""
     test_subset: str = ""
     feature_dim: int = attrs.field(default=2048, validator=ge(1))
-    difficulty: float = attrs.field(default=1.0, validator=gt(0))
+    difficulty: float = attrs.field(default=1.0, validator=ge(0))
     num_train: int = attrs.field(default=200, validator=ge(2))
     num_test: int = attrs.field(default=212, validator=ge(1))
     seed: int = 0
@@ -80,8 +80,10 @@ class OptimizerConfig:
         accumulation: videos per optimiser step (official: 10).
         sum_gradients: True sums the per-video gradients over the accumulated videos (official code); False
             averages them (what a true batch with mean reduction does).
-        batch_size: videos per forward pass, padded with masks; must divide ``accumulation``. 1 is the official
+        batch_size: at most this many videos per forward pass, padded with masks. 1 is the official
             one-video-at-a-time loop; larger values are the fast path and give the same step (see ``Trainer``).
+        group_by_length: split each accumulation group into micro-batches of similar length (less padding; the
+            step is the same sum of per-video gradients). False runs the group in visiting order.
         grad_clip: clip the gradient norm at this value before a step; 0 = off (official).
     """
 
@@ -91,13 +93,14 @@ class OptimizerConfig:
     accumulation: int = attrs.field(default=10, validator=ge(1))
     sum_gradients: bool = True
     batch_size: int = attrs.field(default=10, validator=ge(1))
+    group_by_length: bool = True
     grad_clip: float = attrs.field(default=0.0, validator=ge(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.accumulation % self.batch_size:
+        if self.batch_size > self.accumulation:
             raise ConfigError(
-                f"optimizer.batch_size={self.batch_size} must divide optimizer.accumulation={self.accumulation}; "
-                "pick a batch size such as 1, 2, 5 or 10 for the official 10-video accumulation"
+                f"optimizer.batch_size={self.batch_size} exceeds optimizer.accumulation={self.accumulation}: a forward "
+                "pass never spans two optimiser steps; raise accumulation or lower batch_size"
             )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")

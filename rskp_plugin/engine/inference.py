@@ -125,8 +125,15 @@ def evaluate_model(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,
         label=f"evaluating on {label}",
     )
+    ground_truth = dataset.ground_truth()
+    # Detections of classes without ground truth in this set change no class's AP (mAP averages over the GT
+    # classes); the evaluator refuses them, as the official ActivityNet code does, so leave them out here.
+    gt_classes = {a["label"] for v in ground_truth["database"].values() for a in v["annotations"]}
+    scored = {**detections, "results": {
+        name: [d for d in dets if d["label"] in gt_classes] for name, dets in detections["results"].items()
+    }}
     result = detection_map(
-        dataset.ground_truth(), detections, tuple(tiou), protocol=protocol,
+        ground_truth, scored, tuple(tiou), protocol=protocol,
         snippets_per_second=dataset.snippets_per_second, ambiguous=dict(dataset.ambiguous) or None,
     )
     labels = np.stack([np.asarray(v.labels, dtype=np.float64) for v in dataset.videos])

@@ -120,33 +120,38 @@ class Trainer:
         return np.random.default_rng([self.config.train.seed, epoch]).permutation(len(self.datasets.train.videos))
 
     def train_epoch(self, epoch: int, progress: Any = None) -> float:
-        """One pass over the training videos with accumulation; returns the mean per-video loss."""
+        """One pass over the training videos with accumulation; returns the mean per-video loss.
+
+        The videos are taken in ``epoch_order`` in groups of ``optimizer.accumulation`` (the last group may be
+        shorter); each group is one optimiser step on the sum of its videos' gradients. Inside a group the videos
+        run in padded micro-batches of at most ``optimizer.batch_size`` videos, chosen by ``plan_microbatches`` to
+        waste little compute on padding; the group's gradient does not depend on how it is split.
+        """
         cfg = self.config.optimizer
         model, videos = self.model, self.datasets.train.videos
         model.train()
         order = self.epoch_order(epoch)
         task = progress.add_task(f"epoch {epoch + 1}", total=len(order)) if progress is not None else None
-        per_step = cfg.accumulation
-        total_loss, seen_in_step = 0.0, 0
+        total_loss = 0.0
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, len(order), cfg.batch_size):
-            chunk = order[start : start + cfg.batch_size]
-            features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
-            with self.autocast():
-                out = model(features, mask=mask, labels=labels)
-            if out.loss is None or not torch.isfinite(out.loss):
-                names = [videos[i].name for i in chunk]
-                raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
-            # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
-            scale = len(chunk) if cfg.sum_gradients else len(chunk) / per_step
-            (out.loss.float() * scale).backward()
-            total_loss += float(out.loss.detach()) * len(chunk)
-            seen_in_step += len(chunk)
-            if seen_in_step == per_step or start + cfg.batch_size >= len(order):  # the last, short group too
-                self._step()
-                seen_in_step = 0
-            if task is not None:
-                progress.advance(task, len(chunk))
+        for start in range(0, len(order), cfg.accumulation):
+            group = order[start : start + cfg.accumulation]
+            lengths = [videos[i].num_snippets for i in group]
+            for micro in plan_microbatches(lengths, cfg.batch_size, group_by_length=cfg.group_by_length):
+                chunk = group[micro]
+                features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
+                with self.autocast():
+                    out = model(features, mask=mask, labels=labels)
+                if out.loss is None or not torch.isfinite(out.loss):
+                    names = [videos[i].name for i in chunk]
+                    raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
+                # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
+                scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
+                (out.loss.float() * scale).backward()
+                total_loss += float(out.loss.detach()) * len(chunk)
+                if task is not None:
+                    progress.advance(task, len(chunk))
+            self._step()
         if task is not None:
             progress.remove_task(task)
         return total_loss / len(order)
@@ -353,6 +358,43 @@ class Trainer:
         tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
         os.replace(tmp, path)
         return path
+
+
+def plan_microbatches(
+    lengths: Sequence[int], max_batch: int, *, group_by_length: bool = True, overhead: int = 256
+) -> list[np.ndarray]:
+    """Split one accumulation group into padded micro-batches of at most ``max_batch`` videos.
+
+    With ``group_by_length`` the videos are sorted by length and cut into contiguous runs minimising the padded
+    size sum(run length x longest video of the run) + ``overhead`` snippets per forward pass (dynamic programming
+    over the <= accumulation sorted videos); otherwise they run in order, ``max_batch`` at a time.
+
+    Args:
+        lengths: snippets per video of the group, in visiting order.
+        max_batch: the most videos in one forward pass.
+        group_by_length: sort by length before cutting.
+        overhead: the fixed cost of one forward pass, in snippets.
+
+    Returns:
+        Index arrays into ``lengths``, one per micro-batch, together covering every video once.
+    """
+    n = len(lengths)
+    if not group_by_length or max_batch == 1:
+        return [np.arange(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    sorted_len = np.asarray(lengths)[order]
+    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted videos
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_batch), j):  # run = sorted videos i .. j-1, padded to sorted_len[j-1]
+            cost = best[i] + (j - i) * float(sorted_len[j - 1]) + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs, j = [], n
+    while j > 0:
+        runs.append(order[cut[j] : j])
+        j = cut[j]
+    return runs[::-1]
 
 
 def _json_default(value: Any) -> Any:

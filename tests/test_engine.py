@@ -1,0 +1,236 @@
+"""Training engine: batched accumulation equals the official one-video loop, warm-up schedule, resume, seeds,
+model selection, configs and errors. Tiny data (16-d features, tens of snippets), so the file runs in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rskp_plugin.config import apply_overrides
+from rskp_plugin.data import VideoDataset, VideoRecord, collate
+from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, build_datasets, load_experiment, packaged_configs
+from rskp_plugin.engine.trainer import plan_microbatches
+from rskp_plugin.errors import ConfigError, DataError, UnknownHeadError
+
+HEADS = ("facnet", "stpn", "bm", "wum")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_dataset(n: int, seed: int, subset: str, classes: int = 3, dim: int = 16) -> VideoDataset:
+    """Videos of 10-40 snippets; class c adds +2 to feature c over one instance."""
+    rng = np.random.default_rng(seed)
+    videos = []
+    for i in range(n):
+        length, c = int(rng.integers(10, 40)), i % classes
+        x = rng.normal(size=(length, dim)).astype(np.float32)
+        s = int(rng.integers(0, length // 2))
+        e = s + length // 3
+        x[s:e, c] += 2.0
+        labels = np.eye(classes, dtype=np.float32)[c]
+        sps = 25 / 16
+        videos.append(VideoRecord(f"{subset}_{i}", x, labels, length / sps, [[s / sps, e / sps]], [c]))
+    return VideoDataset("tiny", subset, [f"class{k}" for k in range(classes)], videos)
+
+
+@pytest.fixture(scope="module")
+def datasets() -> Datasets:
+    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"), collate=collate)
+
+
+def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **options) -> ExperimentConfig:
+    """The official recipe on tiny data: 16-d embedding, no dropout (so batch composition is the only change)."""
+    opts = {"embed_dim": 16, "dropout": dropout, **options}
+    if head == "wum":
+        opts.setdefault("magnitude_dropout", dropout)
+    base = ExperimentConfig()
+    base = attrs.evolve(base, head=attrs.evolve(base.head, name=head, options=opts))
+    return apply_overrides(base, [
+        "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
+        "train.eval_interval=1", *overrides,
+    ])
+
+
+def train_epochs(cfg: ExperimentConfig, datasets: Datasets, epochs: int) -> Trainer:
+    trainer = Trainer(cfg, datasets=datasets, progress=False)
+    for epoch in range(epochs):
+        trainer.train_epoch(epoch)
+        trainer.epoch += 1
+        if trainer.memory_due:
+            trainer.initialize_memory()
+    return trainer
+
+
+def max_weight_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_batched_training_equals_one_video_at_a_time(head, datasets) -> None:
+    """Official loop (backward per video, step every 5 here on the summed gradient) vs padded micro-batches."""
+    one = train_epochs(config(head, "optimizer.batch_size=1"), datasets, 1)  # 10 videos: two steps
+    batched = train_epochs(config(head, "optimizer.batch_size=5"), datasets, 1)
+    in_order = train_epochs(config(head, "optimizer.batch_size=5", "optimizer.group_by_length=false"), datasets, 1)
+    assert max_weight_difference(one.model, batched.model) < 1e-5
+    assert max_weight_difference(one.model, in_order.model) < 1e-5
+    untrained = Trainer(config(head), datasets=datasets, progress=False)
+    assert max_weight_difference(batched.model, untrained.model) > 1e-4  # training moved the weights: can fail
+
+
+def test_summed_and_averaged_gradients_differ_by_the_group_size(datasets) -> None:
+    """sum_gradients=false averages over the group: with SGD-like scale sensitivity the steps differ."""
+    summed = Trainer(config("facnet", "optimizer.weight_decay=0.1"), datasets=datasets, progress=False)
+    averaged = Trainer(config("facnet", "optimizer.weight_decay=0.1", "optimizer.sum_gradients=false"),
+                       datasets=datasets, progress=False)
+    for trainer in (summed, averaged):
+        trainer.train_epoch(0)
+    assert max_weight_difference(summed.model, averaged.model) > 1e-5
+
+
+@given(
+    st.lists(st.integers(1, 5000), min_size=1, max_size=12), st.integers(1, 12), st.booleans(),
+)
+def test_microbatch_plan_covers_each_video_once(lengths, max_batch, by_length) -> None:
+    runs = plan_microbatches(lengths, max_batch, group_by_length=by_length)
+    flat = np.concatenate(runs)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert all(1 <= len(r) <= max_batch for r in runs)
+    padded = sum(len(r) * max(lengths[i] for i in r) for r in runs)
+    in_order = sum(len(r) * max(lengths[i] for i in r) for r in plan_microbatches(lengths, max_batch,
+                                                                                    group_by_length=False))
+    if by_length:  # the plan pays at most one forward's overhead more than the in-order split per run
+        assert padded + 256 * len(runs) <= in_order + 256 * -(-len(lengths) // max_batch)
+
+
+def test_memory_bank_joins_after_the_warmup_epoch(datasets) -> None:
+    trainer = Trainer(config("facnet", "rskp.memory.warmup_epochs=1"), datasets=datasets, progress=False)
+    trainer.model.train()
+    seen = []
+    for epoch in range(3):
+        assert trainer.model.memory_ready == (epoch >= 2)  # epochs 0 and 1 warm up, as 0..100 of 200
+        features, mask, labels = trainer._to_device(collate(datasets.train.videos[:2]))
+        out = trainer.model(features, mask=mask, labels=labels)
+        seen.append("cls/inter" in out.losses)
+        trainer.train_epoch(epoch)
+        trainer.epoch += 1
+        if trainer.memory_due:
+            trainer.initialize_memory()
+    assert seen == [False, False, True]
+    assert bool(torch.isfinite(trainer.model.memory.scores).any())
+
+
+def test_head_alone_has_no_memory(datasets) -> None:
+    trainer = train_epochs(config("facnet", "rskp_enabled=false", "rskp.memory.warmup_epochs=0"), datasets, 2)
+    assert not trainer.model.memory_ready and not hasattr(trainer.model, "summarizer")
+
+
+@pytest.mark.parametrize("head", ["facnet", "wum"])
+def test_resume_continues_to_the_same_result(head, datasets, tmp_path) -> None:
+    """A run stopped after epoch 1 and resumed in a fresh trainer ends where an uninterrupted run ends, with the
+    memory bank in use (warm-up 0) and dropout on (RNG states restored)."""
+    cfg = lambda out: config(head, f"train.output_dir={out}", "train.epochs=2", "rskp.memory.warmup_epochs=0",
+                             "optimizer.batch_size=5", dropout=0.5)
+    straight = Trainer(cfg(tmp_path / "a"), datasets=datasets, progress=False)
+    result = straight.fit()
+    killed = Trainer(cfg(tmp_path / "b"), datasets=datasets, progress=False)
+    killed.fit(stop_after=1)
+    torch.manual_seed(1234), np.random.seed(1234)  # another process: global generators elsewhere
+    resumed = Trainer.resume(tmp_path / "b" / "last.pt", datasets=datasets, progress=False)
+    assert resumed.epoch == 1
+    again = resumed.fit()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.history == result.history and again.best == result.best
+    assert (tmp_path / "b" / "results.json").is_file() and (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_seeds_control_the_run(datasets) -> None:
+    def run(seed: int) -> Trainer:  # the global generators are seeded when a trainer is built
+        trainer = Trainer(config("stpn", f"train.seed={seed}", dropout=0.5), datasets=datasets, progress=False)
+        trainer.train_epoch(0)
+        return trainer
+
+    a, b, c = run(5), run(5), run(6)
+    assert max_weight_difference(a.model, b.model) == 0.0
+    assert max_weight_difference(a.model, c.model) > 1e-4
+
+
+def test_heldout_selection_trains_on_the_rest(tmp_path) -> None:
+    cfg = config("facnet", "train.selection=heldout", "train.heldout_fraction=0.25", "train.epochs=1",
+                 "data.feature_dim=16", "data.num_train=16", "data.num_test=4")
+    data = build_datasets(cfg)
+    assert len(data.heldout.videos) == 4 and len(data.train.videos) == 12  # 16 synthetic videos, 25 % held out
+    assert not set(data.train.names) & set(data.heldout.names)
+    result = Trainer(cfg, datasets=data, progress=False).fit()
+    assert result.selection == "heldout"
+    assert all("heldout" in record for record in result.history)
+    assert result.best["heldout"]["average"] == max(r["heldout"]["average"] for r in result.history)
+
+
+def test_results_record_environment_and_config(datasets, tmp_path) -> None:
+    import json
+
+    trainer = Trainer(config("bm", f"train.output_dir={tmp_path}", "train.epochs=1"), datasets=datasets,
+                      progress=False)
+    trainer.fit()
+    data = json.loads((tmp_path / "results.json").read_text())
+    env = data["environment"]
+    assert env["torch"] == str(torch.__version__) and env["device"] == "cpu" and "bm" in env["heads"]
+    assert data["config"]["head"]["name"] == "bm" and data["config"]["optimizer"]["accumulation"] == 5
+    assert len(data["best"]["test"]["map"]) == 7
+
+
+def test_paper_yaml_is_the_library_default() -> None:
+    paper = load_experiment(ROOT / "benchmarks" / "paper.yaml")
+    default = ExperimentConfig()
+    assert attrs.evolve(paper, train=attrs.evolve(paper.train, output_dir=default.train.output_dir)) == default
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_packaged_configs_load(name) -> None:
+    cfg = load_experiment(name)
+    assert cfg.train.epochs >= 1
+
+
+def test_quick_recipe_shortens_warmup_in_proportion() -> None:
+    quick, paper = load_experiment("quick"), ExperimentConfig()
+    share = lambda c: (c.rskp.memory.warmup_epochs + 1) / c.train.epochs
+    assert abs(share(quick) - share(paper)) < 0.05
+
+
+def test_typo_in_a_yaml_key_names_it_and_the_valid_keys(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("optimizer:\n  learning_rate: 0.001\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert "optimizer.learning_rate" in message and "lr" in message and "weight_decay" in message
+
+
+def test_missing_data_root_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match="--data-root"):
+        build_datasets(load_experiment(None, ["data.source=wtalc"]))
+    with pytest.raises(DataError, match="does not exist"):
+        build_datasets(load_experiment(None, ["data.source=wtalc", "data.root=/nonexistent/thumos"]))
+
+
+def test_unknown_head_and_bad_options(datasets) -> None:
+    with pytest.raises(UnknownHeadError, match="wum"):
+        Trainer(config("wun"), datasets=datasets, progress=False)
+    with pytest.raises(ConfigError, match="head.options"):
+        Trainer(config("facnet", embed_dimension=3), datasets=datasets, progress=False)
+
+
+def test_invalid_optimizer_settings() -> None:
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_experiment(None, ["optimizer.batch_size=20"])
+    with pytest.raises(ConfigError, match="device"):
+        from rskp_plugin.engine import resolve_device
+
+        resolve_device("tpu")
