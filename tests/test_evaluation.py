@@ -313,6 +313,10 @@ def test_bad_inputs_give_clear_data_errors(tmp_path):
         detection_map(gt, pred_obj({"video_1": [(0, 5, "x", float("nan"))]}))
     with pytest.raises(DataError, match="not \\[start, end\\]"):
         detection_map(gt, {"results": {"video_1": [{"label": "x", "score": 1, "segment": [0, 1, 2]}]}})
+    with pytest.raises(DataError, match="not a pair of numbers"):
+        detection_map({"database": {"v": {"annotations": [{"label": "x", "segment": ["a", "b"]}]}}}, pred_obj({}))
+    with pytest.raises(DataError, match="video 'v' has an annotation without"):
+        detection_map({"database": {"v": {"annotations": [{"segment": [0, 1]}]}}}, pred_obj({}))
     with pytest.raises(DataError, match='no video has subset "validation"'):
         detection_map(gt, pred_obj({}), subset="validation")
     with pytest.raises(DataError, match="Unknown protocol"):

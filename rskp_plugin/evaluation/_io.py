@@ -102,17 +102,19 @@ def _load_json(obj: Mapping[str, Any] | PathLike, what: str, key: str) -> tuple[
     return dict(data), source
 
 
-def _pairs(values: Any, where: str, source: str) -> np.ndarray:
-    """A list of [start, end] pairs as a (n, 2) float64 array, or a DataError naming ``where``."""
+def _bounds(segments: list[Any], where: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of a list of [start, end] pairs (numbers or numeric strings), or a DataError."""
+    n = len(segments)
     try:
-        arr = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        if set(map(len, segments)) - {2}:
+            raise ValueError("a segment is not [start, end]")
+        start = np.fromiter(map(itemgetter(0), segments), dtype=np.float64, count=n)
+        end = np.fromiter(map(itemgetter(1), segments), dtype=np.float64, count=n)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{source}: {where} has a segment that is not a pair of numbers ({exc})") from exc
-    if arr.shape[1] != 2:
-        raise DataError(f"{source}: {where} has a segment that is not [start, end]")
-    if not np.isfinite(arr).all():
+        raise DataError(f"{source}: {where} has a segment that is not a pair of numbers [start, end] ({exc})") from exc
+    if not (np.isfinite(start).all() and np.isfinite(end).all()):
         raise DataError(f"{source}: {where} has a NaN/Inf segment bound; fix the file")
-    return arr
+    return start, end
 
 
 @_bulk_objects()
@@ -159,15 +161,15 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
     labels = [name if isinstance(name, str) else str(name) for name in labels]
     class_names = tuple(dict.fromkeys(labels))
     index_of = {name: i for i, name in enumerate(class_names)}
-    seg = _pairs(segments, "the database", source) if segments else np.zeros((0, 2))
+    start, end = _bounds(segments, "the database", source)
     return GroundTruth(
         source=source,
         videos=tuple(videos),
         class_names=class_names,
         video=np.asarray(owner, dtype=np.int64),
-        label=np.asarray(list(map(index_of.__getitem__, labels)), dtype=np.int64),
-        start=seg[:, 0].copy(),
-        end=seg[:, 1].copy(),
+        label=np.fromiter(map(index_of.__getitem__, labels), dtype=np.int64, count=len(labels)),
+        start=start,
+        end=end,
     )
 
 
@@ -183,7 +185,8 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
     index_of = {name: i for i, name in enumerate(gt.class_names)}
     videos = list(gt.videos)
     video_index = {name: i for i, name in enumerate(videos)}
-    owner: list[int] = []
+    counts: list[int] = []
+    owners: list[int] = []
     labels: list[Any] = []
     scores: list[Any] = []
     segments: list[Any] = []
@@ -202,14 +205,16 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
             raise DataError(
                 f'{source}: video {vid!r} has a detection without "label", "score" and "segment" ({exc!r})'
             ) from exc
-        owner += [video_index[vid]] * len(dets)
-    video = np.asarray(owner, dtype=np.int64)
+        owners.append(video_index[vid])
+        counts.append(len(dets))
+    n = len(labels)
+    video = np.repeat(np.asarray(owners, dtype=np.int64), counts)
 
     def culprit(bad: np.ndarray) -> str:
         return videos[video[int(np.flatnonzero(bad)[0])]]
 
     try:
-        label = np.asarray(list(map(index_of.get, labels, repeat(-1, len(labels)))), dtype=np.int64)
+        label = np.fromiter(map(index_of.get, labels, repeat(-1, n)), dtype=np.int64, count=n)
     except TypeError:  # an unhashable label (list, dict): report it below like an unknown one
         label = np.asarray([index_of.get(name, -1) if isinstance(name, str) else -1 for name in labels], np.int64)
     if (label < 0).any():
@@ -220,26 +225,23 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
             f"class of {gt.source} ({len(gt.class_names)} classes: {shown}); rename it or drop those detections"
         )
     try:
-        score = np.asarray(scores, dtype=np.float64)
+        score = np.fromiter(scores, dtype=np.float64, count=n)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{source}: a score is not a number ({exc}); fix the file") from exc
-    if score.ndim != 1:
-        raise DataError(f"{source}: every score must be one number; fix the file")
     if not np.isfinite(score).all():
         raise DataError(f"{source}: video {culprit(~np.isfinite(score))!r} has a NaN/Inf score; fix the file")
     try:
-        sizes = np.asarray(list(map(len, segments)), dtype=np.int64)
+        well_formed = not set(map(len, segments)) - {2}
     except TypeError as exc:
         raise DataError(f"{source}: a segment is not a list [start, end] ({exc}); fix the file") from exc
-    if (sizes != 2).any():
+    if not well_formed:
+        sizes = np.fromiter(map(len, segments), dtype=np.int64, count=n)
         raise DataError(f"{source}: video {culprit(sizes != 2)!r} has a segment that is not [start, end]")
     try:
-        start = np.asarray(list(map(itemgetter(0), segments)), dtype=np.float64)
-        end = np.asarray(list(map(itemgetter(1), segments)), dtype=np.float64)
+        start = np.fromiter(map(itemgetter(0), segments), dtype=np.float64, count=n)
+        end = np.fromiter(map(itemgetter(1), segments), dtype=np.float64, count=n)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{source}: a segment bound is not a number ({exc}); fix the file") from exc
-    if start.ndim != 1 or end.ndim != 1:
-        raise DataError(f"{source}: a segment bound is not a number; fix the file")
     bad = ~(np.isfinite(start) & np.isfinite(end))
     if bad.any():
         raise DataError(f"{source}: video {culprit(bad)!r} has a NaN/Inf segment bound; fix the file")
