@@ -51,7 +51,7 @@ def main() -> None:
             table.add_row("load_wtalc (both subsets)", str(videos), str(snippets), f"{min(r[1] for r in reads):.2f}",
                           " ".join(f"{r[1]:.2f}" for r in reads), f"{min(r[2] for r in reads):.2f}",
                           f"{os.getloadavg()[0]:.2f}")
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
