@@ -202,8 +202,8 @@ def sample_annotations(rng: np.random.Generator, count: int) -> list[dict]:
         starts = np.cumsum(gaps[:-1]) + np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
         start = np.round(starts, 1)
         end = np.minimum(np.round(starts + lengths, 1), np.floor(duration * 10) / 10)
-        end = np.maximum(end, start + 0.1)
-        start = np.minimum(start, end - 0.1)
+        end = np.round(np.maximum(end, start + 0.1), 1)
+        start = np.round(np.minimum(start, end - 0.1), 1)
         segments = np.stack([start, end], axis=1)
         labels, feature_class = cls, cls.copy()
         dups = [index[d] for d in classes if d in DUPLICATE_OF]
