@@ -173,11 +173,14 @@ def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
     Runs come out ordered by class, then threshold, then start (the official codes' order).
     """
-    pad = np.zeros(active.shape[:-1] + (1,), dtype=np.int8)
-    edges = np.diff(np.concatenate([pad, active.astype(np.int8), pad], axis=-1), axis=-1)  # (C, K, T+1)
-    c, k, s = np.nonzero(edges == 1)
-    e = np.nonzero(edges == -1)[2]
-    return c, k, s, e
+    n_cls, n_thr, length = active.shape
+    padded = np.zeros((n_cls, n_thr, length + 2), dtype=bool)
+    padded[..., 1:-1] = active
+    flips = np.flatnonzero(padded[..., 1:] != padded[..., :-1])  # run starts and ends alternate in each row
+    row, start = np.divmod(flips[0::2], length + 1)
+    end = flips[1::2] - row * (length + 1)
+    c, k = np.divmod(row, n_thr)
+    return c, k, start, end
 
 
 def _oic_scores(
@@ -236,21 +239,49 @@ def nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, *, threshold: 
     Returns:
         (K,) indices of the kept segments, in pick order (descending score).
     """
+    bounds = np.array([0, len(scores)])
+    return grouped_nms(starts, ends, scores, bounds, threshold=threshold, overlap=overlap, inclusive=inclusive)
+
+
+def grouped_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, bounds: np.ndarray, *, threshold: float,
+                overlap: str = "iou", inclusive: bool = True) -> np.ndarray:
+    """:func:`nms` in many groups at once (group j = the slice ``bounds[j]:bounds[j+1]``, e.g. one per class).
+
+    The groups are padded into (G, N) arrays; each iteration keeps the best remaining segment of every group and
+    suppresses what it overlaps, so the loop runs as often as the largest group keeps segments.
+
+    Returns:
+        Flat indices of the kept segments, group by group, each group in pick order.
+    """
+    sizes = np.diff(bounds)
+    if sizes.sum() == 0:
+        return np.zeros(0, dtype=np.int64)
     plus = 1.0 if inclusive else 0.0
-    area = ends - starts + plus
-    remaining = np.argsort(scores)[::-1]
-    keep = []
-    while remaining.size:  # one iteration per kept segment
-        i = remaining[0]
-        keep.append(i)
-        rest = remaining[1:]
-        inter = np.maximum(0.0, np.minimum(ends[i], ends[rest]) - np.maximum(starts[i], starts[rest]) + plus)
-        if overlap == "iou":
-            suppress = inter / (area[i] + area[rest] - inter) >= threshold
-        else:
-            suppress = inter / area[rest] > threshold
-        remaining = rest[~suppress]
-    return np.asarray(keep, dtype=np.int64)
+    order = np.full((len(sizes), int(sizes.max())), -1, dtype=np.int64)  # (G, N) flat index, by descending score
+    for j in np.flatnonzero(sizes):  # the official per-group sort (same ties as the official code)
+        order[j, :sizes[j]] = bounds[j] + np.argsort(scores[bounds[j]:bounds[j + 1]])[::-1]
+    alive = order >= 0
+    flat = np.where(alive, order, 0)
+    s, e = starts[flat], ends[flat]
+    area = e - s + plus
+    kept = np.zeros_like(alive)
+    while True:  # one iteration per kept segment of the largest group
+        rows = np.flatnonzero(alive.any(axis=1))
+        if rows.size == 0:
+            break
+        col = alive[rows].argmax(axis=1)  # best remaining segment of each group
+        kept[rows, col] = True
+        si, ei, ai = s[rows, col][:, None], e[rows, col][:, None], area[rows, col][:, None]
+        inter = np.maximum(0.0, np.minimum(ei, e[rows]) - np.maximum(si, s[rows]) + plus)  # (G', N)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if overlap == "iou":
+                suppress = inter / (ai + area[rows] - inter) >= threshold
+            else:
+                suppress = inter / area[rows] > threshold
+        suppress[np.arange(rows.size), col] = True
+        alive[rows] &= ~suppress
+    r, c = np.nonzero(kept)  # row-major: group by group, columns in pick order
+    return order[r, c]
 
 
 def localize_video(
@@ -343,21 +374,15 @@ def localize_video(
     per_second = snippets_per_second * settings.upsample
     t_start, t_end = s / per_second, end / per_second
 
-    keep = []
     bounds = np.searchsorted(c, np.arange(len(classes) + 1))  # proposals of class slot j: bounds[j]:bounds[j+1]
-    for j in range(len(classes)):  # per-class NMS
-        lo, hi = bounds[j], bounds[j + 1]
-        if lo == hi:
-            continue
-        if settings.nms_units == "seconds":
-            a, b = t_start[lo:hi], t_end[lo:hi]
-        else:
-            a, b = s[lo:hi].astype(np.float64), end[lo:hi].astype(np.float64)
-        keep.append(lo + nms(a, b, score[lo:hi], threshold=settings.nms_threshold, overlap=settings.nms_overlap,
-                             inclusive=settings.nms_inclusive))
-    if not keep:
+    if settings.nms_units == "seconds":
+        a, b = t_start, t_end
+    else:
+        a, b = s.astype(np.float64), end.astype(np.float64)
+    idx = grouped_nms(a, b, score, bounds, threshold=settings.nms_threshold, overlap=settings.nms_overlap,
+                      inclusive=settings.nms_inclusive)  # per-class NMS, all classes at once
+    if idx.size == 0:
         return empty
-    idx = np.concatenate(keep)
     return Detections(classes[c[idx]].astype(np.int64), t_start[idx], t_end[idx], score[idx])
 
 
