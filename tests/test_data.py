@@ -347,6 +347,12 @@ def test_write_wtalc_refuses_inconsistent_subsets(tmp_path: Path) -> None:
         write_wtalc(_dataset(0, "validation", 2, width=3), _dataset(1, "test", 2), tmp_path)
 
 
+def test_write_wtalc_into_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="cannot create .*file/Tiny-Annotations"):
+        write_wtalc(_dataset(0, "validation", 2), _dataset(1, "test", 2), tmp_path / "file", "Tiny")
+
+
 def test_read_ambiguous_splits_on_any_whitespace(tmp_path: Path) -> None:
     path = tmp_path / "Ambiguous_test.txt"
     path.write_text("video_test_0000278  0.0 1.4\nvideo_test_0000278\t95.7 97.2\n\nvideo_test_0000293 50.6 54.6\n")

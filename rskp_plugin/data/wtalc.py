@@ -242,7 +242,10 @@ def write_wtalc(
         raise DataError(f"write_wtalc: both subsets are called {train.subset!r}; load_wtalc could not tell them apart")
     out = Path(out_dir)
     ann = out / f"{dataset_name}-Annotations"
-    ann.mkdir(parents=True, exist_ok=True)
+    try:
+        ann.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {ann}: {exc}; choose another output folder") from exc
     rows = [(v, ds.subset) for ds in (train, test) for v in ds.videos]
     names = train.class_names
     np.save(ann / "videoname.npy", np.array([v.name.encode("utf-8") for v, _ in rows]))
