@@ -172,6 +172,16 @@ def test_statistics_match_the_real_annotations() -> None:
     assert all(r["videos"] == 412 for r in runs)
 
 
+def test_fitted_figures_in_the_code_come_from_the_fit_command() -> None:
+    if not REAL.is_dir():
+        pytest.skip(f"real THUMOS14 annotations not found at {REAL} (set RSKP_THUMOS_ANNOTATIONS)")
+    from rskp_plugin.data import _fit, synthetic
+
+    source = Path(synthetic.__file__).read_text()
+    rendered = _fit.render(_fit.fit(REAL))
+    assert rendered in source  # python -m rskp_plugin.data._fit <annotations> regenerates the block verbatim
+
+
 def test_make_synthetic_cli_round_trip(tmp_path: Path, capsys) -> None:
     args = ["--seed", "4", "--feature-dim", "16", "--num-train", "6", "--num-test", "5", "--difficulty", "0.5"]
     assert main(["make-synthetic", "--out", str(tmp_path), *args]) == 0
