@@ -168,14 +168,16 @@ def load_wtalc(
             seg_names = [_text(x) for x in _items(arrays["labels"][row])]
             seg_idx = class_indices(seg_names, class_index, what="segment label (labels.npy)")
             raw_segments = list(_items(arrays["segments"][row]))
+            if len(raw_segments) != len(seg_idx):
+                raise VideoProblem(
+                    f"{len(raw_segments)} segments (segments.npy) but {len(seg_idx)} labels (labels.npy)"
+                )
             segments, keep, n_changed = check_segments(
                 raw_segments,
                 float(arrays["duration"][row]),
                 snippets_per_second=snippets_per_second,
                 out_of_range=out_of_range,
             )
-            if len(keep) != len(seg_idx):
-                raise VideoProblem(f"{len(keep)} segments (segments.npy) but {len(seg_idx)} labels (labels.npy)")
         except VideoProblem as problem:
             if on_error == "raise":
                 raise fail(f"{feat_path} / {ann_dir}", name, problem) from None
