@@ -158,7 +158,7 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
     if subset is not None and not videos:
         known = ", ".join(sorted(str(s) for s in seen_subsets))
         raise DataError(f'{source}: no video has subset "{subset}"; the file has: {known}. Pass one of those.')
-    labels = [name if isinstance(name, str) else str(name) for name in labels]
+    labels = list(map(str, labels))
     class_names = tuple(dict.fromkeys(labels))
     index_of = {name: i for i, name in enumerate(class_names)}
     start, end = _bounds(segments, "the database", source)

@@ -59,6 +59,13 @@ class DetectionResult:
         return {"tiou": self.tiou.tolist(), "map": self.map.tolist(), "average": float(self.average)}
 
 
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integer keys (numpy radix-sorts 16-bit integers: about 10x faster)."""
+    if keys.size and 0 <= keys.min() and keys.max() < 65536:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
 def _segment_ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For segments of the given lengths: (segment id, offset inside the segment) of every element."""
     owner = np.repeat(np.arange(len(counts)), counts)
@@ -72,7 +79,7 @@ def _group_pairs(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndarray, np.n
     Returns:
         (pair_i, pair_j, counts) where counts[i] is the number of pairs of i.
     """
-    order = np.argsort(key_b, kind="stable")
+    order = _stable_order(key_b)
     sorted_b = key_b[order]
     lo = np.searchsorted(sorted_b, key_a, side="left")
     counts = np.searchsorted(sorted_b, key_a, side="right") - lo
@@ -173,7 +180,7 @@ def _candidate_pairs(
     starts = _pack(sorted_group, gs[order])  # (group, start), sorted
     reach = np.maximum.accumulate(_pack(sorted_group, ge[order])) if len(order) else starts  # running max end
     idx = np.flatnonzero(~full & (pe > ps))
-    idx = idx[np.argsort(group[idx], kind="stable")]  # queries by group: searchsorted is faster on sorted keys
+    idx = idx[_stable_order(group[idx])]  # queries by group: searchsorted is faster on sorted keys
     key = group[idx].astype(np.float64)
     lo = np.searchsorted(reach, _pack(key, ps[idx]), side="right")  # first GT of the group ending after start
     hi = np.maximum(np.searchsorted(starts, _pack(key, pe[idx]), side="left"), lo)  # ... starting before end
@@ -198,7 +205,7 @@ def _levels(pred_id: np.ndarray, gt_id: np.ndarray, count: int) -> np.ndarray:
         gt_id: (N,) its GT.
         count: number of predictions.
     """
-    order = np.lexsort((pred_id, gt_id))
+    order = _stable_order(gt_id)  # pairs come sorted by prediction: this sorts by (GT, prediction)
     g, p = gt_id[order], pred_id[order]
     chained = g[1:] == g[:-1]
     src, dst = p[:-1][chained], p[1:][chained]  # consecutive predictions (in rank order) sharing a GT
@@ -276,7 +283,7 @@ def _match(
     preds, first_pair, n_cand = np.unique(cp, return_index=True, return_counts=True)
     compact = np.repeat(np.arange(len(preds)), n_cand)
     level = _levels(compact, cg, len(preds))
-    sweep = np.lexsort((preds, level))  # predictions ordered by depth, then rank
+    sweep = _stable_order(level)  # predictions ordered by depth, then rank (preds is sorted)
     owner, offset = _segment_ranges(n_cand[sweep])
     pairs = first_pair[sweep][owner] + offset  # candidate pairs in sweep order
     pair_gt, pair_iou, pair_nan = cg[pairs], ci[pairs], np.isnan(ci[pairs])
@@ -430,7 +437,7 @@ def evaluate_arrays(
         keep &= ~_ambiguous_mask(pred, ps, pe, amb, to_unit)
 
     present = np.flatnonzero(present)
-    by_class = present[np.argsort(pred.label[present], kind="stable")]  # file order inside each class
+    by_class = present[_stable_order(pred.label[present])]  # file order inside each class
     bounds = np.searchsorted(pred.label[by_class], np.arange(n_cls + 1))
     ranked = [by_class[lo:hi][_rank(pred.score[by_class[lo:hi]], keep[by_class[lo:hi]], protocol, order)]
               for lo, hi in zip(bounds[:-1], bounds[1:])]
