@@ -125,8 +125,19 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_head(head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any) -> dict[str, Any]:
-    """Train both variants for every seed; return the result object of the ``--output`` schema."""
+def run_head(
+    head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None
+) -> dict[str, Any]:
+    """Train both variants for every seed; return the result object of the ``--output`` schema.
+
+    Args:
+        head: registered head name.
+        config: the recipe (head name, seed and ``rskp_enabled`` are set per run).
+        datasets: shared by every run.
+        seeds: training seeds.
+        progress: a running rich ``Progress`` whose first task counts runs, or None.
+        log: rich console for one line per finished run, or None.
+    """
     from .engine import Trainer, config_to_dict
 
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
@@ -140,8 +151,6 @@ def run_head(head: str, config: Any, datasets: Any, seeds: Sequence[int], progre
             configs[variant] = cfg
             started = time.perf_counter()
             trainer = Trainer(cfg, datasets=datasets, progress=progress if progress is not None else False)
-            if progress is not None:
-                progress.console.log(f"{head} {variant} seed {seed}: training {cfg.train.epochs} epochs")
             fit = trainer.fit()
             chosen = fit.best["test"]
             runs[variant].append({
@@ -150,11 +159,13 @@ def run_head(head: str, config: Any, datasets: Any, seeds: Sequence[int], progre
                 "seconds": time.perf_counter() - started,
                 "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
             })
-            if progress is not None:
-                progress.console.log(
+            if log is not None:
+                log.log(
                     f"{head} {variant} seed {seed}: AVG {chosen['average']:.2f} (epoch {fit.best['epoch']}, "
-                    f"selected on {fit.selection}), last epoch {fit.final['test']['average']:.2f}"
+                    f"selected on {fit.selection}), last epoch {fit.final['test']['average']:.2f}, "
+                    f"{runs[variant][-1]['seconds']:.0f} s"
                 )
+            if progress is not None:
                 progress.advance(progress.task_ids[0])
     rows = []
     for variant in VARIANTS:
@@ -224,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, console: Any) -> int:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .engine import build_datasets, environment, resolve_device
@@ -239,15 +251,16 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     datasets = build_datasets(config)
     seeds = [args.seed_start + i for i in range(args.seeds)]
     results = []
+    err = Console(stderr=True)
     progress = None if args.no_progress else Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
+        console=err, transient=True,
     )
     with progress if progress is not None else _Null():
         if progress is not None:
             progress.add_task("benchmark runs", total=len(heads) * len(seeds) * 2)
         for head in heads:
-            result = run_head(head, config, datasets, seeds, progress)
+            result = run_head(head, config, datasets, seeds, progress, log=err)
             result["environment"] = environment(resolve_device(config.train.device))
             results.append(result)
             console.print(results_table(result, paper=_is_thumos(config)))

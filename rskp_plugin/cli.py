@@ -117,19 +117,21 @@ def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Traine
 
     cfg = trainer.config
     variant = f"{cfg.head.name}+rskp" if cfg.rskp_enabled else cfg.head.name
-    table = Table(title=f"{variant}: detection mAP (%) on {trainer.datasets.test.name}/{trainer.datasets.test.subset}")
-    table.add_column("evaluation")
+    how = {"test": "highest test AVG (the paper's practice)", "heldout": "highest held-out AVG",
+           "last": "the last evaluation"}[result.selection]
+    table = Table(title=f"{variant}: detection mAP (%) on {trainer.datasets.test.name}/{trainer.datasets.test.subset}",
+                  caption=f"best = {how}; cls = classification mAP")
+    table.add_column("row")
     table.add_column("epoch", justify="right")
     for t in cfg.train.tiou:
         table.add_column(f"{t:g}", justify="right")
     table.add_column("AVG", justify="right")
-    table.add_column("cls mAP", justify="right")
-    rows = [(f"best (selected on {result.selection})", result.best), ("last", result.final)]
-    for label, record in rows:
+    table.add_column("cls", justify="right")
+    for label, record in (("best", result.best), ("last", result.final)):
         if record:
             test = record["test"]
-            table.add_row(label, str(record["epoch"]), *[f"{m:.2f}" for m in test["map"]],
-                          f"[bold]{test['average']:.2f}[/]", f"{test['cmap']:.2f}")
+            table.add_row(label, str(record["epoch"]), *[f"{m:.1f}" for m in test["map"]],
+                          f"[bold]{test['average']:.1f}[/]", f"{test['cmap']:.1f}")
     return table
 
 

@@ -228,8 +228,8 @@ def test_unknown_head_and_bad_options(datasets) -> None:
 
 
 def test_invalid_optimizer_settings() -> None:
-    with pytest.raises(ConfigError, match="batch_size"):
-        load_experiment(None, ["optimizer.batch_size=20"])
+    with pytest.raises(ConfigError, match="betas"):
+        load_experiment(None, ["optimizer.betas=[0.9, 1.5]"])
     with pytest.raises(ConfigError, match="device"):
         from rskp_plugin.engine import resolve_device
 

@@ -80,7 +80,8 @@ class OptimizerConfig:
         accumulation: videos per optimiser step (official: 10).
         sum_gradients: True sums the per-video gradients over the accumulated videos (official code); False
             averages them (what a true batch with mean reduction does).
-        batch_size: at most this many videos per forward pass, padded with masks. 1 is the official
+        batch_size: at most this many videos per forward pass (and never more than ``accumulation``: a forward
+            pass never spans two optimiser steps), padded with masks. 1 is the official
             one-video-at-a-time loop; larger values are the fast path and give the same step (see ``Trainer``).
         group_by_length: split each accumulation group into micro-batches of similar length (less padding; the
             step is the same sum of per-video gradients). False runs the group in visiting order.
@@ -97,11 +98,6 @@ class OptimizerConfig:
     grad_clip: float = attrs.field(default=0.0, validator=ge(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.batch_size > self.accumulation:
-            raise ConfigError(
-                f"optimizer.batch_size={self.batch_size} exceeds optimizer.accumulation={self.accumulation}: a forward "
-                "pass never spans two optimiser steps; raise accumulation or lower batch_size"
-            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")
 
