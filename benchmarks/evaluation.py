@@ -7,9 +7,10 @@ Ground truth: the 212 THUMOS14 test videos of the W-TALC annotations when ../sha
 else 212 synthetic videos with the same number of classes and a similar instance count. Predictions: noisy copies
 of GT instances (half of them, with wrong labels now and then) and false positives anywhere, with uniform random
 scores (``--ties k`` quantises scores to k levels, so ties are plentiful). Both implementations score the same
-objects (as ``json.load`` returns them; parsing the files is not timed) in one process; the loop is the ActivityNet code's structure (per class, per prediction, per threshold,
-per GT in descending tIoU) in plain numpy/Python, kept in tests/_reference_evaluation.py. The table gives the
-best time of each (20 and 3 runs, interleaved: the machine is shared) and the largest difference of their per-class APs.
+objects (as ``json.load`` returns them; parsing the files is not timed) in one process; the loop is the
+ActivityNet code's structure (per class, per prediction, per threshold, per GT in descending tIoU) in plain
+numpy/Python, kept in tests/_reference_evaluation.py. The table gives the best time of each (20 and 3 runs,
+interleaved: the machine is shared) and the largest difference of their per-class APs.
 """
 
 from __future__ import annotations

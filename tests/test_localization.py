@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,9 @@ def _assert_same(det: Detections, ref):
     for g, r in zip(got, ref):
         assert g[0] == r[0]
         np.testing.assert_allclose(g[1:], r[1:], rtol=0, atol=1e-9)
+
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
 
 
 # --------------------------------------------------------------------------- hand-computed cases
@@ -144,7 +149,7 @@ def test_localize_writes_activitynet_results_that_evaluate():
 
 
 def test_localize_on_the_real_thumos_lengths_runs_fast():
-    durations_file = "/work/shared/data/thumos14reduced-annotations/duration.npy"
+    durations_file = DATA / "duration.npy"
     try:
         durations = np.load(durations_file)[:, 0]
     except FileNotFoundError:
@@ -153,7 +158,8 @@ def test_localize_on_the_real_thumos_lengths_runs_fast():
     lengths = (durations[200:230] * 25 / 16).astype(int)
     cas = [smooth_cas(rng, int(n), 20) for n in lengths]
     scores = [rng.random(20) for _ in lengths]
-    out = localize([str(i) for i in range(len(lengths))], scores, cas, None, preset("rskp"), [str(c) for c in range(20)])
+    names, classes = [str(i) for i in range(len(lengths))], [str(c) for c in range(20)]
+    out = localize(names, scores, cas, None, preset("rskp"), classes)
     assert len(out["results"]) == len(lengths)
 
 
