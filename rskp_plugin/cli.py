@@ -219,6 +219,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         ground_truth, args.predictions, parse_tiou(args.tiou), protocol=args.protocol, order=args.order,
         snippets_per_second=args.snippets_per_second, ambiguous=args.ambiguous, subset=subset,
     )
+    if len(result.subsets) > 1:
+        err_console.print(f"[yellow]note:[/] the ground truth of {len(result.subsets)} subsets "
+                          f"({', '.join(map(str, result.subsets))}) was evaluated together; pass --subset to pick one",
+                          highlight=False)
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:

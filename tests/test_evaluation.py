@@ -351,6 +351,14 @@ def test_cli_table_and_json(tmp_path, capsys):
     assert main(["evaluate", "--ground-truth", str(tmp_path / "gt.json"), "--predictions",
                  str(tmp_path / "nope.json")]) == 2
     assert "nope.json does not exist" in capsys.readouterr().err
+    mixed = {"database": {**gt["database"], "b": {"subset": "train", "annotations": [{"segment": [0, 5], "label": "x"}]}}}
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    base = ["evaluate", "--ground-truth", str(tmp_path / "mixed.json"), "--predictions", str(tmp_path / "pred.json")]
+    assert main(base + ["--json"]) == 0
+    captured = capsys.readouterr()
+    assert "pass --subset" in captured.err and json.loads(captured.out)["average"] < 2 / 3
+    assert main(base + ["--json", "--subset", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["average"] == pytest.approx(2 / 3)
 
 
 # --------------------------------------------------------------------------- real annotations

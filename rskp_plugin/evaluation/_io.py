@@ -35,6 +35,7 @@ class GroundTruth:
         label: (G,) class index of each instance (into ``class_names``).
         start: (G,) seconds.
         end: (G,) seconds.
+        subsets: the "subset" values of the evaluated videos (None where a video has none), sorted as strings.
     """
 
     source: str
@@ -44,6 +45,7 @@ class GroundTruth:
     label: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    subsets: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -135,6 +137,7 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
     segments: list[Any] = []
     owner: list[int] = []
     seen_subsets = set()
+    used_subsets = set()
     get_label, get_segment = itemgetter("label"), itemgetter("segment")
     for vid, record in database.items():
         if not isinstance(record, Mapping):
@@ -145,6 +148,7 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
         annotations = record.get("annotations")
         if not isinstance(annotations, list):
             raise DataError(f'{source}: video {vid!r} has no "annotations" list; add one (it may be empty)')
+        used_subsets.add(record.get("subset"))
         index = len(videos)
         videos.append(str(vid))
         try:
@@ -170,6 +174,7 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
         label=np.fromiter(map(index_of.__getitem__, labels), dtype=np.int64, count=len(labels)),
         start=start,
         end=end,
+        subsets=tuple(sorted(used_subsets, key=str)),
     )
 
 

@@ -41,6 +41,7 @@ class DetectionResult:
         num_ground_truth: GT instances.
         missing_classes: classes without any prediction (with ``zero_map_if_class_missing`` the whole mAP is 0).
         per_class_recall: (n, C) recall reached by all predictions, per threshold and class.
+        subsets: the ground-truth subsets that took part (e.g. ("test",)).
     """
 
     tiou: np.ndarray
@@ -53,6 +54,7 @@ class DetectionResult:
     num_ground_truth: int
     missing_classes: tuple[str, ...]
     per_class_recall: np.ndarray
+    subsets: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """``{"tiou": [...], "map": [...], "average": x}`` (what ``rskp evaluate --json`` prints)."""
@@ -464,7 +466,7 @@ def evaluate_arrays(
     return DetectionResult(
         tiou=thr, map=mean_ap, average=float(mean_ap.mean()), per_class_ap=ap, class_names=names,
         protocol=protocol, num_predictions=int(len(ranked)), num_ground_truth=int(len(gt.label)),
-        missing_classes=missing, per_class_recall=recall,
+        missing_classes=missing, per_class_recall=recall, subsets=gt.subsets,
     )
 
 
