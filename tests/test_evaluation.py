@@ -350,7 +350,7 @@ def test_cli_table_and_json(tmp_path, capsys):
     assert "66.67" in table and "@0.7" in table and "avg 0.1:0.7" in table
     assert main(["evaluate", "--ground-truth", str(tmp_path / "gt.json"), "--predictions",
                  str(tmp_path / "nope.json")]) == 2
-    assert "nope.json does not exist" in capsys.readouterr().err
+    assert "nope.json does not exist" in " ".join(capsys.readouterr().err.split())
     mixed = {"database": {**gt["database"], "b": {"subset": "train", "annotations": [{"segment": [0, 5], "label": "x"}]}}}
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))
     base = ["evaluate", "--ground-truth", str(tmp_path / "mixed.json"), "--predictions", str(tmp_path / "pred.json")]
