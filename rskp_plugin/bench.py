@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", default="facnet",
                         help="registered head name (see 'rskp heads'), or 'all' for every installed head")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds; seed i is --seed-start + i")
-    parser.add_argument("--seed-start", type=int, default=0, help="first seed")
+    parser.add_argument("--seed-start", type=int, default=0, help="the first seed (seeds are consecutive from here)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: the recipe's); the memory warm-up scales with it")
     parser.add_argument("--recipe", default="quick",
@@ -197,7 +197,7 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
     tiou = result["tiou"]
     title = (f"Table 6, {result['head']}: {result['data']} data, {len(result['seeds'])} seed(s), "
              f"{result['epochs']} epochs, selected on {result['selection']}")
-    table = Table(title=title)
+    table = Table(title=title, caption="mAP (%), mean over seeds with the sample std below; gain per seed")
     table.add_column("variant")
     for t in tiou:
         table.add_column(f"{t:g}", justify="right")
@@ -205,12 +205,12 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
     rows = {r["variant"]: r for r in result["rows"]}
     for variant in VARIANTS:
         r = rows[variant]
-        cells = [f"{m:.1f}±{s:.1f}" for m, s in zip(r["map_mean"], r["map_std"])]
-        table.add_row(variant, *cells, f"[bold]{r['average_mean']:.2f}±{r['average_std']:.2f}[/]")
+        cells = [f"{m:.1f}\n[dim]±{s:.1f}[/]" for m, s in zip(r["map_mean"], r["map_std"])]
+        table.add_row(variant, *cells, f"[bold]{r['average_mean']:.2f}[/]\n[dim]±{r['average_std']:.2f}[/]")
     gain = [b - a for a, b in zip(rows["head"]["map_mean"], rows["head+rskp"]["map_mean"])]
     g, gs = rows["head+rskp"]["gain_mean"], rows["head+rskp"]["gain_std"]
     color = "green" if g > 0 else "red"
-    table.add_row("gain", *[f"{x:+.1f}" for x in gain], f"[bold {color}]{g:+.2f}±{gs:.2f}[/]")
+    table.add_row("gain", *[f"{x:+.1f}" for x in gain], f"[bold {color}]{g:+.2f}[/]\n[dim]±{gs:.2f}[/]")
     reported = PAPER_TABLE6.get(result["head"])
     if paper and reported:
         for variant in VARIANTS:

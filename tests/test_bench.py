@@ -1,0 +1,83 @@
+"""``rskp-bench``: JSON schema, statistics, warm-up scaling, paper rows and error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rskp_plugin import bench
+
+TINY = [
+    "--set", "data.feature_dim=16", "--set", "data.num_train=8", "--set", "data.num_test=4",
+    "--set", "head.options={embed_dim: 16}", "--set", "optimizer.lr=1e-3", "--set", "optimizer.accumulation=4",
+    "--set", "train.eval_interval=1", "--no-progress",
+]
+
+
+def test_bench_json_schema(tmp_path, capsys) -> None:
+    out = tmp_path / "results.json"
+    code = bench.main(["--head", "facnet", "--seeds", "2", "--epochs", "2", "--output", str(out), *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0 and "gain" in printed and "head+rskp" in printed
+    data = json.loads(out.read_text())
+    assert data["head"] == "facnet" and data["data"] == "synthetic" and data["seeds"] == [0, 1]
+    assert data["tiou"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert [row["variant"] for row in data["rows"]] == ["head", "head+rskp"]
+    for row in data["rows"]:
+        assert len(row["map_mean"]) == len(row["map_std"]) == 7
+        per_seed = np.array([r["average"] for r in row["per_seed"]])
+        assert np.isclose(row["average_mean"], per_seed.mean()) and np.isclose(row["average_std"], per_seed.std(ddof=1))
+        assert all(0 <= m <= 100 for m in row["map_mean"]) and all(s >= 0 for s in row["map_std"])
+    gains = [b["average"] - a["average"] for a, b in zip(data["rows"][0]["per_seed"], data["rows"][1]["per_seed"])]
+    assert np.isclose(data["rows"][1]["gain_mean"], np.mean(gains))
+    assert data["config"]["train"]["epochs"] == 2 and data["config"]["rskp"]["memory"]["warmup_epochs"] == 0
+    assert data["environment"]["torch"] and "git_commit" in data["environment"]
+
+
+@given(st.lists(st.lists(st.floats(0, 100), min_size=3, max_size=3), min_size=1, max_size=5))
+def test_summary_is_mean_and_sample_std(values) -> None:
+    per_seed = [{"map": v, "average": float(np.mean(v))} for v in values]
+    summary = bench.summarize(per_seed)
+    arr = np.array(values)
+    ddof = 1 if len(values) > 1 else 0
+    assert np.allclose(summary["map_mean"], arr.mean(0)) and np.allclose(summary["map_std"], arr.std(0, ddof=ddof))
+    assert np.isclose(summary["average_mean"], arr.mean(1).mean())
+
+
+def test_epochs_scale_the_warmup() -> None:
+    args = bench.build_parser().parse_args(["--epochs", "200", "--recipe", "paper"])
+    assert "rskp.memory.warmup_epochs=100" in bench.recipe_overrides(args, 200, 100)
+    args = bench.build_parser().parse_args(["--epochs", "30"])
+    assert "rskp.memory.warmup_epochs=14" in bench.recipe_overrides(args, 200, 100)
+    assert bench.load_recipe(bench.build_parser().parse_args(["--epochs", "40"])).rskp.memory.warmup_epochs == 19
+
+
+def test_paper_rows_beside_ours_for_thumos() -> None:
+    from rich.console import Console
+
+    result = {
+        "head": "wum", "data": "wtalc", "seeds": [0], "tiou": [0.1, 0.3, 0.5, 0.7], "epochs": 1, "selection": "test",
+        "rows": [{"variant": "head", "map_mean": [1, 2, 3, 4], "map_std": [0] * 4, "average_mean": 2.5,
+                  "average_std": 0.0},
+                 {"variant": "head+rskp", "map_mean": [2, 3, 4, 5], "map_std": [0] * 4, "average_mean": 3.5,
+                  "average_std": 0.0, "gain_mean": 1.0, "gain_std": 0.0}],
+    }
+    console = Console(width=200, record=True)
+    console.print(bench.results_table(result, paper=True))
+    text = console.export_text()
+    assert "paper: head+rskp" in text and "42.4" in text and "53.5" in text and "+1.00" in text
+
+
+def test_unknown_head_and_missing_root(capsys) -> None:
+    assert bench.main(["--head", "wun", "--no-progress"]) == 2
+    assert 'Did you mean "wum"' in " ".join(capsys.readouterr().err.split())
+    assert bench.main(["--data", "wtalc", "--no-progress"]) == 2
+    assert "--data-root" in " ".join(capsys.readouterr().err.split())
+
+
+def test_help_documents_every_option() -> None:
+    for action in bench.build_parser()._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
