@@ -423,6 +423,9 @@ def localize(
     factors = np.broadcast_to(np.asarray(snippets_per_second, dtype=np.float64), (n,))
     results: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(names):  # one video at a time; everything inside is vectorised
+        n_cls = np.shape(video_scores[i])[-1] if np.ndim(video_scores[i]) else 0
+        if len(class_names) != n_cls:
+            raise ShapeError(f"video {name!r}: {n_cls} class scores but {len(class_names)} class names; align them")
         try:
             det = localize_video(
                 video_scores[i], cas[i], None if attention is None else attention[i], settings,
@@ -431,8 +434,6 @@ def localize(
             )
         except ShapeError as exc:
             raise ShapeError(f"video {name!r}: {exc}") from exc
-        if len(class_names) != np.asarray(video_scores[i]).shape[-1]:
-            raise ShapeError(f"{len(class_names)} class names for {np.asarray(video_scores[i]).shape[-1]} classes")
         results[str(name)] = [
             {"label": class_names[lab], "score": sc, "segment": [st, en]}
             for lab, sc, st, en in zip(det.labels.tolist(), det.scores.tolist(), det.starts.tolist(),
