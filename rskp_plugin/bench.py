@@ -7,7 +7,7 @@ mAP at IoU 0.1 ... 0.7 and their average, mean +- sample standard deviation over
 default the best test mAP over the periodic evaluations, as the paper and the official code do; ``--selection
 heldout`` selects on a held-out part of the training split instead (honest), ``last`` reports the final epoch.
 
-Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 256, 40 epochs,
+Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 128, 30 epochs,
 minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.md: 200 epochs, memory after epoch
 100, full 2048-d features), or a YAML file.
 """
@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's, auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any experiment config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
-    parser.add_argument("--output", default=None, help="write the results as JSON to this file")
+    parser.add_argument("--output", default=None,
+                        help="write the results as JSON to this file: one object per head (a list for --head all)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS.json",
+                        help="train nothing: combine --output files of runs with different seeds (same recipe) into "
+                             "one table per head, e.g. seeds run in separate processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
@@ -241,6 +245,12 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     from .engine import build_datasets, environment, resolve_device
     from .plugins import available_heads, create_head
 
+    if args.merge:
+        results = merge_results(args.merge)
+        for result in results:
+            console.print(results_table(result, paper=result["data"] != "synthetic"))
+        _write(args.output, results, single=len(results) == 1, console=console)
+        return 0
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     config = load_recipe(args)
@@ -264,13 +274,57 @@ def _run(args: argparse.Namespace, console: Any) -> int:
             result["environment"] = environment(resolve_device(config.train.device))
             results.append(result)
             console.print(results_table(result, paper=_is_thumos(config)))
-    if args.output:
-        payload: Any = results[0] if args.head != "all" else results
-        path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2))
-        console.print(f"results written to {os.fspath(path)}")
+    _write(args.output, results, single=args.head != "all", console=console)
     return 0
+
+
+def _write(output: str | None, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
+    if not output:
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results[0] if single else results, indent=2))
+    console.print(f"results written to {os.fspath(path)}")
+
+
+def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Combine result files (objects or lists of objects) per head: per-seed runs are pooled, statistics redone.
+
+    Raises:
+        ConfigError: a file is unreadable, or two files disagree on the data, thresholds, epochs or selection, or
+            repeat a seed.
+    """
+    by_head: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read benchmark results {path!r}: {exc}") from exc
+        for result in data if isinstance(data, list) else [data]:
+            head = result["head"]
+            if head not in by_head:
+                by_head[head] = json.loads(json.dumps(result))
+                continue
+            merged = by_head[head]
+            for key in ("data", "tiou", "epochs", "selection"):
+                if merged[key] != result[key]:
+                    raise ConfigError(f"{path}: {head} has {key}={result[key]!r}, another file {merged[key]!r}")
+            if set(merged["seeds"]) & set(result["seeds"]):
+                raise ConfigError(f"{path}: seeds {sorted(set(merged['seeds']) & set(result['seeds']))} of {head} "
+                                  "appear twice")
+            merged["seeds"] += result["seeds"]
+            for row, new in zip(merged["rows"], result["rows"]):
+                row["per_seed"] += new["per_seed"]
+    out = []
+    for result in by_head.values():
+        for row in result["rows"]:
+            row.update(summarize(row["per_seed"]))
+        head_runs, rskp_runs = result["rows"][0]["per_seed"], result["rows"][1]["per_seed"]
+        gains = np.array([b["average"] - a["average"] for a, b in zip(head_runs, rskp_runs)])
+        result["rows"][1]["gain_mean"] = float(gains.mean())
+        result["rows"][1]["gain_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
+        out.append(result)
+    return out
 
 
 class _Null:
