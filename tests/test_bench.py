@@ -81,3 +81,26 @@ def test_unknown_head_and_missing_root(capsys) -> None:
 def test_help_documents_every_option() -> None:
     for action in bench.build_parser()._actions:
         assert action.help and len(action.help) > 10, action.option_strings
+
+
+def _result(seed: int, head_avg: float, rskp_avg: float) -> dict:
+    run = lambda avg: {"seed": seed, "map": [avg + 1, avg - 1], "average": avg}
+    return {"head": "bm", "data": "synthetic", "seeds": [seed], "tiou": [0.1, 0.5], "epochs": 3, "selection": "test",
+            "rows": [{"variant": "head", "per_seed": [run(head_avg)]},
+                     {"variant": "head+rskp", "per_seed": [run(rskp_avg)]}]}
+
+
+def test_merge_pools_seeds_from_separate_files(tmp_path, capsys) -> None:
+    for seed, (a, b) in enumerate([(10.0, 12.0), (20.0, 21.0), (30.0, 36.0)]):
+        (tmp_path / f"s{seed}.json").write_text(json.dumps([_result(seed, a, b)]))
+    out = tmp_path / "merged.json"
+    files = [str(tmp_path / f"s{i}.json") for i in range(3)]
+    assert bench.main(["--merge", *files, "--output", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["seeds"] == [0, 1, 2]
+    head, rskp = merged["rows"]
+    assert np.isclose(head["average_mean"], 20.0) and np.isclose(head["average_std"], 10.0)
+    assert np.allclose(rskp["map_mean"], [24.0, 22.0])
+    assert np.isclose(rskp["gain_mean"], 3.0) and np.isclose(rskp["gain_std"], np.std([2, 1, 6], ddof=1))
+    assert bench.main(["--merge", files[0], files[0]]) == 2  # the same seed twice
+    assert "appear twice" in " ".join(capsys.readouterr().err.split())
