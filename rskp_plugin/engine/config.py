@@ -174,7 +174,10 @@ def load_experiment(
     name_or_path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
     """Load an experiment config (a file or packaged name; None = the defaults) and apply ``a.b=value`` overrides."""
-    config = ExperimentConfig() if name_or_path is None else load_yaml(ExperimentConfig, resolve_config_path(name_or_path))
+    if name_or_path is None:
+        config = ExperimentConfig()
+    else:
+        config = load_yaml(ExperimentConfig, resolve_config_path(name_or_path))
     return apply_overrides(config, list(overrides or []))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
@@ -76,7 +75,8 @@ def read_feature_files(paths: Sequence[str | os.PathLike[str]], *, feature_dim: 
             videos.append((name, x.astype(np.float32, copy=False)))
     names = [n for n, _ in videos]
     if len(set(names)) != len(names):
-        raise DataError(f"duplicate video names among the feature files: {sorted({n for n in names if names.count(n) > 1})[:5]}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise DataError(f"duplicate video names among the feature files: {duplicates}; rename the files")
     return videos
 
 

@@ -27,7 +27,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import attrs
 import numpy as np
@@ -41,7 +41,6 @@ from .build import Datasets, build_datasets, build_model, resolve_device, seed_e
 from .config import ExperimentConfig, config_to_dict
 from .inference import EvalResult, evaluate_model, forward_batches
 
-ProgressFactory = Callable[[], Any]
 
 
 @attrs.define
