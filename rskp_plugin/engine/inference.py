@@ -60,15 +60,33 @@ def forward_batches(
         )
 
 
+def fused_score_cas(model: nn.Module, out: Any) -> Tensor | None:
+    """The signal proposals are scored on when a head scores them on something other than its CAS (STPN's
+    ``extras["score_cas"]``, heads.md 3.4), fused over branches like the CAS: ``test_main`` x main + the rest x
+    intra. Shapes: (B, T, C) or None when the head has no such signal."""
+    main = out.main.extras.get("score_cas") if out.main is not None else None
+    if main is None:
+        return None
+    intra = out.intra.extras.get("score_cas") if getattr(out, "intra", None) is not None else None
+    config = getattr(model, "config", None)
+    if intra is not None and config is not None and config.fusion.use_intra_at_test:
+        w = config.fusion.test_main
+        return w * main + (1.0 - w) * intra
+    return main
+
+
 def collect_outputs(
     model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
     batch_size: int = 16, progress: Any = None, label: str = "evaluating",
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
-    """Inference outputs per video, in dataset order: video scores (C,), CAS (T, C), attention (T,) or None."""
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None], list[np.ndarray] | None]:
+    """Inference outputs per video, in dataset order: video scores (C,), CAS (T, C), attention (T,) or None, and
+    the proposal-scoring signal (T, C) per video for heads that have one (``fused_score_cas``), else None."""
     n = len(dataset.videos)
     scores: list[Any] = [None] * n
     cas: list[Any] = [None] * n
     attention: list[Any] = [None] * n
+    score_cas: list[Any] = [None] * n
+    has_score_cas = False
     task = progress.add_task(label, total=n) if progress is not None else None
     was_training = model.training
     model.eval()
@@ -80,17 +98,21 @@ def collect_outputs(
                 vs = out.video_scores.float().cpu().numpy()
                 cs = out.cas.float().cpu().numpy()
                 att = out.attention.float().cpu().numpy() if out.attention is not None else None
+                sc = fused_score_cas(model, out)
+                sc = sc.float().cpu().numpy() if sc is not None else None
+                has_score_cas = has_score_cas or sc is not None
                 for row, (i, length) in enumerate(zip(idx, lengths)):
                     scores[i] = vs[row]
                     cas[i] = cs[row, :length]
                     attention[i] = att[row, :length] if att is not None else None
+                    score_cas[i] = sc[row, :length] if sc is not None else None
                 if task is not None:
                     progress.advance(task, len(idx))
     finally:
         model.train(was_training)
         if task is not None:
             progress.remove_task(task)
-    return scores, cas, attention
+    return scores, cas, attention, (score_cas if has_score_cas else None)
 
 
 def predict_detections(
@@ -101,14 +123,14 @@ def predict_detections(
     from ..localization import localize
     from ..protocols import localization_settings
 
-    scores, cas, attention = collect_outputs(
+    scores, cas, attention, score_cas = collect_outputs(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress, label=label
     )
     names = [v.name for v in dataset.videos]
     head = getattr(model, "head", model)
     detections = localize(
         names, scores, cas, attention, localization_settings(head), list(dataset.class_names),
-        snippets_per_second=dataset.snippets_per_second,
+        snippets_per_second=dataset.snippets_per_second, score_cas=score_cas,
     )
     return detections, scores
 
