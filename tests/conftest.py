@@ -9,6 +9,9 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # lets tests import helpers such as _toy
 
+# Test tensors are small: one thread is as fast and immune to oversubscription when other work shares the cores.
+torch.set_num_threads(1)
+
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
 )
