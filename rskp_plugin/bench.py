@@ -49,17 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
             "the same seeds, and print detection mAP at IoU 0.1..0.7, AVG(0.1:0.7) and the gain, mean +- std over "
             "seeds. Without --data it runs the quick synthetic recipe (no download)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--head", default="facnet",
-                        help="registered head name (see 'rskp heads'), or 'all' for every installed head")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds; seed i is --seed-start + i")
-    parser.add_argument("--seed-start", type=int, default=0, help="the first seed (seeds are consecutive from here)")
+                        help="registered head name (see 'rskp heads'), or 'all' for every installed head "
+                             "(default: facnet)")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds; seed i is --seed-start + i (default: 3)")
+    parser.add_argument("--seed-start", type=int, default=0, help="the first seed (seeds are consecutive from here; default: 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: the recipe's); the memory warm-up scales with it")
     parser.add_argument("--recipe", default="quick",
                         help="'quick' (synthetic, small width, minutes per head on CPU), 'paper' (the official "
-                             "recipe: 200 epochs, memory after epoch 100) or a YAML experiment file")
+                             "recipe: 200 epochs, memory after epoch 100) or a YAML experiment file (default: quick)")
     parser.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None,
                         help="data source (default: the recipe's, synthetic for quick/paper)")
     parser.add_argument("--data-root", default=None, help="data folder for --data wtalc/folders")
