@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="registered head name (see 'rskp heads'), or 'all' for every installed head "
                              "(default: facnet)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds; seed i is --seed-start + i (default: 3)")
-    parser.add_argument("--seed-start", type=int, default=0, help="the first seed (seeds are consecutive from here; default: 0)")
+    parser.add_argument("--seed-start", type=int, default=0,
+                        help="the first seed (seeds are consecutive from here; default: 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: the recipe's); the memory warm-up scales with it")
     parser.add_argument("--recipe", default="quick",
