@@ -149,7 +149,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespac
     p.add_argument("--checkpoint", required=True, help="checkpoint written by 'rskp train' (best.pt or last.pt)")
     p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
                    help="(T, D) .npy files (one video each, named after the file), W-TALC object arrays (one "
-                        "video per entry) or folders of .npy files")
+                        "video per entry; these are unpickled, so only pass files you trust) or folders of .npy files")
     p.add_argument("--out", required=True, help="where to write the detections JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
