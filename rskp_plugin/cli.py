@@ -64,7 +64,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
             "keep the config's value. On a shared CPU, OMP_NUM_THREADS=1 is often much faster."
         ),
     )
-    p.add_argument("--config", default=None, help="YAML experiment file or packaged config name (default: the built-in official recipe)")
+    p.add_argument("--config", default=None,
+                   help="YAML experiment file or packaged config name (default: the built-in official recipe)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
