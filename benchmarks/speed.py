@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--output", default=None, help="write the measurements as JSON")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one batched epoch per head and variant with torch.profiler (top operators)")
     return p.parse_args(argv)
 
 
@@ -88,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                     trainer.epoch = 1
                     trainer.initialize_memory()  # steady state after warm-up: inter branch and memory updates on
                 wall, cpu = time_epochs(trainer, args.repeats)
+                if args.profile and mode == "batched":
+                    from torch.profiler import ProfilerActivity, profile
+
+                    with profile(activities=[ProfilerActivity.CPU]) as prof:
+                        trainer.train_epoch(args.repeats + 1)
+                    console.print(f"profile: {head} {variant}, one batched epoch")
+                    console.print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
                 row[f"{variant}/{mode}"] = {"wall_s": wall, "cpu_s": cpu}
                 console.log(f"{head} {variant} {mode}: {wall:.2f} s wall, {cpu:.2f} s CPU per epoch")
             row[f"ratio/{mode}"] = row[f"head+rskp/{mode}"]["wall_s"] / row[f"head/{mode}"]["wall_s"]
