@@ -43,6 +43,10 @@ class STPNHead(nn.Module):
     """
 
     attention_normalization = False  # STPN's own L1 sparsity term regularises lambda; RSKP's L_att is not STPN's
+    # RSKP distils this head's TCAM at tau = 1 (the paper's eq. 7) rather than the official 0.2, which was tuned for
+    # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
+    # column, tau = 0.2 drives every snippet to a confident class (benchmarks/RESULTS.md, "Investigating STPN and WUM").
+    distillation_temperature = 1.0
 
     def __init__(
         self,

@@ -62,9 +62,18 @@ class WUMHead(nn.Module):
         margin: m of L_um (100).
         um_weight: alpha, weight of L_um (5e-4).
         be_weight: beta, weight of L_be (1).
+        distill_dropout: if False (default), ``tcam`` — the logits RSKP distils — is computed from the features
+            without the classifier dropout, while WUM's own pooling keeps the official dropped-out CAS. With 0.7
+            dropout drawn independently for the main and intra branches, the distillation teacher is mostly noise
+            and drags every snippet's class distribution to uniform (benchmarks/RESULTS.md). True uses the
+            dropped-out CAS for both.
     """
 
     attention_normalization = False  # the attention is the normalised feature magnitude, already shaped by L_um
+    # RSKP distils this head's TCAM at tau = 1 (the paper's eq. 7) rather than the official 0.2, which was tuned for
+    # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
+    # column, tau = 0.2 drives every snippet to a confident class (benchmarks/RESULTS.md, "Investigating STPN and WUM").
+    distillation_temperature = 1.0
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class WUMHead(nn.Module):
         margin: float = 100.0,
         um_weight: float = 5e-4,
         be_weight: float = 1.0,
+        distill_dropout: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -90,6 +100,7 @@ class WUMHead(nn.Module):
         self.margin = margin
         self.um_weight = um_weight
         self.be_weight = be_weight
+        self.distill_dropout = distill_dropout
         self.embedding = nn.Conv1d(feature_dim, embed_dim, kernel_size=3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(embed_dim, num_classes, bias=False)  # = Conv1d(d, C, 1, bias=False)
@@ -123,16 +134,17 @@ class WUMHead(nn.Module):
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
         m = mask.to(x.dtype)
-        tcam = self.classify(self.dropout(x))  # (B, T, C)
+        cas_logits = self.classify(self.dropout(x))  # (B, T, C), the official (dropped-out) CAS for pooling
+        tcam = cas_logits if self.distill_dropout or not self.training else self.classify(x)
         mags = x.norm(dim=-1) * m  # (B, T)
         k_act, k_bkg = topk_counts(mask, self.r_act), topk_counts(mask, self.r_bkg)  # (B,) each
-        p_act = torch.softmax(masked_topk_mean(tcam, mask, k_act), dim=-1)  # (B, C): top-k on the CAS itself
+        p_act = torch.softmax(masked_topk_mean(cas_logits, mask, k_act), dim=-1)  # (B, C): top-k on the CAS itself
         inverted = mags.masked_fill(~mask, float("-inf")).amax(dim=1, keepdim=True) - mags  # (B, T): max_t m - m_t
         # Training-time magnitude dropout: a 0/1 (rescaled) mask on the selection scores (heads.md 5.3).
         keep = F.dropout(torch.ones_like(mags), p=self.magnitude_dropout, training=self.training)  # (B, T)
         sel_act = topk_selection(mags * keep, mask, k_act) / k_act[:, None]  # (B, T), rows sum to 1
         sel_bkg = topk_selection(inverted * keep, mask, k_bkg) / k_bkg[:, None]  # (B, T)
-        p_bkg = torch.softmax(torch.einsum("bt,btc->bc", sel_bkg, tcam), dim=-1)  # (B, C)
+        p_bkg = torch.softmax(torch.einsum("bt,btc->bc", sel_bkg, cas_logits), dim=-1)  # (B, C)
         act_norm = torch.einsum("bt,btd->bd", sel_act, x).norm(dim=-1)  # (B,)
         bkg_norm = torch.einsum("bt,btd->bd", sel_bkg, x).norm(dim=-1)  # (B,)
         # Normalised magnitude for inference, from the selection without dropout (eval-mode statistics).

@@ -47,7 +47,9 @@ class LossConfig:
 
     distillation: float = attrs.field(default=1.0, validator=ge(0))  # alpha during warm-up
     distillation_after_warmup: float = attrs.field(default=0.5, validator=ge(0))  # official; the paper keeps 1.0
-    distillation_temperature: float = attrs.field(default=0.2, validator=gt(0))  # official; paper: 1.0 (none)
+    # tau. None: the head's ``distillation_temperature`` attribute if it has one, else the official 0.2 (tuned
+    # for cosine logits scaled by 20); heads with unnormalised linear logits ask for 1.0, the paper's eq. 7.
+    distillation_temperature: float | None = attrs.field(default=None, validator=attrs.validators.optional(gt(0)))
     attention_normalization: float = attrs.field(default=0.1, validator=ge(0))  # beta
     attention_topk_ratio: int = attrs.field(default=8, validator=ge(1))  # k = max(T // ratio, 1)
     inter_classification: float = attrs.field(default=0.5, validator=ge(0))  # weight of the inter branch L_cls

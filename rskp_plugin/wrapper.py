@@ -130,6 +130,14 @@ class RSKPWrapper(nn.Module):
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
 
     @property
+    def distillation_temperature(self) -> float:
+        """tau of eq. 7: the config's value, else the head's ``distillation_temperature``, else the official 0.2."""
+        configured = self.config.losses.distillation_temperature
+        if configured is not None:
+            return configured
+        return float(getattr(self.head, "distillation_temperature", 0.2))
+
+    @property
     def memory_ready(self) -> bool:
         """True once the warm-up pass filled the memory bank (then the inter-video branch runs in training)."""
         return self.config.memory.enabled and bool(self.memory.ready)
@@ -186,7 +194,7 @@ class RSKPWrapper(nn.Module):
                 w = cfg.fusion.pseudo_label_intra
                 teacher = w * intra.tcam + (1.0 - w) * inter.tcam
             alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
-            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=lc.distillation_temperature)
+            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=self.distillation_temperature)
             loss = torch.stack(list(losses.values())).sum()
             if self.training and self.memory_ready:
                 reps_d = reps.detach()

@@ -61,6 +61,21 @@ def test_memory_warmup_switches_inter_branch_and_alpha():
     assert warm.losses["distill"] > 0
 
 
+def test_distillation_temperature_resolution():
+    from rskp_plugin.config import LossConfig
+
+    assert _model().distillation_temperature == 0.2  # the official value for heads that state none
+    head = ToyHead()
+    head.distillation_temperature = 1.0
+    assert RSKPWrapper(head).distillation_temperature == 1.0
+    assert RSKPWrapper(head, RSKPConfig(losses=LossConfig(distillation_temperature=0.5))).distillation_temperature == 0.5
+    x, mask, labels = _batch([6, 4], dtype=torch.float32)
+    out = RSKPWrapper(head)(x, mask, labels)
+    from rskp_plugin.losses import distillation
+
+    torch.testing.assert_close(out.losses["distill"], distillation(out.main.tcam, out.intra.tcam, mask, temperature=1.0))
+
+
 def test_disabled_memory_never_runs_inter_branch():
     model = _model(enabled=False)
     x, mask, labels = _batch([5, 5])
