@@ -22,11 +22,6 @@ from .errors import ShapeError
 _EPS = 1e-9  # added to norms and column sums, as the official code does
 
 
-def unit(x: Tensor, eps: float = _EPS) -> Tensor:
-    """Row-wise l2 normalisation ``Norm_2`` (eq. 2): (..., d) -> (..., d)."""
-    return x / (x.norm(dim=-1, keepdim=True) + eps)
-
-
 def affinity(
     features: Tensor, reps: Tensor, *, temperature: float, mask: Tensor | None = None, reps_mask: Tensor | None = None
 ) -> Tensor:
@@ -42,9 +37,25 @@ def affinity(
     Returns:
         Z: (B, T, n), each real row sums to 1 over the real representatives.
     """
+    return _affinity_parts(features, reps, temperature, mask, reps_mask)[-1]
+
+
+def _affinity_parts(
+    features: Tensor, reps: Tensor, temperature: float, mask: Tensor | None, reps_mask: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Eq. 2 with its intermediates (kept by the analytic backward of ``birw``).
+
+    Returns:
+        |f_i| (B, T), r = 1 / (|f_i| + eps) (B, T), |mu_k| (B, n, 1), U = Norm_2(mu) (B, n, d), P = F U^T (B, T, n)
+        and Z (B, T, n).
+    """
     # lambda * cos without materialising Norm_2(F): scale the (B, T, n) products by 1 / |f_i| instead
-    inv_norm = 1.0 / (features.norm(dim=-1, keepdim=True) + _EPS)  # (B, T, 1)
-    logits = (temperature * inv_norm) * torch.bmm(features, unit(reps).transpose(1, 2))  # (B, T, n)
+    fnorm = features.norm(dim=-1)  # (B, T)
+    inv = 1.0 / (fnorm + _EPS)
+    mnorm = reps.norm(dim=-1, keepdim=True)  # (B, n, 1)
+    u = reps / (mnorm + _EPS)  # (B, n, d)
+    p = torch.bmm(features, u.transpose(1, 2))  # (B, T, n)
+    logits = (temperature * inv)[..., None] * p
     if reps_mask is not None:
         logits = logits.masked_fill(~reps_mask[:, None, :], float("-inf"))
     z = torch.softmax(logits, dim=-1)
@@ -52,7 +63,7 @@ def affinity(
         z = z.nan_to_num(0.0)  # a video with no real representative: Z = 0, so F* = (1 - w) F
     if mask is not None:
         z = z * mask[..., None].to(z.dtype)
-    return z
+    return fnorm, inv, mnorm, u, p, z
 
 
 def column_normalize(z: Tensor, eps: float = _EPS) -> Tensor:
@@ -153,19 +164,7 @@ class _WoodburyBiRW(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
-        fnorm = f.norm(dim=-1)  # (B, T)
-        inv = 1.0 / (fnorm + _EPS)
-        mnorm = mu.norm(dim=-1, keepdim=True)  # (B, n, 1)
-        u = mu / (mnorm + _EPS)  # (B, n, d)
-        p = torch.bmm(f, u.transpose(1, 2))  # (B, T, n)
-        logits = (lam * inv)[..., None] * p
-        if reps_mask is not None:
-            logits = logits.masked_fill(~reps_mask[:, None, :], float("-inf"))
-        z = torch.softmax(logits, dim=-1)
-        if reps_mask is not None:
-            z = z.nan_to_num(0.0)
-        if mask is not None:
-            z = z * mask[..., None].to(z.dtype)
+        fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask)
         colsum = z.sum(dim=1)  # (B, n)
         scale = colsum.clamp(min=_EPS)
         nrm = z / scale[:, None, :]  # (B, T, n)
