@@ -402,3 +402,17 @@ def test_each_head_carries_its_inference_rules():
     bm = BMHead(**small).localization  # DGAM-style (heads.md 4.4)
     assert (bm.thresholds, bm.class_threshold, bm.fallback_argmax) == ((0.03, 0.08), 0.1, True)
     assert (bm.outer_weight, bm.inflation, bm.upsample, bm.nms_threshold, bm.nms_overlap) == (0.3, 0.25, 20, 0.5, "iou")
+
+
+def test_wum_distils_its_tcam_without_classifier_dropout():
+    from rskp_heads.wum import WUMHead
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 12, 8)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    head = WUMHead(num_classes=3, feature_dim=8, embed_dim=8).train()
+    torch.testing.assert_close(head(x, mask).tcam, head.classify(x))  # the dropout-free logits
+    noisy = WUMHead(num_classes=3, feature_dim=8, embed_dim=8, distill_dropout=True).train()
+    noisy.load_state_dict(head.state_dict())
+    assert not torch.allclose(noisy(x, mask).tcam, noisy.classify(x))  # the official dropped-out CAS
+    assert head.distillation_temperature == 1.0
