@@ -179,7 +179,7 @@ def test_toy_head_learns_a_separable_problem(wrap):
     first = None
     for step in range(60):
         loss = model(x, mask, labels).loss
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
