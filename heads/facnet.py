@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_sum
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec
@@ -23,9 +22,9 @@ from rskp_plugin.protocols import HeadOutput, HeadSpec
 
 def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tensor:
     """scale * cos(x, centres), RSKP's form with ``eps`` added to both norms. x (..., d), centres (K, d) -> (..., K)."""
-    xn = x / (x.norm(dim=-1, keepdim=True) + eps)
     cn = centres / (centres.norm(dim=-1, keepdim=True) + eps)
-    return scale * xn @ cn.t()
+    # scale the (..., K) products rather than normalising x: no (..., d) temporary on the three-branch hot path
+    return (x @ cn.t()) * (scale / (x.norm(dim=-1, keepdim=True) + eps))
 
 
 def nce(log_probs: Tensor, target: Tensor) -> Tensor:
@@ -113,7 +112,7 @@ class FACNetHead(nn.Module):
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
-        v_ca = masked_sum(att_norm[..., None] * x, mask)  # (B, d)
+        v_ca = torch.einsum("bt,btd->bd", att_norm, x)  # (B, d); att_norm is 0 on padding
         v_cw = torch.einsum("btc,btd->bcd", cw_norm, x)  # (B, C+1, d): one pooled feature per class
         ca_logits = self.classify(v_ca)  # (B, C+1)
         centres = self.centres / (self.centres.norm(dim=-1, keepdim=True) + self.norm_eps)  # (C+1, d)

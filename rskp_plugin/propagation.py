@@ -41,16 +41,22 @@ def affinity(
 
 
 def _affinity_parts(
-    features: Tensor, reps: Tensor, temperature: float, mask: Tensor | None, reps_mask: Tensor | None
+    features: Tensor,
+    reps: Tensor,
+    temperature: float,
+    mask: Tensor | None,
+    reps_mask: Tensor | None,
+    fnorm: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Eq. 2 with its intermediates (kept by the analytic backward of ``birw``).
+    """Eq. 2 with its intermediates (kept by the analytic backward of ``birw``); ``fnorm`` may pass |f_i| (B, T)
+    when the caller reuses it (EM iterations on the same features).
 
     Returns:
         |f_i| (B, T), r = 1 / (|f_i| + eps) (B, T), |mu_k| (B, n, 1), U = Norm_2(mu) (B, n, d), P = F U^T (B, T, n)
         and Z (B, T, n).
     """
     # lambda * cos without materialising Norm_2(F): scale the (B, T, n) products by 1 / |f_i| instead
-    fnorm = features.norm(dim=-1)  # (B, T)
+    fnorm = features.norm(dim=-1) if fnorm is None else fnorm  # (B, T)
     inv = 1.0 / (fnorm + _EPS)
     mnorm = reps.norm(dim=-1, keepdim=True)  # (B, n, 1)
     u = reps / (mnorm + _EPS)  # (B, n, d)

@@ -6,10 +6,17 @@ import torch
 from torch import Tensor, nn
 
 from ._shapes import as_mask, expect
-from .propagation import affinity, column_normalize
+from .propagation import _affinity_parts, column_normalize
 
 
-def em_step(features: Tensor, means: Tensor, *, temperature: float, mask: Tensor | None = None) -> Tensor:
+def em_step(
+    features: Tensor,
+    means: Tensor,
+    *,
+    temperature: float,
+    mask: Tensor | None = None,
+    feature_norms: Tensor | None = None,
+) -> Tensor:
     """One EM-attention iteration: E step (eq. 2) then M step (eq. 3).
 
     Z = softmax_k(lambda Norm_2(F) Norm_2(mu)^T)   (eq. 2)
@@ -20,11 +27,12 @@ def em_step(features: Tensor, means: Tensor, *, temperature: float, mask: Tensor
         means: (B, n, d) current means mu^(t-1).
         temperature: lambda.
         mask: (B, T) bool; padded snippets take no part.
+        feature_norms: (B, T) |f_i|, when the caller computed them once for several iterations.
 
     Returns:
         (B, n, d) updated means mu^(t).
     """
-    z = affinity(features, means, temperature=temperature, mask=mask)  # (B, T, n)
+    z = _affinity_parts(features, means, temperature, mask, None, feature_norms)[-1]  # (B, T, n)
     return torch.bmm(column_normalize(z).transpose(1, 2), features)  # (B, n, d)
 
 
@@ -65,8 +73,9 @@ class EMSummarizer(nn.Module):
         sizes = expect(features, "B T d", name="features", sizes={"d": self.dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
         means = self.initial_means.to(features.dtype).expand(sizes["B"], -1, -1)  # (B, n, d)
+        norms = features.norm(dim=-1)  # (B, T), shared by the iterations (one norm backward instead of one each)
         for _ in range(self.iterations):
-            means = em_step(features, means, temperature=self.temperature, mask=mask)
+            means = em_step(features, means, temperature=self.temperature, mask=mask, feature_norms=norms)
         return means
 
     def extra_repr(self) -> str:
