@@ -107,8 +107,10 @@ class FACNetHead(nn.Module):
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
         m = mask.to(x.dtype)
-        tcam = self.classify(x)  # (B, T, C+1)
-        attention = self.actionness(x) * m  # (B, T)
+        # S and the attention logits in one product over x: [A; g] (C+2, d), one read of the (B, T, d) features
+        both = cosine_logits(x, torch.cat([self.centres, self.foreground]), self.scale, self.norm_eps)  # (B, T, C+2)
+        tcam = both[..., :-1]  # (B, T, C+1), = classify(x)
+        attention = torch.sigmoid(both[..., -1]) * m  # (B, T), = actionness(x)
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
