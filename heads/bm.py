@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_gaussian_smooth, masked_mean, masked_sum
+from rskp_plugin.functional import fused_linear, masked_gaussian_smooth, masked_mean, masked_sum
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec
@@ -132,9 +132,10 @@ class BMHead(nn.Module):
 
     def _pool(self, x: Tensor, weights: Tensor, mask: Tensor, eps: float) -> Tensor:
         """Attention pooling (heads.md 4.1). x (B, T, d), weights (B, T) zero on padding -> (B, d)."""
+        total = torch.einsum("bt,btd->bd", weights, x)  # (B, d); weights are 0 on padding
         if self.pooling == "mean":
-            return masked_mean(weights[..., None] * x, mask)
-        return masked_sum(weights[..., None] * x, mask) / (weights.sum(dim=1, keepdim=True) + eps)
+            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+        return total / (weights.sum(dim=1, keepdim=True) + eps)
 
     def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
         """x (B, T, d), mask (B, T) -> HeadOutput.
@@ -147,11 +148,12 @@ class BMHead(nn.Module):
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
         m = mask.to(x.dtype)
-        lam = torch.sigmoid(self.attention(x)[..., 0]) * m  # (B, T)
+        # the attention's first layer and the classifier share one product over x (one read of the features)
+        hidden, tcam = fused_linear(x, self.attention[0], self.classifier)  # (B, T, hidden), (B, T, C+1)
+        lam = torch.sigmoid(self.attention[2](self.attention[1](hidden))[..., 0]) * m  # (B, T)
         x_fg = self._pool(x, lam, mask, 1.0)  # (B, d)
         x_bg = self._pool(x, (1 - lam) * m, mask, 1e-6)  # (B, d)
         fg_logits, bg_logits = self.classify(x_fg), self.classify(x_bg)  # (B, C+1) each
-        tcam = self.classify(x)  # (B, T, C+1)
         raw = tcam - self.classifier.bias  # (B, T, C+1): DGAM's bias-free T-CAM a_t = W x_t
         if self.cas_mode == "sigmoid":
             cas = lam[..., None] * torch.sigmoid(raw[..., : self.num_classes])

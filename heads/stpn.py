@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_mean, masked_sum
+from rskp_plugin.functional import fused_linear, masked_sum
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
@@ -99,11 +99,13 @@ class STPNHead(nn.Module):
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        lam = torch.sigmoid(self.attention(x)[..., 0]) * mask.to(x.dtype)  # (B, T)
-        weighted = lam[..., None] * x  # (B, T, d)
-        pooled = masked_mean(weighted, mask) if self.pooling == "mean" else masked_sum(weighted, mask)  # (B, d)
+        # the attention's first layer and the classifier share one product over x (one read of the features)
+        hidden, tcam = fused_linear(x, self.attention[0], self.classifier)  # (B, T, 256), (B, T, C)
+        lam = torch.sigmoid(self.attention[2](self.attention[1](hidden))[..., 0]) * mask.to(x.dtype)  # (B, T)
+        pooled = torch.einsum("bt,btd->bd", lam, x)  # (B, d): sum of lambda_t x_t (lambda is 0 on padding)
+        if self.pooling == "mean":
+            pooled = pooled / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
         video_logits = self.classifier(pooled)  # (B, C)
-        tcam = self.classify(x)  # (B, T, C)
         raw = tcam - self.classifier.bias  # (B, T, C): the reproduction's bias-free T-CAM W x_t
         cas = lam[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
         score_cas = lam[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)

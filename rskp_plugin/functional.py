@@ -96,3 +96,14 @@ def masked_gaussian_smooth(x: Tensor, mask: Tensor, *, sigma: float = 1.0, trunc
     smooth = (taps * weights.reshape(1, 1, -1, 1)).sum(dim=2)  # (B, T, F), row j = j-th real snippet
     out = torch.zeros_like(flat).scatter(1, order.unsqueeze(-1).expand_as(flat), smooth)  # back to time order
     return out.reshape(x.shape) * _expand(mask, x).to(x.dtype)
+
+
+def fused_linear(x: Tensor, *layers: torch.nn.Linear) -> tuple[Tensor, ...]:
+    """Apply several Linear layers to the same input in one matrix product (one read of x instead of one per layer).
+
+    x (..., d) -> one (..., out_i) tensor per layer, equal to ``layer(x)``; gradients reach each layer's parameters.
+    """
+    weight = torch.cat([layer.weight for layer in layers])  # (sum out_i, d)
+    biases = [layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_features) for layer in layers]
+    out = torch.nn.functional.linear(x, weight, torch.cat(biases))
+    return tuple(out.split([layer.out_features for layer in layers], dim=-1))
