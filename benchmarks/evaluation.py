@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _timing import best_time  # noqa: E402  (beside this script)
 from _reference_evaluation import activitynet_ap  # noqa: E402
 
 from rskp_plugin.evaluation import THUMOS_TIOU, detection_map, load_wtalc_ground_truth  # noqa: E402
@@ -71,16 +71,6 @@ def predictions(gt: dict, count: int, ties: int | None, rng: np.random.Generator
     return {"version": "VERSION 1.3", "external_data": {"used": False, "details": ""}, "results": results}
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    """Best of ``repeats`` runs: the machine is shared, and the minimum is the least disturbed measurement."""
-    out, times = None, []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--predictions", type=int, default=20_000, help="number of predictions")
@@ -100,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     fast_times, rskp_times, loop_times = [], [], []
     for round_ in range(args.loop_repeats):  # interleaved, so that both see the same load on a shared machine
         for _ in range(max(1, args.repeats // args.loop_repeats)):
-            t, fast = timed(lambda: detection_map(gt, pred, thr), 1)
+            t, fast = best_time(lambda: detection_map(gt, pred, thr), 1)
             fast_times.append(t)
-            rskp_times.append(timed(lambda: detection_map(gt, pred, thr, protocol="rskp"), 1)[0])
-        t, (ref, classes) = timed(lambda: activitynet_ap(gt, pred, thr), 1)
+            rskp_times.append(best_time(lambda: detection_map(gt, pred, thr, protocol="rskp"), 1)[0])
+        t, (ref, classes) = best_time(lambda: activitynet_ap(gt, pred, thr), 1)
         loop_times.append(t)
     t_fast, t_rskp, t_loop = min(fast_times), min(rskp_times), min(loop_times)
     ap = fast.per_class_ap[:, [fast.class_names.index(c) for c in classes]]

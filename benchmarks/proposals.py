@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _timing import best_time  # noqa: E402  (beside this script)
 from _reference_localization import ref_localize  # noqa: E402
 
 from rskp_plugin.localization import localize, localize_video, preset  # noqa: E402
@@ -70,15 +71,6 @@ def make_inputs(lengths, gts, head: str, all_classes: bool, rng: np.random.Gener
         scores.append(p)
         att.append(np.clip(c.max(axis=1), 0, 1))
     return scores, cas, att
-
-
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def main(argv: list[str] | None = None) -> int:

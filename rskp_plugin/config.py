@@ -13,7 +13,7 @@ from typing import Any, Mapping, TypeVar
 
 import attrs
 import yaml
-from attrs.validators import and_, ge, gt, in_, instance_of, le, lt
+from attrs.validators import and_, ge, gt, in_, le, lt
 
 from .errors import ConfigError
 

@@ -11,7 +11,6 @@ import importlib
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from rich.console import Console
