@@ -82,17 +82,66 @@ class MemoryBank(nn.Module):
             videos with fewer classes and unfilled slots are padded (mask False).
         """
         expect(labels, "B C", name="labels", sizes={"C": self.num_classes})
-        positive = labels > 0
-        k = max(int(positive.sum(dim=1).max()), 1)
-        # Positive classes first, in index order: a stable sort on "is negative".
-        order = torch.sort((~positive).to(torch.uint8), dim=1, stable=True).indices[:, :k]  # (B, K)
-        valid = positive.gather(1, order)  # (B, K)
+        order, valid = _positive_classes(labels)  # (B, K)
+        k = order.shape[1]
         reps = self.bank[order].reshape(labels.shape[0], k * self.slots, self.dim)  # (B, K*s, d)
         mask = (valid[..., None] & self.filled[order]).reshape(labels.shape[0], k * self.slots)
         return reps, mask
 
+    def retrieve_in_order(self, reps: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``retrieve`` for each video of a batch as the official one-video loop sees it: row i reads the bank
+        after the rows before it were offered (``update`` of rows 0 .. i-1), without changing the bank.
+
+        The official code retrieves, then updates, video by video. Because the kept set is the top-s of all
+        candidates ever offered, the bank row i would see equals the top-s over the stored entries and the
+        candidates of rows < i, which is computed here for all rows at once. With this and ``update`` of the
+        whole batch afterwards, a padded batch trains exactly like the one-video loop over its rows in order.
+        Under torch.distributed only this rank's earlier rows count (the update still gathers every rank's).
+
+        Args:
+            reps: (B, n, d) the batch's representative snippets (detached).
+            scores: (B, n, C) their class probabilities.
+            labels: (B, C) multi-hot ground truth.
+
+        Returns:
+            reps (B, K*s, d) and reps_mask (B, K*s) bool, laid out as ``retrieve`` lays them out.
+        """
+        sizes = expect(reps, "B n d", name="reps", sizes={"d": self.dim})
+        expect(scores, "B n C", name="scores", sizes={**sizes, "C": self.num_classes})
+        expect(labels, "B C", name="labels", sizes={**sizes, "C": self.num_classes})
+        batch, n, s = sizes["B"], sizes["n"], self.slots
+        order, valid = _positive_classes(labels)  # (B, K) each
+        k = order.shape[1]
+        cand = scores.detach().masked_fill(labels[:, None, :] <= 0, float("-inf")).to(self.scores.dtype)
+        cand = cand.permute(0, 2, 1)  # (B, C, n): row j's candidates per class
+        cand = cand[None].expand(batch, batch, self.num_classes, n)  # (i, j, C, n): row i looks at row j
+        earlier = torch.ones(batch, batch, dtype=torch.bool, device=reps.device).tril(-1)  # j < i
+        cand = cand.masked_fill(~earlier[:, :, None, None], float("-inf"))
+        cand = cand.permute(0, 2, 1, 3).reshape(batch, self.num_classes, batch * n)  # (B, C, B*n)
+        pooled = torch.cat([self.scores.expand(batch, -1, -1), cand], dim=2)  # (B, C, s + B*n), bank first
+        pooled = pooled.gather(1, order[..., None].expand(-1, -1, pooled.shape[2]))  # (B, K, s + B*n)
+        top, idx = pooled.topk(s, dim=2)  # (B, K, s)
+        # one table of every entry a row can see: the bank's C*s slots, then the batch's B*n candidates
+        table = torch.cat([self.bank.reshape(-1, self.dim), reps.detach().reshape(-1, self.dim).to(self.bank.dtype)])
+        source = torch.where(idx < s, order[..., None] * s + idx, self.num_classes * s + idx - s)
+        out = table[source.reshape(batch, k * s)]  # (B, K*s, d)
+        mask = (valid[..., None] & torch.isfinite(top)).reshape(batch, k * s)
+        return out, mask
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, slots={self.slots}, dim={self.dim}"
+
+
+def _positive_classes(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Each video's ground-truth classes in index order, padded to the most any video has (at least one).
+
+    labels (B, C) -> class indices (B, K) and whether each is a real ground-truth class (B, K) bool.
+    """
+    positive = labels > 0
+    k = max(int(positive.sum(dim=1).max()), 1)
+    # positive classes first, in index order: a stable sort on "is negative"
+    order = torch.sort((~positive).to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    return order, positive.gather(1, order)
 
 
 def _all_gather_cat(x: Tensor) -> Tensor:

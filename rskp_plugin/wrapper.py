@@ -173,8 +173,16 @@ class RSKPWrapper(nn.Module):
         reps = self.summarizer(feats, mask)  # (B, n, d)
         intra = head(self._propagate(feats, reps, mask), mask)
         inter = None
+        offer = None  # (reps, scores) this training forward offers to the memory bank
         if labels is not None and self.memory_ready:
-            mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
+            if self.training:
+                reps_d = reps.detach()
+                with torch.no_grad():
+                    offer = (reps_d, self.representative_scores(reps_d))
+                # video i reads the bank as the official loop would: after videos < i of the batch updated it
+                mem, mem_mask = self.memory.retrieve_in_order(*offer, labels)
+            else:
+                mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
             inter = head(self._propagate(feats, mem.to(feats.dtype), mask, mem_mask), mask)
 
         if cfg.fusion.use_intra_at_test:
@@ -196,10 +204,8 @@ class RSKPWrapper(nn.Module):
             alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
             losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=self.distillation_temperature)
             loss = torch.stack(list(losses.values())).sum()
-            if self.training and self.memory_ready:
-                reps_d = reps.detach()
-                with torch.no_grad():
-                    self.memory.update(reps_d, self.representative_scores(reps_d), labels)
+            if offer is not None:
+                self.memory.update(*offer, labels)
         return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss)
 
     @torch.no_grad()

@@ -83,6 +83,27 @@ def test_batched_training_equals_one_video_at_a_time(head, datasets) -> None:
     assert max_weight_difference(batched.model, untrained.model) > 1e-4  # training moved the weights: can fail
 
 
+@pytest.mark.parametrize("head", HEADS)
+def test_batched_training_equals_one_video_at_a_time_with_the_memory_bank(head, datasets) -> None:
+    """After warm-up too: row j of a batch reads the bank as video j of the official loop does."""
+    memory_on = ("rskp.memory.warmup_epochs=0",)  # the bank fills after epoch 0; epoch 1 uses and updates it
+    one = train_epochs(config(head, "optimizer.batch_size=1", *memory_on), datasets, 2)
+    batched = train_epochs(config(head, "optimizer.batch_size=5", *memory_on), datasets, 2)
+    assert one.model.memory_ready and batched.model.memory_ready
+    assert max_weight_difference(one.model, batched.model) < 1e-5  # state_dict: the memory bank's buffers too
+    warm_only = train_epochs(config(head, "optimizer.batch_size=5", "rskp.memory.warmup_epochs=5"), datasets, 2)
+    assert max_weight_difference(batched.model, warm_only.model) > 1e-4  # the inter branch changed training
+
+
+def test_microbatch_runs_visit_a_group_in_the_same_order_for_every_batch_size() -> None:
+    lengths = [30, 12, 30, 7, 19, 44, 12, 3, 25, 9]
+    for by_length in (True, False):
+        orders = {m: np.concatenate(plan_microbatches(lengths, m, group_by_length=by_length)).tolist()
+                  for m in range(1, 11)}
+        assert len({tuple(o) for o in orders.values()}) == 1
+        assert orders[1] == (sorted(range(10), key=lambda i: lengths[i]) if by_length else list(range(10)))
+
+
 def test_summed_and_averaged_gradients_differ_by_the_group_size(datasets) -> None:
     """sum_gradients=false averages over the group: with SGD-like scale sensitivity the steps differ."""
     summed = Trainer(config("facnet", "optimizer.weight_decay=0.1"), datasets=datasets, progress=False)

@@ -39,6 +39,28 @@ def test_keeps_exactly_top_s_per_class_in_any_order(seed, videos, n, slots, batc
             torch.testing.assert_close(bank.bank[cls, :keep], cand_reps[best])
 
 
+@given(st.integers(0, 2**16), st.integers(1, 8), st.integers(1, 5), st.integers(1, 4), st.integers(0, 6))
+def test_in_order_retrieval_equals_retrieve_then_update_video_by_video(seed, videos, n, slots, prefilled):
+    """Row i of a batch sees the bank the official loop shows video i: after rows < i were offered."""
+    c, d = 4, 3
+    reps, scores, labels = _stream(seed, videos + prefilled, n, c, d)
+    labels[prefilled:][torch.rand(videos, c, generator=torch.Generator().manual_seed(seed)) < 0.15] = 0.0  # some unlabeled
+    bank = MemoryBank(c, slots, d)
+    if prefilled:
+        bank.update(reps[:prefilled], scores[:prefilled], labels[:prefilled])
+    reps, scores, labels = reps[prefilled:], scores[prefilled:], labels[prefilled:]
+    before = {k: v.clone() for k, v in bank.state_dict().items()}
+    out, mask = bank.retrieve_in_order(reps, scores, labels)
+    for k, v in bank.state_dict().items():
+        assert torch.equal(v, before[k])  # retrieval alone leaves the bank as it was
+    for i in range(videos):
+        ref, ref_mask = bank.retrieve(labels[i : i + 1])
+        width = ref.shape[1]
+        assert torch.equal(mask[i, :width], ref_mask[0]) and not mask[i, width:].any()
+        assert torch.equal(out[i, :width][ref_mask[0]], ref[0][ref_mask[0]])
+        bank.update(reps[i : i + 1], scores[i : i + 1], labels[i : i + 1])
+
+
 def test_retrieve_concatenates_classes_in_index_order_with_padding():
     bank = MemoryBank(3, 2, 1)
     reps = torch.arange(12.0).reshape(2, 6, 1)

@@ -4,10 +4,11 @@ One-video-at-a-time vs batched. The official code runs one video per forward, ca
 steps Adam every 10 videos, so the step uses the SUM of 10 per-video gradients. The model averages per-video
 losses over a batch, so a padded batch of B videos whose loss is multiplied by B gives exactly that sum (padded
 snippets are masked out everywhere). ``optimizer.batch_size`` = 1 is the official loop, 10 the fast path; both
-give the same weights up to float rounding while the memory bank is not in use. After warm-up there is one
-difference: in the official loop, video j of a group retrieves the memory after videos < j updated it; in a
-batch every video retrieves the bank as it stood before the batch (the bank after the batch is the same, as the
-update keeps the top-s of all candidates regardless of order). Dropout masks differ too (different draws).
+give the same weights up to float rounding, after warm-up too: in the official loop video j of a group retrieves
+the memory after videos < j updated it, and in a batch row j reads the bank the same way
+(``MemoryBank.retrieve_in_order``), so both loops must visit a group's videos in the same order:
+``plan_microbatches`` sorts every group by length (``optimizer.group_by_length``) for one video per forward as
+for batches. Only dropout masks differ (different draws).
 
 Warm-up (heads.md 1.8): epochs 0 .. ``rskp.memory.warmup_epochs`` (0-based, inclusive; official 100) train
 without the inter-video branch. At the end of epoch ``warmup_epochs`` one evaluation pass over the training set
@@ -366,7 +367,9 @@ def plan_microbatches(
 
     With ``group_by_length`` the videos are sorted by length and cut into contiguous runs minimising the padded
     size sum(run length x longest video of the run) + ``overhead`` snippets per forward pass (dynamic programming
-    over the <= accumulation sorted videos); otherwise they run in order, ``max_batch`` at a time.
+    over the <= accumulation sorted videos); otherwise they run in order, ``max_batch`` at a time. Either way the
+    runs, taken in order, visit the videos in the same order for every ``max_batch`` (one video per run too), which
+    the memory bank's in-order retrieval needs for batched and one-video training to agree.
 
     Args:
         lengths: snippets per video of the group, in visiting order.
@@ -378,9 +381,11 @@ def plan_microbatches(
         Index arrays into ``lengths``, one per micro-batch, together covering every video once.
     """
     n = len(lengths)
-    if not group_by_length or max_batch == 1:
+    if not group_by_length:
         return [np.arange(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
     order = np.argsort(np.asarray(lengths), kind="stable")
+    if max_batch == 1:
+        return [order[i : i + 1] for i in range(n)]
     sorted_len = np.asarray(lengths)[order]
     best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted videos
     cut = [0] * (n + 1)
