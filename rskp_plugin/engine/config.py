@@ -27,6 +27,7 @@ from ..errors import ConfigError
 DATA_SOURCES = ("synthetic", "wtalc", "folders")
 SELECTIONS = ("test", "heldout", "last")
 PROTOCOLS = ("activitynet", "rskp", "wtalc")
+AMP_MODES = ("auto", "bf16", "off")
 
 
 @attrs.frozen(kw_only=True)
@@ -102,6 +103,20 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")
 
 
+def amp_mode(value: str | bool) -> str:
+    """``train.amp`` as one of ``AMP_MODES``: YAML booleans keep working (true = "bf16", false = "off")."""
+    if value is True:
+        return "bf16"
+    if value is False:
+        return "off"
+    if isinstance(value, str) and value.lower() in AMP_MODES:
+        return value.lower()
+    raise ConfigError(
+        f'train.amp must be "auto" (bf16 autocast on CUDA only), "bf16" or true (on any device, the CPU included) '
+        f'or "off" or false; got {value!r}'
+    )
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """Schedule, evaluation, model selection and run settings.
@@ -119,7 +134,8 @@ class TrainConfig:
         tiou: IoU thresholds; the reported average is their mean (paper: 0.1:0.1:0.7).
         seed: seed for torch, numpy, python and the data order (official torch seed: 2).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        amp: bfloat16 autocast: "auto" on CUDA only (CPU runs stay float32), "bf16" (or true) on any device,
+            the CPU included, "off" (or false) never. Stored as one of "auto", "bf16", "off".
         checkpoint_interval: write ``last.pt`` every this many epochs (0 = only at the end).
         output_dir: run folder for checkpoints and ``results.json`` ("" = write nothing).
     """
@@ -133,7 +149,7 @@ class TrainConfig:
     tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
     seed: int = 2
     device: str = "auto"
-    amp: bool = True
+    amp: str | bool = attrs.field(default="auto", converter=amp_mode)
     checkpoint_interval: int = attrs.field(default=1, validator=ge(0))
     output_dir: str = "runs/rskp"
 

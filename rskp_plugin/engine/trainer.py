@@ -107,12 +107,14 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ training
     @property
     def amp_enabled(self) -> bool:
-        return self.config.train.amp and self.device.type == "cuda"
+        """Whether forward passes run under bfloat16 autocast: ``train.amp`` "bf16" anywhere, "auto" on CUDA."""
+        mode = self.config.train.amp
+        return mode == "bf16" or (mode == "auto" and self.device.type == "cuda")
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bfloat16 autocast on CUDA when ``train.amp``; a no-op elsewhere."""
+        """bfloat16 autocast on this trainer's device (CPU included) when ``amp_enabled``; else a no-op."""
         if self.amp_enabled:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def epoch_order(self, epoch: int) -> np.ndarray:
@@ -332,7 +334,11 @@ class Trainer:
         from ..config import apply_overrides
 
         data = load_checkpoint(path)
-        config = from_mapping(ExperimentConfig, data["config"])
+        stored = data["config"]
+        if isinstance(stored.get("train", {}).get("amp"), bool):
+            # Written when train.amp was a bool whose True (the default) meant bf16 on CUDA only: today's "auto".
+            stored = {**stored, "train": {**stored["train"], "amp": "auto" if stored["train"]["amp"] else "off"}}
+        config = from_mapping(ExperimentConfig, stored)
         config = apply_overrides(config, list(overrides))
         trainer = cls(config, datasets=datasets, progress=progress, console=console)
         trainer.load_state(data)
