@@ -11,6 +11,8 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,7 +21,7 @@ from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import fused_linear, masked_gaussian_smooth, masked_mean, masked_sum
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
-from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
 
 
 def bm_localization() -> LocalizationSettings:
@@ -130,11 +132,12 @@ class BMHead(nn.Module):
         """S = W x + b over C+1 classes, snippet-wise. x (..., d) -> (..., C+1)."""
         return self.classifier(x)
 
-    def _pool(self, x: Tensor, weights: Tensor, mask: Tensor, eps: float) -> Tensor:
-        """Attention pooling (heads.md 4.1). x (B, T, d), weights (B, T) zero on padding -> (B, d)."""
-        total = torch.einsum("bt,btd->bd", weights, x)  # (B, d); weights are 0 on padding
+    def _pool(self, raw: Tensor, weights: Tensor, mask: Tensor, eps: float) -> Tensor:
+        """Attention pooling (heads.md 4.1) of linear maps of x: raw (B, T, k) = x W^T, weights (B, T) zero on
+        padding -> (B, k) = W x_pooled. Pooling after the (linear) maps equals pooling x first."""
+        total = torch.einsum("bt,btk->bk", weights, raw)  # (B, k); weights are 0 on padding
         if self.pooling == "mean":
-            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(raw.dtype)
         return total / (weights.sum(dim=1, keepdim=True) + eps)
 
     def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
@@ -147,22 +150,47 @@ class BMHead(nn.Module):
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        m = mask.to(x.dtype)
-        # the attention's first layer and the classifier share one product over x (one read of the features)
-        hidden, tcam = fused_linear(x, self.attention[0], self.classifier)  # (B, T, hidden), (B, T, C+1)
+        return self._from_products(F.linear(x, *self._stem()), mask)
+
+    def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
+        """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` from one product over x: BM uses x only
+        through affine maps (attention input, classifier, cluster scorers) and poolings of them."""
+        sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
+        weight, bias = self._stem()
+        base = F.linear(x, weight, bias)
+        return [self._from_products(base, mask)] + [
+            self._from_products(p.linear(base, weight, bias), mask) for p in walked
+        ]
+
+    def _layers(self) -> list[nn.Linear]:
+        return [self.attention[0], self.classifier] + ([self.cluster] if self.cluster is not None else [])
+
+    def _stem(self) -> tuple[Tensor, Tensor]:
+        """The affine maps BM applies to x, stacked (attention input, classifier, cluster): (h, d), (h,)."""
+        layers = self._layers()
+        return torch.cat([l.weight for l in layers]), torch.cat([l.bias for l in layers])
+
+    def _from_products(self, products: Tensor, mask: Tensor) -> HeadOutput:
+        """Everything after the affine maps: products (B, T, h) = x W_stem^T + b_stem, mask (B, T) -> HeadOutput."""
+        layers = self._layers()
+        parts = products.split([l.out_features for l in layers], dim=-1)
+        hidden, tcam = parts[0], parts[1]  # (B, T, hidden), (B, T, C+1)
+        m = mask.to(tcam.dtype)
         lam = torch.sigmoid(self.attention[2](self.attention[1](hidden))[..., 0]) * m  # (B, T)
-        x_fg = self._pool(x, lam, mask, 1.0)  # (B, d)
-        x_bg = self._pool(x, (1 - lam) * m, mask, 1e-6)  # (B, d)
-        fg_logits, bg_logits = self.classify(x_fg), self.classify(x_bg)  # (B, C+1) each
         raw = tcam - self.classifier.bias  # (B, T, C+1): DGAM's bias-free T-CAM a_t = W x_t
+        fg_raw = self._pool(raw, lam, mask, 1.0)  # (B, C+1) = W x_fg
+        bg_raw = self._pool(raw, (1 - lam) * m, mask, 1e-6)  # (B, C+1) = W x_bg
+        fg_logits, bg_logits = fg_raw + self.classifier.bias, bg_raw + self.classifier.bias  # classify(x_fg), (x_bg)
         if self.cas_mode == "sigmoid":
             cas = lam[..., None] * torch.sigmoid(raw[..., : self.num_classes])
         else:
             cas = lam[..., None] * torch.softmax(raw, dim=-1)[..., : self.num_classes]
         extras = {"fg_logits": fg_logits, "bg_logits": bg_logits}
         if self.cluster is not None:
-            for name, feat in (("cluster_fg", x_fg), ("cluster_bg", x_bg)):
-                u = self.cluster(feat)  # (B, 2): u_fg, u_bg
+            craw = parts[2] - self.cluster.bias  # (B, T, 2)
+            for name, weights, eps in (("cluster_fg", lam, 1.0), ("cluster_bg", (1 - lam) * m, 1e-6)):
+                u = self._pool(craw, weights, mask, eps) + self.cluster.bias  # (B, 2): u_fg, u_bg of the pooled x
                 extras[name] = u[:, 0] - u[:, 1]
         video = torch.softmax(fg_logits, dim=-1)[:, : self.num_classes]
         return HeadOutput(video, tcam, lam, cas, extras)

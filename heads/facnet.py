@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
-from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
 
 
 def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tensor:
@@ -106,18 +106,46 @@ class FACNetHead(nn.Module):
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        m = mask.to(x.dtype)
+        units = self._units()
         # S and the attention logits in one product over x: [A; g] (C+2, d), one read of the (B, T, d) features
-        both = cosine_logits(x, torch.cat([self.centres, self.foreground]), self.scale, self.norm_eps)  # (B, T, C+2)
+        return self._from_products(x @ units.t(), x.norm(dim=-1), lambda wts: torch.bmm(wts.transpose(1, 2), x),
+                                   units, mask)
+
+    def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
+        """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` without forming the walked features: the
+        cosines need x [A; g]^T (shared, affine) and |x_t| (from |F_t|^2 and (n, d) products), the poolings one
+        read of F per branch (``Propagated``)."""
+        sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
+        units = self._units()
+        dots = x @ units.t()  # (B, T, C+2)
+        squared = (x * x).sum(dim=-1)  # (B, T)
+        tiny = torch.finfo(x.dtype).tiny  # padded rows have |x| = 0: keep the square root's gradient finite
+        outs = [self._from_products(dots, squared.clamp(min=tiny).sqrt(),
+                                    lambda wts: torch.bmm(wts.transpose(1, 2), x), units, mask)]
+        for p in walked:
+            norms = p.squared_norms(squared).clamp(min=tiny).sqrt()
+            outs.append(self._from_products(p.linear(dots, units), norms, p.pool, units, mask))
+        return outs
+
+    def _units(self) -> Tensor:
+        """[A; g] with unit rows (+ eps, as the cosine): (C+2, d)."""
+        both = torch.cat([self.centres, self.foreground])
+        return both / (both.norm(dim=-1, keepdim=True) + self.norm_eps)
+
+    def _from_products(self, dots: Tensor, norms: Tensor, pool, units: Tensor, mask: Tensor) -> HeadOutput:
+        """P(X) from x [A; g]_unit^T (B, T, C+2), |x_t| (B, T) and ``pool``: weights (B, T, K) -> (B, K, d)."""
+        m = mask.to(dots.dtype)
+        both = dots * (self.scale / (norms + self.norm_eps))[..., None]  # (B, T, C+2): s cos(x, [A; g])
         tcam = both[..., :-1]  # (B, T, C+1), = classify(x)
         attention = torch.sigmoid(both[..., -1]) * m  # (B, T), = actionness(x)
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
-        v_ca = torch.einsum("bt,btd->bd", att_norm, x)  # (B, d); att_norm is 0 on padding
-        v_cw = torch.einsum("btc,btd->bcd", cw_norm, x)  # (B, C+1, d): one pooled feature per class
+        pooled = pool(torch.cat([att_norm[..., None], cw_norm], dim=-1))  # (B, C+2, d); weights 0 on padding
+        v_ca, v_cw = pooled[:, 0], pooled[:, 1:]  # (B, d), (B, C+1, d): one pooled feature per class
         ca_logits = self.classify(v_ca)  # (B, C+1)
-        centres = self.centres / (self.centres.norm(dim=-1, keepdim=True) + self.norm_eps)  # (C+1, d)
+        centres = units[:-1]  # (C+1, d)
         v_cw_unit = v_cw / (v_cw.norm(dim=-1, keepdim=True) + self.norm_eps)
         cw_logits = self.scale * (v_cw_unit * centres).sum(dim=-1)  # (B, C+1): class c's feature vs centre c
         video = torch.softmax(ca_logits, dim=-1)[:, : self.num_classes]

@@ -9,15 +9,17 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import fused_linear, masked_sum
+from rskp_plugin.functional import masked_sum
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
-from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
 
 
 def stpn_localization() -> LocalizationSettings:
@@ -99,14 +101,38 @@ class STPNHead(nn.Module):
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        # the attention's first layer and the classifier share one product over x (one read of the features)
-        hidden, tcam = fused_linear(x, self.attention[0], self.classifier)  # (B, T, 256), (B, T, C)
-        lam = torch.sigmoid(self.attention[2](self.attention[1](hidden))[..., 0]) * mask.to(x.dtype)  # (B, T)
-        pooled = torch.einsum("bt,btd->bd", lam, x)  # (B, d): sum of lambda_t x_t (lambda is 0 on padding)
+        return self._from_products(self._products(x), mask)
+
+    def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
+        """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` from one product over x: every use of x in
+        STPN is affine (attention input, T-CAM, pooled logits), so the branches only add (n, d) products."""
+        sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
+        mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
+        base = self._products(x)
+        weight, bias = self._stem()
+        return [self._from_products(base, mask)] + [
+            self._from_products(p.linear(base, weight, bias), mask) for p in walked
+        ]
+
+    def _stem(self) -> tuple[Tensor, Tensor]:
+        """The affine maps STPN applies to x, stacked: attention's first layer, then the classifier: (h, d), (h,)."""
+        layers = (self.attention[0], self.classifier)
+        return torch.cat([l.weight for l in layers]), torch.cat([l.bias for l in layers])
+
+    def _products(self, x: Tensor) -> Tensor:
+        """x (B, T, d) -> the stacked affine maps (B, T, 256 + C) in one product (one read of x)."""
+        return F.linear(x, *self._stem())
+
+    def _from_products(self, products: Tensor, mask: Tensor) -> HeadOutput:
+        """Everything after the affine maps: products (B, T, 256 + C), mask (B, T) -> HeadOutput."""
+        hidden, tcam = products.split([self.attention[0].out_features, self.num_classes], dim=-1)
+        lam = torch.sigmoid(self.attention[2](self.attention[1](hidden))[..., 0]) * mask.to(tcam.dtype)  # (B, T)
+        raw = tcam - self.classifier.bias  # (B, T, C): W x_t, the reproduction's bias-free T-CAM
+        # W pool(lambda x) + b, pooled after the classifier (it is linear): no pass over the (B, T, d) features
+        pooled = torch.einsum("bt,btc->bc", lam, raw)  # (B, C): sum_t lambda_t W x_t (lambda is 0 on padding)
         if self.pooling == "mean":
-            pooled = pooled / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
-        video_logits = self.classifier(pooled)  # (B, C)
-        raw = tcam - self.classifier.bias  # (B, T, C): the reproduction's bias-free T-CAM W x_t
+            pooled = pooled / mask.sum(dim=1, keepdim=True).clamp(min=1).to(tcam.dtype)
+        video_logits = pooled + self.classifier.bias  # (B, C)
         cas = lam[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
         score_cas = lam[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
         return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas,

@@ -11,7 +11,7 @@ from .errors import (
     ShapeError,
     UnknownHeadError,
 )
-from .protocols import Head, HeadOutput, HeadSpec
+from .protocols import Head, HeadOutput, HeadSpec, Propagated
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "HeadOutput",
     "HeadSpec",
     "PluginLoadError",
+    "Propagated",
     "RSKPConfig",
     "RSKPError",
     "RSKPWrapper",

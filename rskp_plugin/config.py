@@ -75,6 +75,8 @@ class RSKPConfig:
     fusion: FusionConfig = attrs.field(factory=FusionConfig)
     walk_weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])  # w
     walk_temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda of the BiRW affinity
+    # heads with ``forward_branches`` get the walk's output factored (same numbers, fewer passes over the features)
+    factored_branches: bool = True
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> "RSKPConfig":

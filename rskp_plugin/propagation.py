@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ._shapes import expect, expect_finite
 from .errors import ShapeError
+from .protocols import Propagated
 
 _EPS = 1e-9  # added to norms and column sums, as the official code does
 
@@ -155,6 +156,54 @@ def birw(
     return out[0] if squeeze else out
 
 
+def _factors_forward(f: Tensor, mu: Tensor, mask: Tensor | None, reps_mask: Tensor | None, w: float, lam: float):
+    """Forward of eq. 6 up to its factors Z (B, T, n) and M (B, n, d), with F* = (1 - w) F + Z M on real rows;
+    returns (z, m, saved) where ``saved`` is what ``_factors_backward`` needs."""
+    fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask)
+    colsum = z.sum(dim=1)  # (B, n)
+    scale = colsum.clamp(min=_EPS)
+    nrm = z / scale[:, None, :]  # (B, T, n)
+    nrm_t = nrm.transpose(1, 2)
+    a = torch.bmm(nrm_t, z)  # (B, n, n)
+    eye = torch.eye(mu.shape[1], dtype=f.dtype, device=f.device)
+    k = eye - (w * w) * a
+    rhs = torch.bmm(nrm_t, f) + w * torch.bmm(a, mu)  # (B, n, d)
+    sol = torch.linalg.solve(k, rhs)
+    m = (1.0 - w) * (w * mu + (w * w) * sol)  # (B, n, d)
+    return z, m, (f, mu, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol)
+
+
+def _factors_backward(saved, dz: Tensor, dm: Tensor, w: float, lam: float, df: Tensor) -> tuple[Tensor, Tensor]:
+    """Backward of ``_factors_forward`` from the gradients of its outputs Z (dz) and M (dm); adds the gradient
+    of F into ``df`` (B, T, d, modified in place) and returns (df, dmu)."""
+    f, mu, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol = saved
+    dmu = ((1.0 - w) * w) * dm
+    # M = (1 - w)(w mu + w^2 sol),  sol = K^-1 rhs,  K = I - w^2 A
+    drhs = torch.linalg.solve(k.transpose(1, 2), ((1.0 - w) * w * w) * dm)  # (B, n, d)
+    da = (w * w) * torch.bmm(drhs, sol.transpose(1, 2)) + w * torch.bmm(drhs, mu.transpose(1, 2))
+    dmu = dmu + w * torch.bmm(a.transpose(1, 2), drhs)  # rhs = N^T F + w A mu
+    # N^T F and A = N^T Z
+    dn = torch.bmm(f, drhs.transpose(1, 2)) + torch.bmm(z, da.transpose(1, 2))  # (B, T, n)
+    dz = dz + torch.bmm(nrm, da)
+    # N = Z / max(colsum, eps)
+    dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
+    dz = dz + dn / scale[:, None, :] + dscale[:, None, :]
+    # Z = softmax(lambda r P) on real rows / real representatives (z = 0 elsewhere, so dl = 0 there)
+    dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
+    dp = (lam * inv)[..., None] * dl  # (B, T, n)
+    dinv = lam * (dl * p).sum(dim=-1)  # (B, T)
+    du = torch.bmm(dp.transpose(1, 2), f)  # (B, n, d)
+    # r = 1 / (|f| + eps): dr/df = -r^2 f / |f|
+    coef = -dinv * inv * inv / fnorm.clamp(min=torch.finfo(f.dtype).tiny)  # (B, T)
+    df.addcmul_(coef[..., None], f)
+    df.baddbmm_(torch.cat([nrm, dp], dim=2), torch.cat([drhs, u], dim=1))  # N dG + dP U in one product
+    # U = mu / (|mu| + eps)
+    denom = mnorm + _EPS
+    radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
+    dmu = dmu + du / denom - mu * radial
+    return df, dmu
+
+
 class _WoodburyBiRW(torch.autograd.Function):
     """Eq. 6 in Woodbury form with an analytic backward.
 
@@ -170,59 +219,73 @@ class _WoodburyBiRW(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
-        fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask)
-        colsum = z.sum(dim=1)  # (B, n)
-        scale = colsum.clamp(min=_EPS)
-        nrm = z / scale[:, None, :]  # (B, T, n)
-        nrm_t = nrm.transpose(1, 2)
-        a = torch.bmm(nrm_t, z)  # (B, n, n)
-        eye = torch.eye(mu.shape[1], dtype=f.dtype, device=f.device)
-        k = eye - (w * w) * a
-        rhs = torch.bmm(nrm_t, f) + w * torch.bmm(a, mu)  # (B, n, d)
-        sol = torch.linalg.solve(k, rhs)
-        m = (1.0 - w) * (w * mu + (w * w) * sol)  # (B, n, d)
+        z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam)
         out = torch.baddbmm(f, z, m, beta=1.0 - w)  # (B, T, d)
         if mask is not None:
             out = out.mul_(mask[..., None].to(out.dtype))  # padded rows of F* are zero
-        ctx.save_for_backward(f, mu, mask, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol, m)
+        ctx.save_for_backward(mask, m, *saved)
         ctx.w, ctx.lam = w, lam
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, go):  # type: ignore[override]
-        f, mu, mask, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol, m = ctx.saved_tensors
-        w, lam = ctx.w, ctx.lam
+        mask, m, *saved = ctx.saved_tensors
+        z = saved[7]
         # F* = (1 - w) F + Z M
         dz = torch.bmm(go, m.transpose(1, 2))  # (B, T, n); padded rows die in the softmax backward (z = 0)
         dm = torch.bmm(z.transpose(1, 2), go)  # (B, n, d)
-        dmu = ((1.0 - w) * w) * dm
-        # M = (1 - w)(w mu + w^2 sol),  sol = K^-1 rhs,  K = I - w^2 A
-        drhs = torch.linalg.solve(k.transpose(1, 2), ((1.0 - w) * w * w) * dm)  # (B, n, d)
-        da = (w * w) * torch.bmm(drhs, sol.transpose(1, 2)) + w * torch.bmm(drhs, mu.transpose(1, 2))
-        dmu = dmu + w * torch.bmm(a.transpose(1, 2), drhs)  # rhs = N^T F + w A mu
-        # N^T F and A = N^T Z
-        dn = torch.bmm(f, drhs.transpose(1, 2)) + torch.bmm(z, da.transpose(1, 2))  # (B, T, n)
-        dz = dz + torch.bmm(nrm, da)
-        # N = Z / max(colsum, eps)
-        dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
-        dz = dz + dn / scale[:, None, :] + dscale[:, None, :]
-        # Z = softmax(lambda r P) on real rows / real representatives (z = 0 elsewhere, so dl = 0 there)
-        dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
-        dp = (lam * inv)[..., None] * dl  # (B, T, n)
-        dinv = lam * (dl * p).sum(dim=-1)  # (B, T)
-        du = torch.bmm(dp.transpose(1, 2), f)  # (B, n, d)
-        # r = 1 / (|f| + eps): dr/df = -r^2 f / |f|
-        coef = -dinv * inv * inv / fnorm.clamp(min=torch.finfo(f.dtype).tiny)  # (B, T)
-        scale_go = torch.full_like(coef, 1.0 - w) if mask is None else (1.0 - w) * mask.to(f.dtype)
-        df = go * scale_go[..., None]
-        df.addcmul_(coef[..., None], f)
-        df.baddbmm_(torch.cat([nrm, dp], dim=2), torch.cat([drhs, u], dim=1))  # N dG + dP U in one product
-        # U = mu / (|mu| + eps)
-        denom = mnorm + _EPS
-        radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
-        dmu = dmu + du / denom - mu * radial
+        scale_go = (1.0 - ctx.w) if mask is None else (1.0 - ctx.w) * mask[..., None].to(go.dtype)
+        df, dmu = _factors_backward(saved, dz, dm, ctx.w, ctx.lam, go * scale_go)
         return df, dmu, None, None, None, None
+
+
+class _BiRWFactors(torch.autograd.Function):
+    """Eq. 6 up to its factors (Z, M): the forward and analytic backward of ``_WoodburyBiRW`` without F*."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
+        z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam)
+        ctx.save_for_backward(*saved)
+        ctx.w, ctx.lam = w, lam
+        return z, m
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dz, dm):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        f = saved[0]
+        dz = torch.zeros_like(saved[7]) if dz is None else dz
+        dm = torch.zeros_like(saved[1]) if dm is None else dm
+        df, dmu = _factors_backward(saved, dz, dm, ctx.w, ctx.lam, torch.zeros_like(f))
+        return df, dmu, None, None, None, None
+
+
+def birw_factors(
+    features: Tensor,
+    reps: Tensor,
+    w: float = 0.5,
+    temperature: float = 5.0,
+    mask: Tensor | None = None,
+    *,
+    reps_mask: Tensor | None = None,
+    check_finite: bool = True,
+) -> Propagated:
+    """``birw`` (eq. 6) returned factored, F* = (1 - w) F + Z M on real snippets, without forming F*.
+
+    Args and shapes as ``birw`` with a batch axis: features (B, T, d), reps (B, n, d), mask (B, T), reps_mask
+    (B, n).
+
+    Returns:
+        ``Propagated`` whose ``dense()`` equals ``birw(...)``; gradients reach F and mu through every use.
+    """
+    if features.dim() != 3:
+        raise ShapeError(f"birw_factors takes batched features (B, T, d), got shape {tuple(features.shape)}")
+    f, mu, mask, reps_mask, _ = _prepare(features, reps, w, mask, reps_mask, check_finite)
+    z, m = _BiRWFactors.apply(f, mu, mask, reps_mask, float(w), float(temperature))
+    keep = torch.ones(f.shape[:2], dtype=z.dtype, device=f.device) if mask is None else mask.to(z.dtype)
+    return Propagated(f.to(z.dtype), (1.0 - float(w)) * keep, z, m)
 
 
 def birw_unrolled(

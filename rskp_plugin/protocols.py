@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import attrs
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -31,6 +32,60 @@ class HeadOutput(NamedTuple):
     attention: Tensor | None
     cas: Tensor
     extras: dict[str, Tensor] = {}
+
+
+class Propagated(NamedTuple):
+    """The BiRW output kept factored: F* = s F + Z M (eq. 6 regrouped; ``propagation.birw_factors``).
+
+    Z M has rank n (n representatives), so a head that only needs affine maps, temporal poolings or norms of F*
+    gets them from its products over F (shared with the main branch) and small (n, d) products, without ever
+    forming F* or reading F once per map (``Head.forward_branches``).
+
+    Attributes:
+        features: (B, T, d) F, the walk's input.
+        scale: (B, T) s: 1 - w on real snippets, 0 on padding.
+        z: (B, T, n) the affinity Z of eq. 2 (zero rows on padding).
+        m: (B, n, d) M = (1 - w)(w mu + w^2 (I - w^2 N^T Z)^-1 N^T (F + w Z mu)).
+    """
+
+    features: Tensor
+    scale: Tensor
+    z: Tensor
+    m: Tensor
+
+    def dense(self) -> Tensor:
+        """F* itself (B, T, d), equal to ``birw``."""
+        return torch.baddbmm(self.scale[..., None] * self.features, self.z, self.m)
+
+    def linear(self, base: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """F* W^T + b from ``base`` = F W^T + b (B, T, h): only an (n, d) x (d, h) product is new.
+
+        Args:
+            base: (B, T, h) the same affine map applied to F.
+            weight: (h, d); bias: (h,) or None.
+
+        Returns:
+            (B, T, h).
+        """
+        low = torch.bmm(self.z, torch.matmul(self.m, weight.t()))  # (B, T, h)
+        if bias is None:
+            return torch.addcmul(low, self.scale[..., None], base)
+        return torch.addcmul(low + bias, self.scale[..., None], base - bias)
+
+    def pool(self, weights: Tensor) -> Tensor:
+        """Temporal poolings sum_t weights[t, k] F*_t: weights (B, T, K) -> (B, K, d); one read of F for all K."""
+        return torch.baddbmm(
+            torch.bmm(weights.transpose(1, 2), self.z) @ self.m,  # (B, K, d)
+            (weights * self.scale[..., None]).transpose(1, 2), self.features,
+        )
+
+    def squared_norms(self, base_squared: Tensor) -> Tensor:
+        """|F*_t|^2 (B, T) from |F_t|^2 (B, T): s^2 |F_t|^2 + 2 s Z_t . (F M^T)_t + Z_t (M M^T) Z_t^T."""
+        cross = torch.bmm(self.features, self.m.transpose(1, 2))  # (B, T, n)
+        gram = torch.bmm(self.m, self.m.transpose(1, 2))  # (B, n, n)
+        s = self.scale
+        quad = (torch.bmm(self.z, gram) * self.z).sum(dim=-1)
+        return (s * s * base_squared + 2.0 * s * (self.z * cross).sum(dim=-1) + quad).clamp(min=0.0)
 
 
 @runtime_checkable
@@ -63,6 +118,13 @@ class Head(Protocol):
     def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """The head's own extra loss terms, already weighted (main branch only); may be empty."""
         ...
+
+    # Optional, for speed: ``forward_branches(x, mask, walked) -> [HeadOutput, ...]`` where ``walked`` is a list of
+    # ``rskp_plugin.propagation.Propagated`` (the BiRW outputs F* = s F + Z M kept factored). It must return
+    # ``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` (``check_head`` compares them) and may share
+    # its products over x between the branches (``Propagated.linear``, ``.pool``, ``.squared_norms``). A head
+    # whose forward draws dropout or applies a non-linearity to x before its first linear map cannot share them
+    # and should not define it.
 
 
 @attrs.frozen(kw_only=True)

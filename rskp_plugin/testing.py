@@ -36,6 +36,7 @@ CHECKS = (
     "padded_batch_equals_single",
     "snippetwise_classify",
     "optional_members",
+    "factored_branches",
     "finite_gradients",
     "scalar_losses",
     "determinism",
@@ -262,6 +263,49 @@ def _check_optional(factory: Callable[..., Any], case: _Case, c: int, d_in: int,
                    "(video_scores)", atol, rtol)
 
 
+def _check_factored(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
+    """``forward_branches`` (optional) equals the head on each walked feature tensor, values and gradients."""
+    head = factory(num_classes=c, feature_dim=d_in).double().eval()
+    own = getattr(head, "forward_branches", None)
+    if own is None:
+        return
+    from .propagation import birw_factors
+
+    gen = torch.Generator().manual_seed(5)
+    feats = head.embed(case.garbage.double(), case.mask).detach().requires_grad_()
+    batch, d = feats.shape[0], feats.shape[-1]
+    reps = torch.randn(batch, 4, d, generator=gen, dtype=torch.float64).requires_grad_()
+    memory = torch.randn(batch, 6, d, generator=gen, dtype=torch.float64)
+    memory_mask = torch.rand(batch, 6, generator=gen) < 0.7
+    walked = [birw_factors(feats, reps, 0.5, 5.0, case.mask),
+              birw_factors(feats, memory, 0.5, 5.0, case.mask, reps_mask=memory_mask)]
+    fast = list(own(feats, case.mask, walked))
+    slow = [head(feats, case.mask)] + [head(w.dense(), case.mask) for w in walked]
+    if len(fast) != len(slow):
+        _fail(f"forward_branches returned {len(fast)} outputs for 2 walks; expected 3 (main first)")
+    labels = case.labels.double()
+    grads = []
+    for outs in (fast, slow):
+        total = sum(_total(head, o, labels, case.mask) for o in outs)
+        total = total + sum((o.cas * case.mask[..., None]).sum() + o.tcam[case.mask].sum() for o in outs)
+        inputs = [feats, reps] + [q for q in head.parameters() if q.requires_grad]
+        grads.append(torch.autograd.grad(total, inputs, retain_graph=True, allow_unused=True))
+    for i, (a, b) in enumerate(zip(fast, slow)):
+        for name, value in _fields(b).items():
+            mine = _fields(a).get(name)
+            if mine is None:
+                _fail(f"forward_branches output {i} has no {name}")
+            if name != "video_scores":
+                mine, value = mine[case.mask], value[case.mask]
+            _close(mine, value, f"forward_branches output {i} vs the head on the walked features ({name})", atol, rtol)
+    names = ["features", "representatives"] + [n for n, q in head.named_parameters() if q.requires_grad]
+    for name, a, b in zip(names, *grads):
+        if (a is None) != (b is None):
+            _fail(f"forward_branches: gradient of {name} is {'missing' if a is None else 'extra'}")
+        if a is not None:
+            _close(a, b, f"forward_branches: gradient of the losses w.r.t. {name}", atol, rtol)
+
+
 def _check_gradients(factory: Callable[..., Any], case: _Case, c: int, d_in: int, **_: Any) -> None:
     head = factory(num_classes=c, feature_dim=d_in).train()
     torch.manual_seed(0)
@@ -352,6 +396,7 @@ _CHECK_FUNCTIONS = {
     "padded_batch_equals_single": _check_padded,
     "snippetwise_classify": _check_classify,
     "optional_members": _check_optional,
+    "factored_branches": _check_factored,
     "finite_gradients": _check_gradients,
     "scalar_losses": _check_scalars,
     "determinism": _check_determinism,
@@ -382,7 +427,9 @@ def check_head(
     the mean of the per-video losses); ``snippetwise_classify`` (permuting snippets permutes ``classify``'s
     output; any leading shape works); ``optional_members`` (where defined: ``attention_normalization`` is a bool,
     ``representative_scores`` gives (B, n, C) probabilities, ``fuse`` keeps the shapes and fusing two equal branches
-    with weights summing to 1 keeps the video scores); ``finite_gradients`` (the head's losses reach every parameter with finite
+    with weights summing to 1 keeps the video scores); ``factored_branches`` (where ``forward_branches`` is defined:
+    its outputs and the gradients of the losses through them equal the head run on each ``Propagated.dense()``,
+    float64); ``finite_gradients`` (the head's losses reach every parameter with finite
     gradients); ``scalar_losses`` (``classification_loss`` and each ``auxiliary_loss`` term are finite scalars that
     depend on the parameters); ``determinism`` (the same seed gives the same parameters and training-mode
     outputs); ``state_dict_round_trip`` (a saved and reloaded state_dict reproduces the outputs);

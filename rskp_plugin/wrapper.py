@@ -6,6 +6,7 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
     mu_a  = summarizer(F)                      (B, n, d)      eq. 2-3
     intra = head(birw(F, mu_a))                               eq. 6
     inter = head(birw(F, memory[labels]))      after the memory is filled (warm-up)
+    (a head with ``forward_branches`` computes the three at once from the factored walks, same numbers)
     loss  = L_cls(main, intra, 0.5 inter) + alpha L_kd(main.tcam, fused teacher) + beta L_att(main) + head aux
 """
 
@@ -21,7 +22,7 @@ from .config import RSKPConfig
 from .errors import ShapeError
 from .losses import attention_normalization, distillation
 from .memory import MemoryBank
-from .propagation import birw
+from .propagation import birw, birw_factors
 from .protocols import Head, HeadOutput
 from .summarizer import EMSummarizer
 
@@ -155,6 +156,22 @@ class RSKPWrapper(nn.Module):
             reps_mask=reps_mask, check_finite=False,
         )
 
+    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]) -> list[HeadOutput]:
+        """The head on F and on the BiRW output for each (reps (B, n, d), reps_mask) of ``walks``: [main, ...].
+
+        A head with ``forward_branches`` receives the walks factored (``Propagated``) and shares its products over
+        F between the branches; any other head runs on each F* in turn. Both give the same numbers.
+        """
+        head, cfg = self.head, self.config
+        own = getattr(head, "forward_branches", None) if cfg.factored_branches else None
+        if own is None:
+            return [head(feats, mask)] + [head(self._propagate(feats, r, mask, rm), mask) for r, rm in walks]
+        walked = [
+            birw_factors(feats, r, cfg.walk_weight, cfg.walk_temperature, mask, reps_mask=rm, check_finite=False)
+            for r, rm in walks
+        ]
+        return list(own(feats, mask, walked))
+
     def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
         """Run all branches; with labels, also the losses (and, in training after warm-up, a memory update).
 
@@ -169,10 +186,8 @@ class RSKPWrapper(nn.Module):
         features, mask = _validate(self.head, features, mask, labels)
         head, cfg = self.head, self.config
         feats = head.embed(features, mask)  # (B, T, d)
-        main = head(feats, mask)
         reps = self.summarizer(feats, mask)  # (B, n, d)
-        intra = head(self._propagate(feats, reps, mask), mask)
-        inter = None
+        walks: list[tuple[Tensor, Tensor | None]] = [(reps, None)]  # intra: the video's own representatives
         offer = None  # (reps, scores) this training forward offers to the memory bank
         if labels is not None and self.memory_ready:
             if self.training:
@@ -183,7 +198,9 @@ class RSKPWrapper(nn.Module):
                 mem, mem_mask = self.memory.retrieve_in_order(*offer, labels)
             else:
                 mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
-            inter = head(self._propagate(feats, mem.to(feats.dtype), mask, mem_mask), mask)
+            walks.append((mem.to(feats.dtype), mem_mask))  # inter: the memory of the video's classes
+        main, intra, *rest = self._branches(feats, mask, walks)
+        inter = rest[0] if rest else None
 
         if cfg.fusion.use_intra_at_test:
             fused = fuse_outputs(head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main])

@@ -129,6 +129,11 @@ class LostBuffer(GoodHead):
         return self.classifier(x) / (1 + self.temperature)
 
 
+class StaleBranches(GoodHead):
+    def forward_branches(self, x, mask, walked):
+        return [self(x, mask) for _ in range(len(walked) + 1)]  # ignores the walks: every branch is the main one
+
+
 def test_good_head_passes():
     assert check_head(GoodHead) == list(CHECKS)
 
@@ -145,6 +150,7 @@ def test_good_head_passes():
         (NoEmbedMask, "shapes_and_dtypes"),
         (WrongShape, "shapes_and_dtypes"),
         (LostBuffer, "state_dict_round_trip"),
+        (StaleBranches, "factored_branches"),
     ],
 )
 def test_broken_head_fails_the_right_check(head, failed):

@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rskp_plugin.errors import ShapeError
-from rskp_plugin.propagation import affinity, birw, birw_dense, birw_official, birw_unrolled, column_normalize
+from rskp_plugin.propagation import (
+    affinity,
+    birw,
+    birw_dense,
+    birw_factors,
+    birw_official,
+    birw_unrolled,
+    column_normalize,
+)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -150,3 +158,41 @@ def test_analytic_backward_matches_autograd_of_dense_solve(lengths, n, w, seed):
     ref = torch.autograd.grad((birw_dense(f, mu, w, mask=mask, reps_mask=reps_mask) * weight).sum(), (f, mu))
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=3), st.integers(1, 6), st.floats(0.05, 0.95),
+       st.integers(0, 2**16))
+def test_factored_walk_equals_birw_in_values_maps_and_gradients(lengths, n, w, seed):
+    """F* = s F + Z M: dense(), linear(), pool() and squared_norms() equal the same maps of ``birw``'s output, and
+    the gradients through the factors (analytic backward) equal autograd of the dense solve."""
+    g = torch.Generator().manual_seed(seed)
+    b, tmax, d, h, k = len(lengths), max(lengths), 5, 3, 2
+    f = torch.randn(b, tmax, d, generator=g, dtype=torch.float64).abs().requires_grad_()
+    mu = torch.randn(b, n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    reps_mask = torch.arange(n)[None] < torch.randint(0, n + 1, (b,), generator=g)[:, None]  # some have none
+    weight, bias = torch.randn(h, d, generator=g, dtype=torch.float64), torch.randn(h, generator=g, dtype=torch.float64)
+    pool_w = torch.rand(b, tmax, k, generator=g, dtype=torch.float64) * mask[..., None]
+
+    def maps(x):  # (B, T, d) -> the maps a head takes of it, each weighted by a fixed random tensor
+        return [torch.nn.functional.linear(x, weight, bias)[mask], torch.einsum("btk,btd->bkd", pool_w, x),
+                (x * x).sum(-1)[mask], x]
+
+    walked = birw_factors(f, mu, w, mask=mask, reps_mask=reps_mask)
+    base = torch.nn.functional.linear(f, weight, bias)
+    fast = [walked.linear(base, weight, bias)[mask], walked.pool(pool_w), walked.squared_norms((f * f).sum(-1))[mask],
+            walked.dense()]
+    slow = maps(birw_dense(f, mu, w, mask=mask, reps_mask=reps_mask))
+    for a, ref in zip(fast, slow):
+        torch.testing.assert_close(a, ref, rtol=1e-9, atol=1e-10)
+    coefs = [torch.randn(x.shape, generator=g, dtype=torch.float64) for x in slow]
+    grads = [torch.autograd.grad(sum((x * c).sum() for x, c in zip(xs, coefs)), (f, mu), retain_graph=True)
+             for xs in (fast, slow)]
+    for a, ref in zip(*grads):
+        torch.testing.assert_close(a, ref, rtol=1e-8, atol=1e-10)
+    assert not bool(walked.dense()[~mask].any())  # padded rows of F* are zero, as birw's
+
+
+def test_factored_walk_needs_a_batch_axis():
+    with pytest.raises(ShapeError, match="batched"):
+        birw_factors(torch.randn(5, 3), torch.randn(2, 3))

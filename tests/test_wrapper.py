@@ -185,3 +185,38 @@ def test_toy_head_learns_a_separable_problem(wrap):
         opt.step()
     assert float(loss.detach()) < 0.5 * first
     assert accuracy() >= 0.9 > before
+
+
+@pytest.mark.parametrize("name", ["facnet", "stpn", "bm"])
+def test_factored_branches_give_the_dense_walk_numbers(name):
+    """Heads with ``forward_branches``: the same losses, outputs, gradients and memory as running each branch on
+    the materialised walk (``factored_branches: false``), with the inter branch on."""
+    import attrs
+
+    from rskp_plugin import create_head
+
+    x, mask, labels = _batch([12, 5, 9], feature_dim=8, classes=3, seed=4)
+    runs = []
+    for factored in (True, False):
+        torch.manual_seed(0)
+        head = create_head(name, num_classes=3, feature_dim=8, embed_dim=8, dropout=0.0)
+        calls = []
+        own = head.forward_branches
+        head.forward_branches = lambda *args: calls.append(1) or own(*args)
+        model = RSKPWrapper(head, attrs.evolve(RSKPConfig(), factored_branches=factored)).double()
+        model.initialize_memory([(x, mask, labels)])
+        model.train()
+        out = model(x, mask, labels)
+        out.loss.backward()
+        assert len(calls) == (1 if factored else 0)
+        runs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                     model.memory.bank.clone()))
+    (fast, fast_grads, fast_bank), (slow, slow_grads, slow_bank) = runs
+    assert fast.inter is not None and set(fast.losses) == set(slow.losses)
+    for key in fast.losses:
+        torch.testing.assert_close(fast.losses[key], slow.losses[key], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.cas, slow.cas, rtol=1e-10, atol=1e-12)
+    assert fast_grads.keys() == slow_grads.keys()
+    for key in fast_grads:
+        torch.testing.assert_close(fast_grads[key], slow_grads[key], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(fast_bank, slow_bank)
