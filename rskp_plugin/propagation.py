@@ -13,6 +13,8 @@ Three formulations of the same operator, all mask-aware:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -137,7 +139,7 @@ def birw(
     Woodbury identity (I_T - w^2 Z N^T)^-1 = I_T + w^2 Z (I_n - w^2 N^T Z)^-1 N^T, so with b = w Z mu + F only an
     n x n system is solved: F* = (1 - w) (b + w^2 Z (I_n - w^2 N^T Z)^-1 N^T b). Cost O(T n d + n^3) per video.
     The forward and the hand-written backward read the (T, d) data a handful of times and write it once each
-    (see ``_WoodburyBiRW``); under CUDA autocast it runs in float32 (the n x n solve needs it).
+    (see ``_WoodburyBiRW``); under autocast (CUDA or CPU) it runs in float32 (the n x n solve needs it).
 
     Args:
         features: (T, d) or (B, T, d) snippet features F.
@@ -152,8 +154,22 @@ def birw(
         F*: the shape of ``features``; padded rows are zero.
     """
     f, mu, mask, reps_mask, squeeze = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    out = _WoodburyBiRW.apply(f, mu, mask, reps_mask, float(w), float(temperature))
+    with _float32(f) as cast:
+        out = _WoodburyBiRW.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature))
     return out[0] if squeeze else out
+
+
+@contextlib.contextmanager
+def _float32(like: Tensor):
+    """Under autocast on ``like``'s device (CUDA or CPU): autocast off inside, and a cast of the inputs to float32
+    (the n x n solve and the softmax over n need it; low-precision inputs would also break the hand-written
+    backward's dtype checks). Without autocast, inputs pass unchanged. Yields the cast function."""
+    device = like.device.type
+    if not torch.is_autocast_enabled(device):
+        yield lambda t: t
+        return
+    with torch.autocast(device_type=device, enabled=False):
+        yield lambda t: t.float()
 
 
 def _factors_forward(f: Tensor, mu: Tensor, mask: Tensor | None, reps_mask: Tensor | None, w: float, lam: float):
@@ -217,7 +233,6 @@ class _WoodburyBiRW(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
         z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam)
         out = torch.baddbmm(f, z, m, beta=1.0 - w)  # (B, T, d)
@@ -244,7 +259,6 @@ class _BiRWFactors(torch.autograd.Function):
     """Eq. 6 up to its factors (Z, M): the forward and analytic backward of ``_WoodburyBiRW`` without F*."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
         z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam)
         ctx.save_for_backward(*saved)
@@ -283,7 +297,8 @@ def birw_factors(
     if features.dim() != 3:
         raise ShapeError(f"birw_factors takes batched features (B, T, d), got shape {tuple(features.shape)}")
     f, mu, mask, reps_mask, _ = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    z, m = _BiRWFactors.apply(f, mu, mask, reps_mask, float(w), float(temperature))
+    with _float32(f) as cast:
+        z, m = _BiRWFactors.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature))
     keep = torch.ones(f.shape[:2], dtype=z.dtype, device=f.device) if mask is None else mask.to(z.dtype)
     return Propagated(f.to(z.dtype), (1.0 - float(w)) * keep, z, m)
 

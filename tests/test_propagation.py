@@ -196,3 +196,19 @@ def test_factored_walk_equals_birw_in_values_maps_and_gradients(lengths, n, w, s
 def test_factored_walk_needs_a_batch_axis():
     with pytest.raises(ShapeError, match="batched"):
         birw_factors(torch.randn(5, 3), torch.randn(2, 3))
+
+
+def test_autocast_runs_the_walk_in_float32_on_the_cpu_too():
+    """bfloat16 autocast (CPU here; CUDA takes the same path) must not reach the n x n solve or the backward."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(2, 9, 6, generator=g).abs().requires_grad_()
+    mu = torch.randn(2, 3, 6, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = f.to(torch.bfloat16)  # a bfloat16 activation, as an autocast layer gives
+        out, walked = birw(low, mu), birw_factors(low, mu)
+    assert out.dtype == walked.z.dtype == walked.m.dtype == torch.float32
+    ref = birw(low.detach().float(), mu.detach())
+    torch.testing.assert_close(out.detach(), ref)
+    torch.testing.assert_close(walked.dense().detach(), ref)
+    (out.sum() + walked.dense().sum()).backward()
+    assert bool(torch.isfinite(f.grad).all()) and bool(torch.isfinite(mu.grad).all())
