@@ -71,3 +71,29 @@ def test_module_gradient_flows_to_initial_means():
 def test_bad_width():
     with pytest.raises(ValueError, match="d=4"):
         EMSummarizer(4)(torch.randn(1, 5, 3))
+
+
+@given(st.lists(st.integers(1, 20), min_size=1, max_size=3), st.integers(1, 6), st.integers(1, 3),
+       st.floats(0.5, 10.0), st.integers(0, 2**16))
+def test_module_backward_equals_autograd_through_the_em_steps(lengths, n, iterations, temperature, seed):
+    """The summariser's hand-written backward gives autograd's gradients of the ``em_step`` loop (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    tmax, d = max(lengths), 5
+    s = EMSummarizer(d, n, iterations, temperature).double()
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    f = (torch.randn(len(lengths), tmax, d, generator=g, dtype=torch.float64).abs() * mask[..., None]).requires_grad_()
+    weight = torch.randn(len(lengths), n, d, generator=g, dtype=torch.float64)
+    fast = s(f, mask)
+    slow = _with_means(s, s.initial_means)(f, mask)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad((x * weight).sum(), (f, s.initial_means)) for x in (fast, slow)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_module_gradcheck():
+    torch.manual_seed(1)
+    s = EMSummarizer(4, 3, 2).double()
+    f = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    assert torch.autograd.gradcheck(lambda x: s(x, mask), (f,))
