@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import fused_linear, masked_gaussian_smooth, masked_mean, masked_sum
+from rskp_plugin.functional import masked_gaussian_smooth, masked_mean, masked_sum, relu_dropout
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
@@ -126,7 +126,7 @@ class BMHead(nn.Module):
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
         sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return self.dropout(torch.relu(self.embedding(features))) * mask[..., None]
+        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
 
     def classify(self, x: Tensor) -> Tensor:
         """S = W x + b over C+1 classes, snippet-wise. x (..., d) -> (..., C+1)."""

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
+from rskp_plugin.functional import relu_dropout
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
@@ -86,7 +87,7 @@ class FACNetHead(nn.Module):
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
         sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return self.dropout(torch.relu(self.embedding(features))) * mask[..., None]
+        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
 
     def classify(self, x: Tensor) -> Tensor:
         """TCAM logits S = s cos(x, A), snippet-wise (heads.md 1.3 step 1). x (..., d) -> (..., C+1)."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_sum
+from rskp_plugin.functional import masked_sum, relu_dropout
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
@@ -84,7 +84,7 @@ class STPNHead(nn.Module):
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
         sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return self.dropout(torch.relu(self.embedding(features))) * mask[..., None]
+        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
 
     def classify(self, x: Tensor) -> Tensor:
         """T-CAM logits a_t = W x_t + b, snippet-wise. x (..., d) -> (..., C)."""

@@ -98,12 +98,42 @@ def masked_gaussian_smooth(x: Tensor, mask: Tensor, *, sigma: float = 1.0, trunc
     return out.reshape(x.shape) * _expand(mask, x).to(x.dtype)
 
 
-def fused_linear(x: Tensor, *layers: torch.nn.Linear) -> tuple[Tensor, ...]:
-    """Apply several Linear layers to the same input in one matrix product (one read of x instead of one per layer).
+class _ReluDropoutMask(torch.autograd.Function):
+    """relu(y) * keep / (1 - p) * mask in one multiplier m = keep / (1 - p) * (y > 0) * mask, saved for backward."""
 
-    x (..., d) -> one (..., out_i) tensor per layer, equal to ``layer(x)``; gradients reach each layer's parameters.
+    @staticmethod
+    def forward(ctx, y, p, mask):  # type: ignore[override]
+        # uniform draws in float32 whatever y's dtype: a bfloat16 uniform has too few levels for a fair keep rate
+        m = torch.rand(y.shape, dtype=torch.float32, device=y.device).ge_(p).to(y.dtype)
+        m.mul_(y > 0).mul_(mask[..., None].to(y.dtype)).mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(m)
+        return y * m
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        (m,) = ctx.saved_tensors
+        return grad * m, None, None
+
+
+def relu_dropout(y: Tensor, p: float, training: bool, mask: Tensor) -> Tensor:
+    """Dropout(ReLU(y)) zeroed on padding, the embedding activation of FAC-Net, STPN and BM, in one pass.
+
+    The same distribution as ``nn.Dropout(p)(torch.relu(y)) * mask[..., None]`` (each unit kept with probability
+    1 - p and scaled by 1 / (1 - p)), from uniform draws instead of ``bernoulli_``, which is several times slower
+    on the CPU; forward and backward each read and write the (B, T, d) data once.
+
+    Args:
+        y: (B, T, d) pre-activation.
+        p: drop probability in [0, 1).
+        training: draw dropout only in training mode.
+        mask: (B, T) bool, True on real snippets.
+
+    Returns:
+        (B, T, d).
     """
-    weight = torch.cat([layer.weight for layer in layers])  # (sum out_i, d)
-    biases = [layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_features) for layer in layers]
-    out = torch.nn.functional.linear(x, weight, torch.cat(biases))
-    return tuple(out.split([layer.out_features for layer in layers], dim=-1))
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return torch.relu(y) * mask[..., None].to(y.dtype)
+    return _ReluDropoutMask.apply(y, float(p), mask)

@@ -15,7 +15,7 @@ from rskp_heads.bm import BMHead
 from rskp_heads.facnet import FACNetHead
 from rskp_heads.stpn import STPNHead
 from rskp_heads.wum import WUMHead
-from rskp_plugin.functional import masked_gaussian_smooth
+from rskp_plugin.functional import masked_gaussian_smooth, relu_dropout
 
 C = 3
 
@@ -416,3 +416,29 @@ def test_wum_distils_its_tcam_without_classifier_dropout():
     noisy.load_state_dict(head.state_dict())
     assert not torch.allclose(noisy(x, mask).tcam, noisy.classify(x))  # the official dropped-out CAS
     assert head.distillation_temperature == 1.0
+
+
+def test_embedding_activation_is_relu_dropout_zero_on_padding():
+    """relu_dropout: keep rate 1 - p, kept units scaled by 1 / (1 - p), padding zero, eval = ReLU; its gradient is
+    the same multiplier (autograd of the masked product it stands for)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(4, 300, 64, generator=g, dtype=torch.float64).requires_grad_()
+    mask = torch.arange(300)[None] < torch.tensor([300, 200, 1, 150])[:, None]
+    torch.manual_seed(0)
+    with torch.enable_grad():  # this file runs under no_grad
+        out = relu_dropout(y, 0.6, True, mask)
+        weight = torch.randn(y.shape, generator=g, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((out * weight).sum(), y)
+    real = (y > 0) & mask[..., None]
+    kept = out != 0
+    assert not bool(kept[~real].any())  # negative units and padding stay zero
+    rate = float(kept[real].double().mean())
+    assert abs(rate - 0.4) < 0.01  # 4 sigma of a binomial over ~38k units
+    torch.testing.assert_close(out[kept], y[kept] / 0.4)
+    torch.testing.assert_close(grad, weight * kept / 0.4)
+    torch.testing.assert_close(relu_dropout(y, 0.6, False, mask), torch.relu(y) * mask[..., None])
+    torch.manual_seed(0)
+    again = relu_dropout(y, 0.6, True, mask)
+    assert torch.equal(again, out)  # the global seed fixes the draw
+    with pytest.raises(ValueError, match="probability"):
+        relu_dropout(y, 1.0, True, mask)
