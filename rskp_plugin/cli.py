@@ -61,7 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
             "Train a head with RSKP (official recipe by default: Adam 5e-5, weight decay 5e-4, gradients summed over "
             "10 videos, 200 epochs, memory bank after epoch 100). Writes last.pt, best.pt and results.json to the "
             "output folder. Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
-            "keep the config's value. On a shared CPU, OMP_NUM_THREADS=1 is often much faster."
+            "keep the config's value. On a shared CPU, OMP_NUM_THREADS=1 is often much faster. Several processes "
+            "(data-parallel; gloo on CPU, nccl on GPU): torchrun --nproc_per_node=N -m rskp_plugin.cli train ..."
         ),
     )
     p.add_argument("--config", default=None,
@@ -76,6 +77,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
     p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
     p.add_argument("--seed", type=int, default=None, help="sets train.seed (torch, numpy, python, data order)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N; sets train.device")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default=None,
+                   help="bfloat16 autocast: auto = on CUDA only, bf16 = on any device (CPU too), off; sets train.amp")
     p.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
                    help="model selection: best test mAP (paper), best on a held-out training part, or last epoch")
     p.add_argument("--output-dir", default=None, help="run folder for checkpoints and results; sets train.output_dir")
@@ -89,7 +92,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
 def _train_overrides(args: argparse.Namespace) -> list[str]:
     pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
              ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
-             ("train.device", args.device), ("train.selection", args.selection),
+             ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
              ("train.output_dir", args.output_dir)]
     out = [f"{key}={value}" for key, value in pairs if value is not None]
     if args.no_rskp:
@@ -103,10 +106,13 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = _train_overrides(args)
     if args.resume:
         trainer = Trainer.resume(args.resume, overrides=overrides, progress=not args.no_progress, console=err_console)
-        err_console.print(f"resuming {args.resume} after epoch {trainer.epoch}")
+        if trainer.is_main_process:
+            err_console.print(f"resuming {args.resume} after epoch {trainer.epoch}")
     else:
         trainer = Trainer(load_experiment(args.config, overrides), progress=not args.no_progress, console=err_console)
     result = trainer.fit()
+    if not trainer.is_main_process:  # torchrun: rank 0 evaluated, wrote the run folder and reports
+        return 0
     console.print(_results_table(result, trainer))
     if trainer.output_dir is not None:
         console.print(f"checkpoints and results.json in {trainer.output_dir}")

@@ -27,6 +27,7 @@ import os
 import platform
 import subprocess
 import time
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from ..checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from ..config import from_mapping
 from ..errors import CheckpointError, ConfigError
+from . import distributed
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
 from .config import ExperimentConfig, config_to_dict
 from .inference import EvalResult, evaluate_model, forward_batches
@@ -73,6 +75,11 @@ class Trainer:
         progress: show rich progress bars for epochs and evaluation passes; a ``rich.progress.Progress`` that is
             already running (the benchmark's) gets the bars as extra tasks.
         console: rich console for progress and messages (default: a new one on stderr).
+
+    Launched by torchrun with more than one process (``WORLD_SIZE`` > 1), the trainer joins the process group
+    (gloo on the CPU, nccl on CUDA with one GPU per process) and trains data-parallel: see
+    ``rskp_plugin.engine.distributed``. Rank 0 alone evaluates, writes the run folder and shows progress; ``fit``
+    destroys a process group the trainer created once it is done.
     """
 
     def __init__(
@@ -87,13 +94,17 @@ class Trainer:
 
         self.config = config
         self.console = console if console is not None else Console(stderr=True)
-        self.show_progress = progress
-        self.device = resolve_device(config.train.device)
+        self.device, self._owns_process_group = distributed.setup(resolve_device(config.train.device))
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.show_progress = progress if self.is_main_process else False
         self.datasets = datasets if datasets is not None else build_datasets(config)
-        seed_everything(config.train.seed)
+        seed_everything(config.train.seed)  # the same seed on every rank: same data order, same initial weights
         train = self.datasets.train
         self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)
         self.model.to(self.device)
+        if self.world_size > 1:
+            distributed.broadcast_module(self.model)  # identical already; guards against nondeterministic inits
+        self._rank_rng: list[dict[str, Any]] | None = None  # every rank's RNG state, for checkpoints
         opt = config.optimizer
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay
@@ -103,6 +114,11 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.epoch_times: list[float] = []
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on rank 0 (and in a single process): the rank that evaluates, writes files and prints."""
+        return self.rank == 0
 
     # ------------------------------------------------------------------------------------------ training
     @property
@@ -128,35 +144,58 @@ class Trainer:
         shorter); each group is one optimiser step on the sum of its videos' gradients. Inside a group the videos
         run in padded micro-batches of at most ``optimizer.batch_size`` videos, chosen by ``plan_microbatches`` to
         waste little compute on padding; the group's gradient does not depend on how it is split.
+
+        With several processes each group is dealt to the ranks (``distributed.shard_group``) and the ranks'
+        gradients are summed before the step, which is then the single-process step; the returned loss is the
+        mean over all ranks' videos.
         """
         cfg = self.config.optimizer
         model, videos = self.model, self.datasets.train.videos
         model.train()
         order = self.epoch_order(epoch)
-        task = progress.add_task(f"epoch {epoch + 1}", total=len(order)) if progress is not None else None
+        groups = [order[start : start + cfg.accumulation] for start in range(0, len(order), cfg.accumulation)]
+        if self.world_size > 1:  # this rank's share of every group
+            groups = [g[distributed.shard_group([videos[i].num_snippets for i in g], self.world_size)[self.rank]]
+                      for g in groups]
+        total = sum(len(g) for g in groups)
+        task = progress.add_task(f"epoch {epoch + 1}", total=total) if progress is not None else None
         total_loss = 0.0
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, len(order), cfg.accumulation):
-            group = order[start : start + cfg.accumulation]
+        for group in groups:
             lengths = [videos[i].num_snippets for i in group]
-            for micro in plan_microbatches(lengths, cfg.batch_size, group_by_length=cfg.group_by_length):
-                chunk = group[micro]
-                features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
-                with self.autocast():
-                    out = model(features, mask=mask, labels=labels)
-                if out.loss is None or not torch.isfinite(out.loss):
-                    names = [videos[i].name for i in chunk]
-                    raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
-                # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
-                scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
-                (out.loss.float() * scale).backward()
-                total_loss += float(out.loss.detach()) * len(chunk)
-                if task is not None:
-                    progress.advance(task, len(chunk))
+            micros = plan_microbatches(lengths, cfg.batch_size, group_by_length=cfg.group_by_length) if lengths else []
+            with self._memory_updates(training=True):
+                for micro in micros:
+                    chunk = group[micro]
+                    features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
+                    with self.autocast():
+                        out = model(features, mask=mask, labels=labels)
+                    if out.loss is None or not torch.isfinite(out.loss):
+                        names = [videos[i].name for i in chunk]
+                        raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
+                    # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
+                    scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
+                    (out.loss.float() * scale).backward()
+                    total_loss += float(out.loss.detach()) * len(chunk)
+                    if task is not None:
+                        progress.advance(task, len(chunk))
+            if self.world_size > 1:
+                distributed.all_reduce_gradients(model.parameters())
             self._step()
         if task is not None:
             progress.remove_task(task)
+        if self.world_size > 1:
+            total_loss = distributed.all_reduce_sum(total_loss, self.device)
         return total_loss / len(order)
+
+    def _memory_updates(self, *, training: bool) -> contextlib.AbstractContextManager:
+        """With several processes, memory bank updates made in the block are gathered and applied at its end
+        (``distributed.gathered_memory_updates``); a no-op in one process, for models without a memory bank and,
+        in training, before the bank is in use (no update then, on any rank)."""
+        memory = getattr(self.model, "memory", None)
+        if self.world_size <= 1 or memory is None or (training and not getattr(self.model, "memory_ready", False)):
+            return contextlib.nullcontext()
+        return distributed.gathered_memory_updates(memory, self.config.rskp.summarizer.num_representatives)
 
     def _step(self) -> None:
         clip = self.config.optimizer.grad_clip
@@ -184,15 +223,21 @@ class Trainer:
         )
 
     def initialize_memory(self) -> None:
-        """The warm-up pass: training videos in fixed order, eval mode, no gradients (heads.md 1.8)."""
+        """The warm-up pass: training videos in fixed order, eval mode, no gradients (heads.md 1.8).
+
+        With several processes each rank passes over every ``world_size``-th video and the candidates of all are
+        gathered into one update, so every rank ends with the bank one process would fill.
+        """
+        dataset: Any = self.datasets.train
+        if self.world_size > 1:
+            dataset = types.SimpleNamespace(videos=dataset.videos[self.rank :: self.world_size])
         batches = (
             (f, m, l)
             for f, m, l, _ in forward_batches(
-                self.datasets.train, self.config.train.eval_batch_size, self.device, self.datasets.collate,
-                sort_by_length=False,
+                dataset, self.config.train.eval_batch_size, self.device, self.datasets.collate, sort_by_length=False,
             )
         )
-        with self.autocast():
+        with self._memory_updates(training=False), self.autocast():
             self.model.initialize_memory(batches)
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -224,9 +269,29 @@ class Trainer:
     def fit(self, *, stop_after: int | None = None) -> FitResult:
         """Train until ``train.epochs`` (from where a resumed run stopped), evaluating and checkpointing.
 
+        With several processes only rank 0 evaluates and writes files; the other ranks return a result without
+        evaluations. The process group the trainer created is destroyed when the run ends (or fails).
+
         Args:
             stop_after: stop after this many epochs in total (simulates a killed run in tests).
         """
+        try:
+            result = self._fit(stop_after)
+        except BaseException:
+            self.close()
+            raise
+        if self.epoch == self.config.train.epochs:
+            self.close()
+        return result
+
+    def close(self) -> None:
+        """Destroy the process group this trainer created (multi-process runs only); ``fit`` calls it when the
+        run ends. No collective can run afterwards."""
+        if self._owns_process_group:
+            distributed.teardown()
+            self._owns_process_group = False
+
+    def _fit(self, stop_after: int | None) -> FitResult:
         t = self.config.train
         last = t.epochs if stop_after is None else min(t.epochs, stop_after)
         with self._progress() as progress:
@@ -240,6 +305,11 @@ class Trainer:
                 self.epoch += 1
                 if self.memory_due:
                     self.initialize_memory()
+                if self.world_size > 1 and self.output_dir is not None:
+                    # rank 0 writes the checkpoints; each rank resumes from its own generator states
+                    self._rank_rng = distributed.gather_objects(capture_rng_state())
+                if not self.is_main_process:
+                    continue
                 if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
                     record = self._evaluate_all(progress)
                     record["train_loss"] = loss
@@ -258,8 +328,10 @@ class Trainer:
                 progress.remove_task(task)
         final = self.history[-1] if self.history else {}
         result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times)
-        if self.output_dir is not None and self.epoch == t.epochs:
+        if self.output_dir is not None and self.epoch == t.epochs and self.is_main_process:
             self.write_results(result)
+        if self.world_size > 1:
+            distributed.barrier()  # every rank returns once rank 0 has written the run folder
         return result
 
     def _progress(self) -> contextlib.AbstractContextManager:
@@ -283,7 +355,10 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": capture_rng_state(),
-            "trainer": {"history": self.history, "best": self.best, "epoch_times": self.epoch_times},
+            "trainer": {
+                "history": self.history, "best": self.best, "epoch_times": self.epoch_times,
+                **({"rank_rng": self._rank_rng} if self._rank_rng is not None else {}),
+            },
             "meta": self.meta(),
         }
 
@@ -315,7 +390,11 @@ class Trainer:
         self.history = list(trainer.get("history", []))
         self.best = trainer.get("best")
         self.epoch_times = list(trainer.get("epoch_times", []))
-        restore_rng_state(data["rng"])
+        rank_rng = trainer.get("rank_rng")
+        if rank_rng is not None and len(rank_rng) == self.world_size:  # written by a run with as many processes
+            restore_rng_state(rank_rng[self.rank])
+        else:
+            restore_rng_state(data["rng"])
 
     @classmethod
     def resume(
