@@ -1,12 +1,14 @@
-"""Embedding activation: ``relu_dropout`` vs ``nn.Dropout(relu(y)) * mask``, forward + backward, side by side.
+"""Dropout on (B, T, d) features: ``relu_dropout`` vs ``nn.Dropout(relu(y)) * mask`` (the embedding activation of
+FAC-Net, STPN and BM) and ``functional.dropout`` vs ``nn.functional.dropout`` (WUM's classifier input), forward +
+backward, side by side.
 
     python benchmarks/embedding_activation.py                 # (10, 250, 2048) float32, p = 0.6, CPU
     python benchmarks/embedding_activation.py --device cuda
 
 FAC-Net, STPN and BM apply Dropout(0.6) after the ReLU of their embedding, on every (B, T, d) training batch.
 ``nn.Dropout`` draws its mask with ``bernoulli_``; ``relu_dropout`` draws uniforms and folds ReLU, dropout and the
-padding mask into one multiplier, so the forward and the backward each make one pass. Both are timed in the same
-run, interleaved, best of ``--repeats``.
+padding mask into one multiplier, so the forward and the backward each make one pass. All variants are timed in the
+same run, interleaved, best of ``--repeats``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import torch
 
 from _timing import best_time
-from rskp_plugin.functional import relu_dropout
+from rskp_plugin.functional import dropout, relu_dropout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,25 +35,35 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.randn(*args.shape, device=device, requires_grad=True)
     mask = torch.ones(args.shape[:2], dtype=torch.bool, device=device)
     grad = torch.randn(*args.shape, device=device)
-    dropout = torch.nn.Dropout(args.p)
+    module = torch.nn.Dropout(args.p)
 
     def reference():
-        (dropout(torch.relu(y)) * mask[..., None]).backward(grad)
+        (module(torch.relu(y)) * mask[..., None]).backward(grad)
         sync()
 
     def fused():
         relu_dropout(y, args.p, True, mask).backward(grad)
         sync()
 
-    times = {"nn.Dropout(relu(y)) * mask": [], "relu_dropout": []}
-    for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        times["nn.Dropout(relu(y)) * mask"].append(best_time(reference, 1)[0])
-        times["relu_dropout"].append(best_time(fused, 1)[0])
-    ref, new = (min(v) for v in times.values())
+    def plain_reference():
+        torch.nn.functional.dropout(y, args.p, True).backward(grad)
+        sync()
+
+    def plain():
+        dropout(y, args.p, True).backward(grad)
+        sync()
+
+    pairs = [("nn.Dropout(relu(y)) * mask", reference, "relu_dropout", fused),
+             ("nn.functional.dropout", plain_reference, "functional.dropout", plain)]
+    times = {name: [] for a, _, b, _ in pairs for name in (a, b)}
+    for _ in range(args.repeats):  # interleaved, so all see the same machine load
+        for a, fa, b, fb in pairs:
+            times[a].append(best_time(fa, 1)[0])
+            times[b].append(best_time(fb, 1)[0])
     print(f"shape {tuple(args.shape)}, p = {args.p}, {device}, {torch.get_num_threads()} threads, forward + backward")
-    for name, value in times.items():
-        print(f"  {name:28s} {min(value) * 1e3:8.1f} ms")
-    print(f"  speed-up {ref / new:.2f}x")
+    for a, _, b, _ in pairs:
+        ref, new = min(times[a]), min(times[b])
+        print(f"  {a:28s} {ref * 1e3:8.1f} ms   {b:20s} {new * 1e3:8.1f} ms   speed-up {ref / new:.2f}x")
     return 0
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_topk_mean, topk_counts
+from rskp_plugin.functional import dropout, masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
@@ -134,7 +134,8 @@ class WUMHead(nn.Module):
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
         m = mask.to(x.dtype)
-        cas_logits = self.classify(self.dropout(x))  # (B, T, C), the official (dropped-out) CAS for pooling
+        # (B, T, C), the official (dropped-out) CAS for pooling
+        cas_logits = self.classify(dropout(x, self.dropout.p, self.training))
         tcam = cas_logits if self.distill_dropout or not self.training else self.classify(x)
         mags = x.norm(dim=-1) * m  # (B, T)
         k_act, k_bkg = topk_counts(mask, self.r_act), topk_counts(mask, self.r_bkg)  # (B,) each

@@ -98,14 +98,18 @@ def masked_gaussian_smooth(x: Tensor, mask: Tensor, *, sigma: float = 1.0, trunc
     return out.reshape(x.shape) * _expand(mask, x).to(x.dtype)
 
 
-class _ReluDropoutMask(torch.autograd.Function):
-    """relu(y) * keep / (1 - p) * mask in one multiplier m = keep / (1 - p) * (y > 0) * mask, saved for backward."""
+class _DropoutMultiplier(torch.autograd.Function):
+    """y * m with m = keep / (1 - p) [* (y > 0)] [* mask], m saved for the backward (one pass each way)."""
 
     @staticmethod
-    def forward(ctx, y, p, mask):  # type: ignore[override]
+    def forward(ctx, y, p, relu, mask):  # type: ignore[override]
         # uniform draws in float32 whatever y's dtype: a bfloat16 uniform has too few levels for a fair keep rate
         m = torch.rand(y.shape, dtype=torch.float32, device=y.device).ge_(p).to(y.dtype)
-        m.mul_(y > 0).mul_(mask[..., None].to(y.dtype)).mul_(1.0 / (1.0 - p))
+        if relu:
+            m.mul_(y > 0)
+        if mask is not None:
+            m.mul_(mask[..., None].to(y.dtype))
+        m.mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(m)
         return y * m
 
@@ -113,7 +117,21 @@ class _ReluDropoutMask(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         (m,) = ctx.saved_tensors
-        return grad * m, None, None
+        return grad * m, None, None, None
+
+
+def _check_p(p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``nn.functional.dropout`` with the mask drawn from uniforms (the same distribution: keep 1 - p, scale
+    1 / (1 - p)), several times faster than its ``bernoulli_`` on the CPU. x (...) -> (...)."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return x
+    return _DropoutMultiplier.apply(x, float(p), False, None)
 
 
 def relu_dropout(y: Tensor, p: float, training: bool, mask: Tensor) -> Tensor:
@@ -132,8 +150,7 @@ def relu_dropout(y: Tensor, p: float, training: bool, mask: Tensor) -> Tensor:
     Returns:
         (B, T, d).
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+    _check_p(p)
     if not training or p == 0.0:
         return torch.relu(y) * mask[..., None].to(y.dtype)
-    return _ReluDropoutMask.apply(y, float(p), mask)
+    return _DropoutMultiplier.apply(y, float(p), True, mask)

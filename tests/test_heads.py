@@ -15,7 +15,7 @@ from rskp_heads.bm import BMHead
 from rskp_heads.facnet import FACNetHead
 from rskp_heads.stpn import STPNHead
 from rskp_heads.wum import WUMHead
-from rskp_plugin.functional import masked_gaussian_smooth, relu_dropout
+from rskp_plugin.functional import dropout, masked_gaussian_smooth, relu_dropout
 
 C = 3
 
@@ -442,3 +442,14 @@ def test_embedding_activation_is_relu_dropout_zero_on_padding():
     assert torch.equal(again, out)  # the global seed fixes the draw
     with pytest.raises(ValueError, match="probability"):
         relu_dropout(y, 1.0, True, mask)
+
+
+def test_dropout_keeps_one_minus_p_scaled_and_is_identity_in_eval():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 100, 50, generator=g).abs() + 0.1
+    torch.manual_seed(0)
+    out = dropout(x, 0.7, True)
+    kept = out != 0
+    assert abs(float(kept.float().mean()) - 0.3) < 0.01  # 4 sigma over 40k units
+    torch.testing.assert_close(out[kept], x[kept] / 0.3)
+    assert dropout(x, 0.7, False) is x and dropout(x, 0.0, True) is x
