@@ -52,7 +52,7 @@ def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **option
     base = attrs.evolve(base, head=attrs.evolve(base.head, name=head, options=opts))
     return apply_overrides(base, [
         "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
-        "train.eval_interval=1", *overrides,
+        "train.eval_interval=1", "train.device=cpu", *overrides,  # exact-equality checks: float32 on the CPU
     ])
 
 
