@@ -16,8 +16,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from _tiny import tiny_dataset
+
 from rskp_plugin.config import apply_overrides
-from rskp_plugin.data import VideoDataset, VideoRecord, collate
+from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer
 from rskp_plugin.engine.distributed import shard_group
 
@@ -25,22 +27,6 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this torch buil
 
 WORLD = 2
 TIMEOUT_S = 120  # a deadlocked collective fails the test instead of hanging the suite
-
-
-def tiny_dataset(n: int, seed: int, subset: str, classes: int = 3, dim: int = 16) -> VideoDataset:
-    """Videos of 10-40 snippets; class c adds +2 to feature c over one instance."""
-    rng = np.random.default_rng(seed)
-    videos = []
-    for i in range(n):
-        length, c = int(rng.integers(10, 40)), i % classes
-        x = rng.normal(size=(length, dim)).astype(np.float32)
-        s = int(rng.integers(0, length // 2))
-        e = s + length // 3
-        x[s:e, c] += 2.0
-        labels = np.eye(classes, dtype=np.float32)[c]
-        sps = 25 / 16
-        videos.append(VideoRecord(f"{subset}_{i}", x, labels, length / sps, [[s / sps, e / sps]], [c]))
-    return VideoDataset("tiny", subset, [f"class{k}" for k in range(classes)], videos)
 
 
 def make_datasets() -> Datasets:

@@ -12,30 +12,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _tiny import tiny_dataset
+
 from rskp_plugin.config import apply_overrides
-from rskp_plugin.data import VideoDataset, VideoRecord, collate
+from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, build_datasets, load_experiment, packaged_configs
 from rskp_plugin.engine.trainer import plan_microbatches
 from rskp_plugin.errors import ConfigError, DataError, UnknownHeadError
 
 HEADS = ("facnet", "stpn", "bm", "wum")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_dataset(n: int, seed: int, subset: str, classes: int = 3, dim: int = 16) -> VideoDataset:
-    """Videos of 10-40 snippets; class c adds +2 to feature c over one instance."""
-    rng = np.random.default_rng(seed)
-    videos = []
-    for i in range(n):
-        length, c = int(rng.integers(10, 40)), i % classes
-        x = rng.normal(size=(length, dim)).astype(np.float32)
-        s = int(rng.integers(0, length // 2))
-        e = s + length // 3
-        x[s:e, c] += 2.0
-        labels = np.eye(classes, dtype=np.float32)[c]
-        sps = 25 / 16
-        videos.append(VideoRecord(f"{subset}_{i}", x, labels, length / sps, [[s / sps, e / sps]], [c]))
-    return VideoDataset("tiny", subset, [f"class{k}" for k in range(classes)], videos)
 
 
 @pytest.fixture(scope="module")
