@@ -109,33 +109,45 @@ class FACNetHead(nn.Module):
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
         units = self._units()
         # S and the attention logits in one product over x: [A; g] (C+2, d), one read of the (B, T, d) features
-        return self._from_products(x @ units.t(), x.norm(dim=-1), lambda wts: torch.bmm(wts.transpose(1, 2), x),
-                                   units, mask)
+        tcam, attention, weights = self._weights(x @ units.t(), x.norm(dim=-1), mask)
+        return self._finish(tcam, attention, torch.bmm(weights.transpose(1, 2), x), units, mask)
 
     def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
-        """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` without forming the walked features: the
-        cosines need x [A; g]^T (shared, affine) and |x_t| (from |F_t|^2 and (n, d) products), the poolings one
-        read of F per branch (``Propagated``)."""
+        """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` without forming the walked features.
+
+        Each branch needs x [A; g]^T (affine: shared), |x_t| (from |F_t|^2 and F M^T) and its attention poolings
+        (one product with F per branch). All branches' products with F are taken together: one read of F for
+        [A; g] and every M, one for |F_t|^2, one for every branch's poolings (and as few in the backward).
+        """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        units = self._units()
-        dots = x @ units.t()  # (B, T, C+2)
+        units = self._units()  # (C+2, d)
+        k = units.shape[0]
+        right = torch.cat([units.expand(sizes["B"], -1, -1)] + [p.m for p in walked], dim=1)  # (B, C+2 + sum n, d)
+        dots, *crosses = torch.bmm(x, right.transpose(1, 2)).split([k] + [p.m.shape[1] for p in walked], dim=-1)
         squared = (x * x).sum(dim=-1)  # (B, T)
         tiny = torch.finfo(x.dtype).tiny  # padded rows have |x| = 0: keep the square root's gradient finite
-        outs = [self._from_products(dots, squared.clamp(min=tiny).sqrt(),
-                                    lambda wts: torch.bmm(wts.transpose(1, 2), x), units, mask)]
-        for p in walked:
-            norms = p.squared_norms(squared).clamp(min=tiny).sqrt()
-            outs.append(self._from_products(p.linear(dots, units), norms, p.pool, units, mask))
-        return outs
+        parts = [self._weights(dots, squared.clamp(min=tiny).sqrt(), mask)]
+        for p, cross in zip(walked, crosses):
+            norms = p.squared_norms(squared, cross=cross).clamp(min=tiny).sqrt()
+            parts.append(self._weights(p.linear(dots, units), norms, mask))
+        # sum_t w_t F*_t = (w s)^T F + (w^T Z) M: the (w s)^T F of every branch in one product
+        scaled = [parts[0][2]] + [w * p.scale[..., None] for (_, _, w), p in zip(parts[1:], walked)]
+        from_f = torch.bmm(torch.cat(scaled, dim=-1).transpose(1, 2), x).split(k, dim=1)  # (B, C+2, d) each
+        pooled = [from_f[0]] + [p.pool(w, base=b) for (_, _, w), p, b in zip(parts[1:], walked, from_f[1:])]
+        return [self._finish(tcam, att, v, units, mask) for (tcam, att, _), v in zip(parts, pooled)]
 
     def _units(self) -> Tensor:
         """[A; g] with unit rows (+ eps, as the cosine): (C+2, d)."""
         both = torch.cat([self.centres, self.foreground])
         return both / (both.norm(dim=-1, keepdim=True) + self.norm_eps)
 
-    def _from_products(self, dots: Tensor, norms: Tensor, pool, units: Tensor, mask: Tensor) -> HeadOutput:
-        """P(X) from x [A; g]_unit^T (B, T, C+2), |x_t| (B, T) and ``pool``: weights (B, T, K) -> (B, K, d)."""
+    def _weights(self, dots: Tensor, norms: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """S, a and the pooling weights [a~, alpha~] from x [A; g]_unit^T (B, T, C+2) and |x_t| (B, T).
+
+        Returns:
+            tcam (B, T, C+1), attention (B, T) (0 on padding), weights (B, T, C+2) (0 on padding).
+        """
         m = mask.to(dots.dtype)
         both = dots * (self.scale / (norms + self.norm_eps))[..., None]  # (B, T, C+2): s cos(x, [A; g])
         tcam = both[..., :-1]  # (B, T, C+1), = classify(x)
@@ -143,7 +155,10 @@ class FACNetHead(nn.Module):
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
-        pooled = pool(torch.cat([att_norm[..., None], cw_norm], dim=-1))  # (B, C+2, d); weights 0 on padding
+        return tcam, attention, torch.cat([att_norm[..., None], cw_norm], dim=-1)
+
+    def _finish(self, tcam: Tensor, attention: Tensor, pooled: Tensor, units: Tensor, mask: Tensor) -> HeadOutput:
+        """P(X) from S, a and the poolings sum_t [a~, alpha~]_t x_t (B, C+2, d)."""
         v_ca, v_cw = pooled[:, 0], pooled[:, 1:]  # (B, d), (B, C+1, d): one pooled feature per class
         ca_logits = self.classify(v_ca)  # (B, C+1)
         centres = units[:-1]  # (C+1, d)

@@ -72,16 +72,23 @@ class Propagated(NamedTuple):
             return torch.addcmul(low, self.scale[..., None], base)
         return torch.addcmul(low + bias, self.scale[..., None], base - bias)
 
-    def pool(self, weights: Tensor) -> Tensor:
-        """Temporal poolings sum_t weights[t, k] F*_t: weights (B, T, K) -> (B, K, d); one read of F for all K."""
-        return torch.baddbmm(
-            torch.bmm(weights.transpose(1, 2), self.z) @ self.m,  # (B, K, d)
-            (weights * self.scale[..., None]).transpose(1, 2), self.features,
-        )
+    def pool(self, weights: Tensor, base: Tensor | None = None) -> Tensor:
+        """Temporal poolings sum_t weights[t, k] F*_t: weights (B, T, K) -> (B, K, d); one read of F for all K.
 
-    def squared_norms(self, base_squared: Tensor) -> Tensor:
-        """|F*_t|^2 (B, T) from |F_t|^2 (B, T): s^2 |F_t|^2 + 2 s Z_t . (F M^T)_t + Z_t (M M^T) Z_t^T."""
-        cross = torch.bmm(self.features, self.m.transpose(1, 2))  # (B, T, n)
+        ``base`` may pass (weights * s)^T F (B, K, d) when the caller took it together with other products of F.
+        """
+        low = torch.bmm(torch.bmm(weights.transpose(1, 2), self.z), self.m)  # (B, K, d)
+        if base is not None:
+            return low + base
+        return torch.baddbmm(low, (weights * self.scale[..., None]).transpose(1, 2), self.features)
+
+    def squared_norms(self, base_squared: Tensor, cross: Tensor | None = None) -> Tensor:
+        """|F*_t|^2 (B, T) from |F_t|^2 (B, T): s^2 |F_t|^2 + 2 s Z_t . (F M^T)_t + Z_t (M M^T) Z_t^T.
+
+        ``cross`` may pass F M^T (B, T, n) when the caller took it together with other products of F.
+        """
+        if cross is None:
+            cross = torch.bmm(self.features, self.m.transpose(1, 2))  # (B, T, n)
         gram = torch.bmm(self.m, self.m.transpose(1, 2))  # (B, n, n)
         s = self.scale
         quad = (torch.bmm(self.z, gram) * self.z).sum(dim=-1)

@@ -185,6 +185,11 @@ def test_factored_walk_equals_birw_in_values_maps_and_gradients(lengths, n, w, s
     slow = maps(birw_dense(f, mu, w, mask=mask, reps_mask=reps_mask))
     for a, ref in zip(fast, slow):
         torch.testing.assert_close(a, ref, rtol=1e-9, atol=1e-10)
+    # the products of F a caller may take together with others give the same maps
+    base_pool = torch.bmm((pool_w * walked.scale[..., None]).transpose(1, 2), f)
+    torch.testing.assert_close(walked.pool(pool_w, base=base_pool), slow[1], rtol=1e-9, atol=1e-10)
+    cross = torch.bmm(f, walked.m.transpose(1, 2))
+    torch.testing.assert_close(walked.squared_norms((f * f).sum(-1), cross=cross)[mask], slow[2], rtol=1e-9, atol=1e-10)
     coefs = [torch.randn(x.shape, generator=g, dtype=torch.float64) for x in slow]
     grads = [torch.autograd.grad(sum((x * c).sum() for x, c in zip(xs, coefs)), (f, mu), retain_graph=True)
              for xs in (fast, slow)]
