@@ -50,9 +50,11 @@ def _affinity_parts(
     mask: Tensor | None,
     reps_mask: Tensor | None,
     fnorm: Tensor | None = None,
+    groups: tuple[int, ...] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Eq. 2 with its intermediates (kept by the analytic backward of ``birw``); ``fnorm`` may pass |f_i| (B, T)
-    when the caller reuses it (EM iterations on the same features).
+    when the caller reuses it (EM iterations on the same features); ``groups`` splits the n representatives into
+    consecutive sets of these sizes, each with its own softmax (several walks on the same features at once).
 
     Returns:
         |f_i| (B, T), r = 1 / (|f_i| + eps) (B, T), |mu_k| (B, n, 1), U = Norm_2(mu) (B, n, d), P = F U^T (B, T, n)
@@ -67,7 +69,10 @@ def _affinity_parts(
     logits = (temperature * inv)[..., None] * p
     if reps_mask is not None:
         logits = logits.masked_fill(~reps_mask[:, None, :], float("-inf"))
-    z = torch.softmax(logits, dim=-1)
+    if groups is None or len(groups) == 1:
+        z = torch.softmax(logits, dim=-1)
+    else:
+        z = torch.cat([torch.softmax(part, dim=-1) for part in logits.split(list(groups), dim=-1)], dim=-1)
     if reps_mask is not None:
         z = z.nan_to_num(0.0)  # a video with no real representative: Z = 0, so F* = (1 - w) F
     if mask is not None:
@@ -172,15 +177,30 @@ def _float32(like: Tensor):
         yield lambda t: t.float()
 
 
-def _factors_forward(f: Tensor, mu: Tensor, mask: Tensor | None, reps_mask: Tensor | None, w: float, lam: float):
+def _block_mask(groups: tuple[int, ...] | None, n: int, like: Tensor) -> Tensor | None:
+    """(n, n) 0/1 block-diagonal mask of the groups (None for one group): walks do not mix their representatives."""
+    if groups is None or len(groups) == 1:
+        return None
+    return torch.block_diag(*[torch.ones(g, g, dtype=like.dtype, device=like.device) for g in groups])
+
+
+def _factors_forward(
+    f: Tensor, mu: Tensor, mask: Tensor | None, reps_mask: Tensor | None, w: float, lam: float,
+    groups: tuple[int, ...] | None = None,
+):
     """Forward of eq. 6 up to its factors Z (B, T, n) and M (B, n, d), with F* = (1 - w) F + Z M on real rows;
-    returns (z, m, saved) where ``saved`` is what ``_factors_backward`` needs."""
-    fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask)
+    returns (z, m, saved) where ``saved`` is what ``_factors_backward`` needs. With ``groups``, several walks
+    (consecutive sets of representatives) share the products with F; their n x n systems stay separate (A is
+    block-diagonal), so each group's columns of Z and rows of M are its own walk's."""
+    fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask, groups=groups)
     colsum = z.sum(dim=1)  # (B, n)
     scale = colsum.clamp(min=_EPS)
     nrm = z / scale[:, None, :]  # (B, T, n)
     nrm_t = nrm.transpose(1, 2)
     a = torch.bmm(nrm_t, z)  # (B, n, n)
+    block = _block_mask(groups, mu.shape[1], a)
+    if block is not None:
+        a = a * block
     eye = torch.eye(mu.shape[1], dtype=f.dtype, device=f.device)
     k = eye - (w * w) * a
     rhs = torch.bmm(nrm_t, f) + w * torch.bmm(a, mu)  # (B, n, d)
@@ -189,7 +209,9 @@ def _factors_forward(f: Tensor, mu: Tensor, mask: Tensor | None, reps_mask: Tens
     return z, m, (f, mu, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol)
 
 
-def _factors_backward(saved, dz: Tensor, dm: Tensor, w: float, lam: float, df: Tensor) -> tuple[Tensor, Tensor]:
+def _factors_backward(
+    saved, dz: Tensor, dm: Tensor, w: float, lam: float, df: Tensor, groups: tuple[int, ...] | None = None
+) -> tuple[Tensor, Tensor]:
     """Backward of ``_factors_forward`` from the gradients of its outputs Z (dz) and M (dm); adds the gradient
     of F into ``df`` (B, T, d, modified in place) and returns (df, dmu)."""
     f, mu, fnorm, inv, mnorm, u, p, z, colsum, scale, nrm, a, k, sol = saved
@@ -197,6 +219,9 @@ def _factors_backward(saved, dz: Tensor, dm: Tensor, w: float, lam: float, df: T
     # M = (1 - w)(w mu + w^2 sol),  sol = K^-1 rhs,  K = I - w^2 A
     drhs = torch.linalg.solve(k.transpose(1, 2), ((1.0 - w) * w * w) * dm)  # (B, n, d)
     da = (w * w) * torch.bmm(drhs, sol.transpose(1, 2)) + w * torch.bmm(drhs, mu.transpose(1, 2))
+    block = _block_mask(groups, mu.shape[1], da)
+    if block is not None:
+        da = da * block  # A = (N^T Z) * block
     dmu = dmu + w * torch.bmm(a.transpose(1, 2), drhs)  # rhs = N^T F + w A mu
     # N^T F and A = N^T Z
     dn = torch.bmm(f, drhs.transpose(1, 2)) + torch.bmm(z, da.transpose(1, 2))  # (B, T, n)
@@ -205,7 +230,11 @@ def _factors_backward(saved, dz: Tensor, dm: Tensor, w: float, lam: float, df: T
     dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
     dz = dz + dn / scale[:, None, :] + dscale[:, None, :]
     # Z = softmax(lambda r P) on real rows / real representatives (z = 0 elsewhere, so dl = 0 there)
-    dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
+    if groups is None or len(groups) == 1:
+        dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
+    else:  # one softmax per group
+        dzz = [part.sum(dim=-1, keepdim=True).expand(-1, -1, g) for part, g in zip((dz * z).split(groups, -1), groups)]
+        dl = z * (dz - torch.cat(dzz, dim=-1))
     dp = (lam * inv)[..., None] * dl  # (B, T, n)
     dinv = lam * (dl * p).sum(dim=-1)  # (B, T)
     du = torch.bmm(dp.transpose(1, 2), f)  # (B, n, d)
@@ -256,13 +285,14 @@ class _WoodburyBiRW(torch.autograd.Function):
 
 
 class _BiRWFactors(torch.autograd.Function):
-    """Eq. 6 up to its factors (Z, M): the forward and analytic backward of ``_WoodburyBiRW`` without F*."""
+    """Eq. 6 up to its factors (Z, M): the forward and analytic backward of ``_WoodburyBiRW`` without F*, for one
+    walk or several on the same features (``groups``)."""
 
     @staticmethod
-    def forward(ctx, f, mu, mask, reps_mask, w, lam):  # type: ignore[override]
-        z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam)
+    def forward(ctx, f, mu, mask, reps_mask, w, lam, groups):  # type: ignore[override]
+        z, m, saved = _factors_forward(f, mu, mask, reps_mask, w, lam, groups)
         ctx.save_for_backward(*saved)
-        ctx.w, ctx.lam = w, lam
+        ctx.w, ctx.lam, ctx.groups = w, lam, groups
         return z, m
 
     @staticmethod
@@ -272,8 +302,8 @@ class _BiRWFactors(torch.autograd.Function):
         f = saved[0]
         dz = torch.zeros_like(saved[7]) if dz is None else dz
         dm = torch.zeros_like(saved[1]) if dm is None else dm
-        df, dmu = _factors_backward(saved, dz, dm, ctx.w, ctx.lam, torch.zeros_like(f))
-        return df, dmu, None, None, None, None
+        df, dmu = _factors_backward(saved, dz, dm, ctx.w, ctx.lam, torch.zeros_like(f), ctx.groups)
+        return df, dmu, None, None, None, None, None
 
 
 def birw_factors(
@@ -294,13 +324,50 @@ def birw_factors(
     Returns:
         ``Propagated`` whose ``dense()`` equals ``birw(...)``; gradients reach F and mu through every use.
     """
+    return birw_walks(features, [(reps, reps_mask)], w, temperature, mask, check_finite=check_finite)[0]
+
+
+def birw_walks(
+    features: Tensor,
+    walks: list[tuple[Tensor, Tensor | None]],
+    w: float = 0.5,
+    temperature: float = 5.0,
+    mask: Tensor | None = None,
+    *,
+    check_finite: bool = True,
+) -> list[Propagated]:
+    """Several walks (eq. 6) on the same features at once, factored: ``[birw_factors(F, mu, ...) for mu in ...]``.
+
+    The walks share every product with F (|f_i|, F U^T, N^T F and their backward), one pass each instead of one
+    per walk: RSKP's intra walk (the video's own representatives) and inter walk (the memory bank's) run together.
+
+    Args:
+        features: (B, T, d).
+        walks: (reps (B, n_j, d), reps_mask (B, n_j) bool or None) per walk.
+        w, temperature, mask, check_finite: as ``birw``.
+
+    Returns:
+        One ``Propagated`` per walk, in order.
+    """
     if features.dim() != 3:
         raise ShapeError(f"birw_factors takes batched features (B, T, d), got shape {tuple(features.shape)}")
-    f, mu, mask, reps_mask, _ = _prepare(features, reps, w, mask, reps_mask, check_finite)
+    if not walks:
+        return []
+    for j, (r, _) in enumerate(walks):
+        expect(r, "B n d", name=f"reps of walk {j}")
+    sizes = tuple(int(r.shape[1]) for r, _ in walks)
+    reps = torch.cat([r for r, _ in walks], dim=1) if len(walks) > 1 else walks[0][0]
+    masks = None
+    if any(m is not None for _, m in walks):
+        masks = torch.cat([
+            m if m is not None else torch.ones(r.shape[:2], dtype=torch.bool, device=r.device) for r, m in walks
+        ], dim=1)
+    f, mu, mask, reps_mask, _ = _prepare(features, reps, w, mask, masks, check_finite)
     with _float32(f) as cast:
-        z, m = _BiRWFactors.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature))
+        z, m = _BiRWFactors.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature), sizes)
     keep = torch.ones(f.shape[:2], dtype=z.dtype, device=f.device) if mask is None else mask.to(z.dtype)
-    return Propagated(f.to(z.dtype), (1.0 - float(w)) * keep, z, m)
+    f, scale = f.to(z.dtype), (1.0 - float(w)) * keep
+    return [Propagated(f, scale, zj, mj) for zj, mj in zip(z.split(sizes, dim=-1), m.split(sizes, dim=1))]
 
 
 def birw_unrolled(

@@ -22,7 +22,7 @@ from .config import RSKPConfig
 from .errors import ShapeError
 from .losses import attention_normalization, distillation
 from .memory import MemoryBank
-from .propagation import birw, birw_factors
+from .propagation import birw_walks
 from .protocols import Head, HeadOutput
 from .summarizer import EMSummarizer
 
@@ -150,26 +150,18 @@ class RSKPWrapper(nn.Module):
             return own(reps)
         return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
 
-    def _propagate(self, feats: Tensor, reps: Tensor, mask: Tensor, reps_mask: Tensor | None = None) -> Tensor:
-        return birw(
-            feats, reps, self.config.walk_weight, self.config.walk_temperature, mask,
-            reps_mask=reps_mask, check_finite=False,
-        )
-
     def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]) -> list[HeadOutput]:
         """The head on F and on the BiRW output for each (reps (B, n, d), reps_mask) of ``walks``: [main, ...].
 
-        A head with ``forward_branches`` receives the walks factored (``Propagated``) and shares its products over
-        F between the branches; any other head runs on each F* in turn. Both give the same numbers.
+        The walks run together (``birw_walks``: one pass over F for all of them). A head with ``forward_branches``
+        receives them factored (``Propagated``) and shares its products over F between the branches; any other
+        head runs on each F* in turn. Both give the same numbers.
         """
         head, cfg = self.head, self.config
+        walked = birw_walks(feats, walks, cfg.walk_weight, cfg.walk_temperature, mask, check_finite=False)
         own = getattr(head, "forward_branches", None) if cfg.factored_branches else None
         if own is None:
-            return [head(feats, mask)] + [head(self._propagate(feats, r, mask, rm), mask) for r, rm in walks]
-        walked = [
-            birw_factors(feats, r, cfg.walk_weight, cfg.walk_temperature, mask, reps_mask=rm, check_finite=False)
-            for r, rm in walks
-        ]
+            return [head(feats, mask)] + [head(p.dense(), mask) for p in walked]
         return list(own(feats, mask, walked))
 
     def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:

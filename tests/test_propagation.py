@@ -13,6 +13,7 @@ from rskp_plugin.propagation import (
     birw,
     birw_dense,
     birw_factors,
+    birw_walks,
     birw_official,
     birw_unrolled,
     column_normalize,
@@ -217,3 +218,28 @@ def test_autocast_runs_the_walk_in_float32_on_the_cpu_too():
     torch.testing.assert_close(walked.dense().detach(), ref)
     (out.sum() + walked.dense().sum()).backward()
     assert bool(torch.isfinite(f.grad).all()) and bool(torch.isfinite(mu.grad).all())
+
+
+@given(st.lists(st.integers(1, 25), min_size=1, max_size=3), st.lists(st.integers(1, 7), min_size=1, max_size=3),
+       st.floats(0.05, 0.95), st.integers(0, 2**16))
+def test_walks_at_once_equal_each_walk_alone(lengths, ns, w, seed):
+    """birw_walks shares the products with F between walks; values and gradients are each walk's own."""
+    g = torch.Generator().manual_seed(seed)
+    b, tmax, d = len(lengths), max(lengths), 4
+    f = torch.randn(b, tmax, d, generator=g, dtype=torch.float64).abs().requires_grad_()
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    walks = []
+    for j, n in enumerate(ns):
+        reps = torch.randn(b, n, d, generator=g, dtype=torch.float64, requires_grad=True)
+        reps_mask = None if j == 0 else torch.arange(n)[None] < torch.randint(0, n + 1, (b,), generator=g)[:, None]
+        walks.append((reps, reps_mask))
+    together = birw_walks(f, walks, w, mask=mask)
+    alone = [birw_factors(f, r, w, mask=mask, reps_mask=m) for r, m in walks]
+    coefs = [torch.randn(b, tmax, d, generator=g, dtype=torch.float64) for _ in walks]
+    for x, y in zip(together, alone):
+        torch.testing.assert_close(x.z, y.z, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(x.m, y.m, rtol=1e-10, atol=1e-11)
+    inputs = [f] + [r for r, _ in walks]
+    grads = [torch.autograd.grad(sum((p.dense() * c).sum() for p, c in zip(ps, coefs)), inputs) for ps in (together, alone)]
+    for x, y in zip(*grads):
+        torch.testing.assert_close(x, y, rtol=1e-8, atol=1e-10)
