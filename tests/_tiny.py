@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rskp_plugin.data import VideoDataset, VideoRecord
+from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer
 
 
 def tiny_dataset(n: int, seed: int, subset: str, classes: int = 3, dim: int = 16) -> VideoDataset:
@@ -21,3 +22,14 @@ def tiny_dataset(n: int, seed: int, subset: str, classes: int = 3, dim: int = 16
         sps = 25 / 16
         videos.append(VideoRecord(f"{subset}_{i}", x, labels, length / sps, [[s / sps, e / sps]], [c]))
     return VideoDataset("tiny", subset, [f"class{k}" for k in range(classes)], videos)
+
+
+def train_epochs(cfg: ExperimentConfig, datasets: Datasets, epochs: int) -> Trainer:
+    """Train ``epochs`` epochs as ``Trainer.fit`` does (memory bank filled after warm-up), without evaluating."""
+    trainer = Trainer(cfg, datasets=datasets, progress=False)
+    for epoch in range(epochs):
+        trainer.train_epoch(epoch)
+        trainer.epoch += 1
+        if trainer.memory_due:
+            trainer.initialize_memory()
+    return trainer

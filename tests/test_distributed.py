@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from _tiny import tiny_dataset
+from _tiny import tiny_dataset, train_epochs
 
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate
@@ -101,13 +101,7 @@ def ranks(tmp_path_factory) -> tuple[Path, list[dict], list[dict]]:
 
 def single_process(overrides: tuple[str, ...], epochs: int) -> Trainer:
     assert "WORLD_SIZE" not in os.environ
-    trainer = Trainer(config(*overrides), datasets=make_datasets(), progress=False)
-    for epoch in range(epochs):
-        trainer.train_epoch(epoch)
-        trainer.epoch += 1
-        if trainer.memory_due:
-            trainer.initialize_memory()
-    return trainer
+    return train_epochs(config(*overrides), make_datasets(), epochs)
 
 
 def max_difference(a: dict, b: dict) -> float:

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _tiny import tiny_dataset
+from _tiny import tiny_dataset, train_epochs
 
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate
@@ -40,16 +40,6 @@ def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **option
         "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
         "train.eval_interval=1", "train.device=cpu", *overrides,  # exact-equality checks: float32 on the CPU
     ])
-
-
-def train_epochs(cfg: ExperimentConfig, datasets: Datasets, epochs: int) -> Trainer:
-    trainer = Trainer(cfg, datasets=datasets, progress=False)
-    for epoch in range(epochs):
-        trainer.train_epoch(epoch)
-        trainer.epoch += 1
-        if trainer.memory_due:
-            trainer.initialize_memory()
-    return trainer
 
 
 def max_weight_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
