@@ -3,8 +3,11 @@
 Symbols: B batch, T snippets, n representative snippets, d embedding size. ``mask`` (B, T) marks real snippets,
 ``reps_mask`` (B, n) marks real representatives (memory-bank retrievals pad videos with fewer classes).
 
-Three formulations of the same operator, all mask-aware:
-    - ``birw``: eq. 6 in Woodbury form, O(T n d), the production path (no T x T matrix is ever formed);
+Formulations of the same operator, all mask-aware:
+    - ``birw``: eq. 6 in Woodbury form, O(T n d), no T x T matrix is ever formed; returns F*;
+    - ``birw_factors`` / ``birw_walks``: the same closed form kept factored, F* = (1 - w) F + Z M with M (n, d)
+      (``Propagated``), for one walk or several on the same features sharing their passes over F; what
+      ``RSKPWrapper`` runs (its intra and inter walks together);
     - ``birw_unrolled``: eq. 4-5 iterated, the definition eq. 6 is the limit of;
     - ``birw_dense``: eq. 6 with a dense T x T solve, the test and benchmark reference;
     - ``birw_official``: the official code's formulation (T x T inverse by solving against the identity, then a
