@@ -21,7 +21,7 @@ from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import masked_gaussian_smooth, masked_mean, masked_sum, relu_dropout
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
-from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
+from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
 
 
 def bm_localization() -> LocalizationSettings:
@@ -157,11 +157,7 @@ class BMHead(nn.Module):
         through affine maps (attention input, classifier, cluster scorers) and poolings of them."""
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        weight, bias = self._stem()
-        base = F.linear(x, weight, bias)
-        return [self._from_products(base, mask)] + [
-            self._from_products(p.linear(base, weight, bias), mask) for p in walked
-        ]
+        return [self._from_products(s, mask) for s in affine_branches(x, walked, *self._stem())]
 
     def _layers(self) -> list[nn.Linear]:
         return [self.attention[0], self.classifier] + ([self.cluster] if self.cluster is not None else [])

@@ -19,7 +19,7 @@ from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import masked_sum, relu_dropout
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
-from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
+from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
 
 
 def stpn_localization() -> LocalizationSettings:
@@ -101,27 +101,19 @@ class STPNHead(nn.Module):
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        return self._from_products(self._products(x), mask)
+        return self._from_products(F.linear(x, *self._stem()), mask)
 
     def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
         """``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` from one product over x: every use of x in
         STPN is affine (attention input, T-CAM, pooled logits), so the branches only add (n, d) products."""
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
-        base = self._products(x)
-        weight, bias = self._stem()
-        return [self._from_products(base, mask)] + [
-            self._from_products(p.linear(base, weight, bias), mask) for p in walked
-        ]
+        return [self._from_products(s, mask) for s in affine_branches(x, walked, *self._stem())]
 
     def _stem(self) -> tuple[Tensor, Tensor]:
         """The affine maps STPN applies to x, stacked: attention's first layer, then the classifier: (h, d), (h,)."""
         layers = (self.attention[0], self.classifier)
         return torch.cat([l.weight for l in layers]), torch.cat([l.bias for l in layers])
-
-    def _products(self, x: Tensor) -> Tensor:
-        """x (B, T, d) -> the stacked affine maps (B, T, 256 + C) in one product (one read of x)."""
-        return F.linear(x, *self._stem())
 
     def _from_products(self, products: Tensor, mask: Tensor) -> HeadOutput:
         """Everything after the affine maps: products (B, T, 256 + C), mask (B, T) -> HeadOutput."""

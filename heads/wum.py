@@ -116,8 +116,7 @@ class WUMHead(nn.Module):
         mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
         m = mask[..., None].to(features.dtype)
         x = self.embedding((features * m).transpose(1, 2)).transpose(1, 2)  # (B, D, T) -> (B, d, T) -> (B, T, d)
-        # contiguous (B, T, d): RSKP's skinny (T, d) x (d, n) products are several times slower on the transpose
-        return (torch.relu(x) * m).contiguous()
+        return torch.relu(x) * m
 
     def classify(self, x: Tensor) -> Tensor:
         """CAS logits A = W x (1x1 convolution, no bias), snippet-wise. x (..., d) -> (..., C)."""

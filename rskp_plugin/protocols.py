@@ -95,6 +95,18 @@ class Propagated(NamedTuple):
         return (s * s * base_squared + 2.0 * s * (self.z * cross).sum(dim=-1) + quad).clamp(min=0.0)
 
 
+def affine_branches(x: Tensor, walked: "list[Propagated] | tuple[Propagated, ...]", weight: Tensor,
+                    bias: Tensor | None = None) -> list[Tensor]:
+    """x W^T + b and the same affine map of every walked F*, from one product over x (``Propagated.linear``).
+
+    For heads whose forward uses x only through one stacked affine map: ``forward_branches`` is then the head's
+    remaining computation applied to each returned tensor. x (B, T, d), weight (h, d), bias (h,) -> [(B, T, h)]
+    with the main branch first.
+    """
+    base = torch.nn.functional.linear(x, weight, bias)
+    return [base] + [p.linear(base, weight, bias) for p in walked]
+
+
 @runtime_checkable
 class Head(Protocol):
     """A weakly supervised temporal action localisation head that RSKP can wrap.

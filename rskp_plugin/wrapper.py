@@ -150,6 +150,12 @@ class RSKPWrapper(nn.Module):
             return own(reps)
         return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
 
+    def _embed(self, features: Tensor, mask: Tensor) -> Tensor:
+        """The head's embedding F (B, T, d), made contiguous: a head may return it in another memory order (a
+        convolution's (B, d, T) transposed), on which the summariser's and the walks' skinny (T, d) x (d, n)
+        products run several times slower; one copy costs less than all of them (a no-op when contiguous)."""
+        return self.head.embed(features, mask).contiguous()
+
     def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]) -> list[HeadOutput]:
         """The head on F and on the BiRW output for each (reps (B, n, d), reps_mask) of ``walks``: [main, ...].
 
@@ -177,7 +183,7 @@ class RSKPWrapper(nn.Module):
         """
         features, mask = _validate(self.head, features, mask, labels)
         head, cfg = self.head, self.config
-        feats = head.embed(features, mask)  # (B, T, d)
+        feats = self._embed(features, mask)  # (B, T, d)
         reps = self.summarizer(feats, mask)  # (B, n, d)
         walks: list[tuple[Tensor, Tensor | None]] = [(reps, None)]  # intra: the video's own representatives
         offer = None  # (reps, scores) this training forward offers to the memory bank
@@ -230,7 +236,7 @@ class RSKPWrapper(nn.Module):
         try:
             for features, mask, labels in batches:
                 features, mask = _validate(self.head, features, mask, labels)
-                reps = self.summarizer(self.head.embed(features, mask), mask)
+                reps = self.summarizer(self._embed(features, mask), mask)
                 self.memory.update(reps, self.representative_scores(reps), labels)
         finally:
             self.train(was_training)
