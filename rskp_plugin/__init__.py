@@ -11,7 +11,7 @@ from .errors import (
     ShapeError,
     UnknownHeadError,
 )
-from .protocols import Head, HeadOutput, HeadSpec, Propagated
+from .protocols import Head, HeadOutput, HeadSpec, Propagated, affine_branches
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "RSKPWrapper",
     "ShapeError",
     "UnknownHeadError",
+    "affine_branches",
     "available_heads",
     "create_head",
 ]
