@@ -64,6 +64,19 @@ def test_any_width_from_16(width: int) -> None:
     assert train.feature_dim == test.feature_dim == width
 
 
+def test_same_seed_same_videos_at_any_width() -> None:
+    """A user trains at one width and writes the set at another: names, durations and annotations must agree."""
+    narrow = make_synthetic(seed=5, feature_dim=16, num_train=20, num_test=15)
+    wide = make_synthetic(seed=5, feature_dim=96, num_train=20, num_test=15)
+    for a, b in zip(narrow, wide):
+        assert [v.name for v in a.videos] == [v.name for v in b.videos]
+        for x, y in zip(a.videos, b.videos):
+            assert x.duration == y.duration and list(x.segment_labels) == list(y.segment_labels)
+            assert np.array_equal(x.segments, y.segments)
+        assert [len(v.features) for v in a.videos] == [len(v.features) for v in b.videos]
+        assert all(np.array_equal(x.labels, y.labels) for x, y in zip(a.videos, b.videos))
+
+
 def test_bad_parameters() -> None:
     with pytest.raises(DataError, match="feature_dim must be >= 16"):
         make_synthetic(feature_dim=8)
