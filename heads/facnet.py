@@ -30,7 +30,7 @@ def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tenso
 
 def nce(log_probs: Tensor, target: Tensor) -> Tensor:
     """NCE(p, q) = -mean_B sum_c q_hat_c log p_c with the row-normalised target (heads.md 0). (B, K), (B, K) -> ()."""
-    q = target / target.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+    q = target / (target.sum(dim=-1, keepdim=True) + 1e-8)  # the official FAC-Net form, + 1e-8
     return -(q * log_probs).sum(dim=-1).mean()
 
 

@@ -97,12 +97,30 @@ def test_facnet_losses_match_hand_computed(facnet):
     _, _, ca_logits, cw_logits = facnet_reference(FAC_X)
     labels = t64([[1.0, 0.0, 1.0]])
     log_ca, log_cw = np.log(softmax(ca_logits)), np.log(softmax(cw_logits))
-    fore = -(0.5 * log_ca[0] + 0.5 * log_ca[2])  # target [y, 0] normalised: background excluded
-    back = -(log_cw[0] + log_cw[2] + log_cw[3]) / 3  # target [y, 1] normalised: background included
+    fore = -(log_ca[0] + log_ca[2]) / (2 + 1e-8)  # target [y, 0] normalised (+ 1e-8, official): background excluded
+    back = -(log_cw[0] + log_cw[2] + log_cw[3]) / (3 + 1e-8)  # target [y, 1] normalised: background included
     loss = facnet.classification_loss(out, labels, torch.ones(1, 4, dtype=torch.bool))
     assert loss.item() == pytest.approx(fore + 0.2 * back, rel=1e-10)
     assert facnet.auxiliary_loss(out, labels, torch.ones(1, 4, dtype=torch.bool)) == {}
     assert FACNetHead.attention_normalization is True  # the wrapper adds beta * L_att for this head
+
+
+def test_normalised_cross_entropy_adds_1e8_like_the_official_code():
+    """FAC-Net's NormalizedCrossEntropy: labels / (labels.sum(1) + 1e-8); BM uses the same form. A row without
+    labels contributes 0 (no NaN). rtol 1e-13 tells this from an exact sum (1e-8 relative for a one-label row)."""
+    from rskp_heads.bm import softmax_nll
+    from rskp_heads.facnet import nce
+
+    logits = np.array([[0.3, -1.2, 2.0, 0.1], [1.0, 0.5, -0.5, 0.0], [0.2, 0.2, 0.2, 0.2]])
+    target = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    log_p = [np.log(softmax(row)) for row in logits]
+    rows = [-sum(target[b, c] / (target[b].sum() + 1e-8) * log_p[b][c] for c in range(4)) for b in range(3)]
+    expected = sum(rows) / 3
+    got_nce = nce(torch.log_softmax(t64(logits), dim=-1), t64(target)).item()
+    got_bm = softmax_nll(t64(logits), t64(target)).item()
+    np.testing.assert_allclose([got_nce, got_bm], [expected, expected], rtol=1e-13)
+    exact = sum(-(target[b] / max(target[b].sum(), 1e-12) * log_p[b]).sum() for b in range(3)) / 3
+    assert abs(got_nce - exact) > 1e-10 * abs(exact)  # the clamped form is a different number
 
 
 def test_facnet_fuse_is_the_official_rule(facnet):
@@ -249,7 +267,7 @@ def test_bm_forward_and_losses_match_hand_computed(bm):
         raw = xb @ W3.T  # bias-free T-CAM
         np.testing.assert_allclose(out.cas[b, :n].numpy(), lam[:, None] * sigmoid(raw[:, :3]), atol=1e-12)
         y = labels[b].numpy()
-        fg_loss.append(-(y / y.sum() * np.log(softmax(fg)[:3])).sum())
+        fg_loss.append(-(y / (y.sum() + 1e-8) * np.log(softmax(fg)[:3])).sum())  # official: + 1e-8
         bg_loss.append(-np.log(softmax(bg)[3]))
         probs = gaussian_smooth_reference(np.stack([softmax(r) for r in raw]))
         g_fg = np.max(probs[:, :3][:, y > 0], axis=1)
