@@ -71,7 +71,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
     p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
-    p.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None, help="sets data.source")
+    p.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None,
+                   help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
+                        "segments.npy, labels.npy, labels_all.npy): use files you trust")
     p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
     p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
     p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
@@ -156,7 +158,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespac
     p.add_argument("--checkpoint", required=True, help="checkpoint written by 'rskp train' (best.pt or last.pt)")
     p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
                    help="(T, D) .npy files (one video each, named after the file), W-TALC object arrays (one "
-                        "video per entry; these are unpickled, so only pass files you trust) or folders of .npy files")
+                        "video per entry; the only files unpickled, so pass only files you trust) or folders of .npy "
+                        "files; anything else (a pickle, strings, a truncated file) is refused")
     p.add_argument("--out", required=True, help="where to write the detections JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
@@ -192,7 +195,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--ground-truth", required=True, metavar="GT.json",
-                   help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT)")
+                   help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
+                        "segments.npy and labels.npy are unpickled: use files you trust)")
     p.add_argument("--predictions", required=True, metavar="PRED.json", help="predictions JSON (e.g. rskp predict)")
     p.add_argument("--tiou", default="0.1:0.7:0.1",
                    help="tIoU thresholds: start:stop:step (stop included, exact decimals) or a comma list")

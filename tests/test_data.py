@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -226,6 +228,69 @@ def test_wtalc_unreadable_file(wtalc_dir: Path) -> None:
         load_wtalc(wtalc_dir, "Tiny", "test")
 
 
+class _RunsCode:
+    """Unpickling this object creates ``marker``: proof that a pickle ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def _object_array(*items: object) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = list(items)
+    return out
+
+
+@pytest.mark.parametrize("stem", ["videoname", "subset", "classlist", "duration"])
+def test_wtalc_pickle_in_a_plain_annotation_file_is_refused_unread(wtalc_dir: Path, tmp_path: Path, stem: str) -> None:
+    marker = tmp_path / "code-ran"
+    path = _ann(wtalc_dir) / f"{stem}.npy"
+    size = len(np.load(path))
+    np.save(path, _object_array(_RunsCode(marker), *([b"x"] * (size - 1))), allow_pickle=True)
+    with pytest.raises(DataError, match=rf"{stem}\.npy holds Python objects .*could run code; rskp unpickles only the "
+                                        r"feature file, segments.npy, labels.npy and labels_all.npy\. Re-save it"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+    assert not marker.exists()
+    with open(path, "wb") as handle:  # a raw pickle named .npy (not even a .npy file)
+        pickle.dump(_RunsCode(marker), handle)
+    with pytest.raises(DataError, match=rf"cannot read W-TALC file .*{stem}\.npy: it is a Python pickle, which rskp "
+                                        "never loads"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+    assert not marker.exists()
+
+
+def test_wtalc_truncated_and_damaged_files(wtalc_dir: Path) -> None:
+    path = _ann(wtalc_dir) / "segments.npy"
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="cannot read W-TALC file .*segments.npy: it is truncated or corrupt"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+    path = _ann(wtalc_dir) / "duration.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(DataError, match="duration.npy: it is truncated or corrupt"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+    path.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': nonsense")
+    with pytest.raises(DataError, match="duration.npy: its .npy header is damaged"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+
+
+def test_wtalc_width_is_decided_by_the_majority(wtalc_dir: Path) -> None:
+    """The first test video (row 7) has an odd width: it is the bad one, not the four after it."""
+    _features_edit(wtalc_dir, 7, np.ones((5, 4), np.float32))
+    with pytest.raises(DataError, match="video video_test_0000: feature width 4 differs from the 6 of most videos "
+                                        r"\(4 of 5\)"):
+        load_wtalc(wtalc_dir, "Tiny", "test")
+    with pytest.warns(DataWarning, match="skipped 1 of 5 videos: video_test_0000"):
+        ds = load_wtalc(wtalc_dir, "Tiny", "test", on_error="skip")
+    assert len(ds) == 4 and ds.feature_dim == 6
+    with pytest.raises(DataError, match="video video_test_0001: feature width 6 differs from the feature_dim 4 asked"):
+        load_wtalc(wtalc_dir, "Tiny", "test", feature_dim=4)
+    with pytest.warns(DataWarning, match="skipped 4 of 5 videos"):
+        assert load_wtalc(wtalc_dir, "Tiny", "test", feature_dim=4, on_error="skip").names == ("video_test_0000",)
+
+
 def _features_edit(root: Path, row: int, value: object) -> None:
     _edit(root / "Tiny-I3D-JOINTFeatures.npy", row, value)
 
@@ -390,6 +455,31 @@ def test_real_thumos14_annotations_load(tmp_path: Path) -> None:
                          for a in e["annotations"]})) == train.class_names
 
 
+JAPANESE_VOWELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "japanesevowels-tal"
+
+
+@pytest.mark.parametrize("folder", [REAL, JAPANESE_VOWELS / "JapaneseVowelsTAL-Annotations"], ids=["thumos", "vowels"])
+def test_real_annotation_files_need_pickle_only_where_rskp_unpickles(folder: Path) -> None:
+    """The published files are object arrays exactly where rskp unpickles them (and load as such)."""
+    from rskp_plugin.data._npy import npy_header
+    from rskp_plugin.data.wtalc import ANNOTATION_FILES, PICKLED_ANNOTATIONS
+
+    if not folder.is_dir():
+        pytest.skip(f"annotation files not found at {folder} (the shared data folder lies beside the repository)")
+    for stem in ANNOTATION_FILES:
+        dtype, _ = npy_header(folder / f"{stem}.npy", "annotation file")
+        assert dtype.hasobject == (stem in PICKLED_ANNOTATIONS), stem
+
+
+def test_japanese_vowels_dev_set_loads() -> None:
+    if not JAPANESE_VOWELS.is_dir():
+        pytest.skip(f"the JapaneseVowelsTAL dev set is not at {JAPANESE_VOWELS} (shared data beside the repository)")
+    train = load_wtalc(JAPANESE_VOWELS, "JapaneseVowelsTAL", "validation")
+    test = load_wtalc(JAPANESE_VOWELS, "JapaneseVowelsTAL", "test")
+    assert (len(train), len(test), train.feature_dim, train.num_classes) == (200, 200, 36, 4)
+    assert sum(v.num_snippets for v in train) == 48622 and sum(v.num_snippets for v in test) == 46232  # its README
+
+
 # ------------------------------------------------------------------------------------------------ folders
 def _write_folders(root: Path, ds: VideoDataset, split: str, *, with_duration: bool = True) -> dict:
     for modality, cols in (("rgb", slice(0, 4)), ("flow", slice(4, None))):
@@ -496,6 +586,30 @@ def test_folders_bad_video(folders, case: str) -> None:
     with pytest.warns(DataWarning, match="skipped 1 of 4 videos: video_test_0001"):
         ds = load_folders(root, gt, "test", class_names=CLASSES, on_error="skip")
     assert len(ds) == 3 and ds.skipped[0][0] == "video_test_0001"
+
+
+def test_folders_width_is_decided_by_the_majority(folders) -> None:
+    root, gt, _, _ = folders
+    first = sorted((root / "features" / "test" / "rgb").iterdir())[0]
+    np.save(first, np.ones((len(np.load(first)), 5), np.float32))  # video_test_0000: 5 + 2 = 7 wide, the others 6
+    with pytest.raises(DataError, match="video video_test_0000: feature width 7 differs from the 6 of most videos"):
+        load_folders(root, gt, "test", class_names=CLASSES)
+    with pytest.warns(DataWarning, match="skipped 1 of 4 videos: video_test_0000"):
+        ds = load_folders(root, gt, "test", class_names=CLASSES, on_error="skip")
+    assert len(ds) == 3 and ds.feature_dim == 6
+    with pytest.warns(DataWarning, match="skipped 3 of 4 videos"):
+        assert load_folders(root, gt, "test", class_names=CLASSES, feature_dim=7, on_error="skip").names == (
+            "video_test_0000",)
+
+
+def test_folders_refuse_object_arrays(folders, tmp_path: Path) -> None:
+    root, gt, _, _ = folders
+    rgb, _ = _folder_video(root)
+    marker = tmp_path / "code-ran"
+    np.save(rgb, _object_array(_RunsCode(marker)), allow_pickle=True)
+    with pytest.raises(DataError, match="video_test_0001: .*rgb/video_test_0001.npy holds Python objects"):
+        load_folders(root, gt, "test", class_names=CLASSES)
+    assert not marker.exists()
 
 
 def test_folders_bad_files(folders, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -30,24 +31,41 @@ def require_file(path: str | os.PathLike, what: str, hint: str) -> None:
         raise DataError(f"missing {what}: {os.fspath(path)} does not exist. {hint}")
 
 
-class WidthTracker:
-    """Remembers the feature width of the first good video; later videos must match it."""
+class ExpectedWidth:
+    """The feature width D every video must have: ``feature_dim`` when given, else the most common width.
 
-    def __init__(self) -> None:
-        self.width: int | None = None
-        self.first: str = ""
+    Deciding by the majority (not by the first video) blames the odd video whatever its position: with
+    ``on_error="skip"`` the odd one is skipped, not the good ones. Ties go to the width seen first.
 
-    def check(self, name: str, width: int) -> None:
-        if self.width is None:
-            self.width, self.first = width, name
-        elif width != self.width:
+    Args:
+        widths: the widths of the videos whose features are (T, D) arrays, in file order.
+        feature_dim: the width to expect, if known (e.g. from a config); None decides by the majority.
+    """
+
+    def __init__(self, widths: Sequence[int], feature_dim: int | None = None) -> None:
+        if feature_dim is not None:
+            self.width: int | None = int(feature_dim)
+            self.reason = f"the feature_dim {feature_dim} asked for"
+        else:
+            counts = Counter(widths)  # ordered by first appearance: most_common breaks ties by it
+            self.width, count = counts.most_common(1)[0] if counts else (None, 0)
+            self.reason = f"the {self.width} of most videos ({count} of {len(widths)})"
+
+    def check(self, width: int) -> None:
+        """Raise ``VideoProblem`` unless ``width`` is the expected one."""
+        if self.width is not None and width != self.width:
             raise VideoProblem(
-                f"feature width {width} differs from the {self.width} of video {self.first}; every video must use "
-                "the same feature extractor"
+                f"feature width {width} differs from {self.reason}; every video must use the same feature extractor"
             )
 
 
-def check_features(name: str, features: Any, widths: WidthTracker) -> np.ndarray:
+def width_of(features: Any) -> int | None:
+    """D of a (T, D) array with T, D >= 1, else None (left to ``check_features`` to describe)."""
+    shape = getattr(features, "shape", None)
+    return int(shape[1]) if isinstance(shape, tuple) and len(shape) == 2 and min(shape) > 0 else None
+
+
+def check_features(name: str, features: Any, widths: ExpectedWidth) -> np.ndarray:
     """(T, D) float32 features of one video, or ``VideoProblem`` (missing, empty, wrong rank, NaN/Inf, width)."""
     if features is None:
         raise VideoProblem("has no features")
@@ -66,7 +84,7 @@ def check_features(name: str, features: Any, widths: WidthTracker) -> np.ndarray
             f"features hold {int((~finite).sum())} NaN/Inf values in snippets {bad[:5].tolist()}"
             f"{' ...' if len(bad) > 5 else ''}; re-extract the features of this video or skip it"
         )
-    widths.check(name, int(array.shape[1]))
+    widths.check(int(array.shape[1]))
     return array
 
 

@@ -19,6 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ._npy import load_npy
+from .wtalc import PICKLED_ANNOTATIONS
+
 DUPLICATE_OF = {"CliffDiving": "Diving"}  # THUMOS14 quirk: every CliffDiving instance is also a Diving instance
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
 
@@ -27,13 +30,16 @@ def read_real(annotation_dir: str | os.PathLike) -> dict:
     """Durations (N,), segments (list of (K, 2)), segment label names (list of lists), class names, subsets."""
     folder = Path(annotation_dir)
 
-    def load(stem: str) -> np.ndarray:
-        return np.load(folder / f"{stem}.npy", allow_pickle=True)
+    def load(stem: str) -> np.ndarray:  # unpickles only the ragged files, as load_wtalc does
+        return load_npy(folder / f"{stem}.npy", "W-TALC file", pickled=stem in PICKLED_ANNOTATIONS)
+
+    def text(x: object) -> str:  # Python 2 pickles keep strings as bytes
+        return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
     return {
         "durations": np.asarray(load("duration"), dtype=np.float64).reshape(-1),
         "segments": [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in load("segments")],
-        "labels": [[str(x) for x in labels] for labels in load("labels")],
+        "labels": [[text(x) for x in labels] for labels in load("labels")],
         "class_names": tuple(c.decode() for c in load("classlist")),
         "subsets": np.array([s.decode() for s in load("subset")]),
     }

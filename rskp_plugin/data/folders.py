@@ -24,8 +24,8 @@ from ..errors import DataError
 from ._checks import (
     ON_ERROR,
     OUT_OF_RANGE,
+    ExpectedWidth,
     VideoProblem,
-    WidthTracker,
     build_record,
     check_choice,
     check_features,
@@ -33,7 +33,9 @@ from ._checks import (
     class_indices,
     fail,
     require_file,
+    width_of,
 )
+from ._npy import load_npy
 from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, summarize_skipped
 
 
@@ -55,6 +57,25 @@ def read_ground_truth(ground_truth_json: str | os.PathLike | Mapping[str, Any]) 
     return dict(database), source
 
 
+def _read_video(base: Path, name: str, modalities: Sequence[str]) -> np.ndarray:
+    """One video's modalities, concatenated along the feature axis: (T, sum of D_m), or ``VideoProblem``."""
+    parts = []
+    for modality in modalities:
+        path = base / modality / f"{name}.npy"
+        if not path.is_file():
+            raise VideoProblem(f"has no features: {path} does not exist")
+        try:
+            parts.append(load_npy(path, "feature file"))  # never unpickled: a (T, D) array needs no objects
+        except DataError as exc:  # any unreadable file is a bad video
+            raise VideoProblem(str(exc)) from exc
+        if parts[-1].ndim != 2:
+            raise VideoProblem(f"{path} must hold a (T, D) array, got shape {parts[-1].shape}")
+    lengths = {m: p.shape[0] for m, p in zip(modalities, parts)}
+    if len(set(lengths.values())) > 1:
+        raise VideoProblem(f"modalities have different snippet counts {lengths}")
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
 def load_folders(
     root: str | os.PathLike,
     ground_truth_json: str | os.PathLike | Mapping[str, Any],
@@ -66,6 +87,7 @@ def load_folders(
     snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
     on_error: str = "raise",
     out_of_range: str = "error",
+    feature_dim: int | None = None,
 ) -> VideoDataset:
     """Read the videos of one ground-truth subset from per-video feature files, validating every video.
 
@@ -82,6 +104,8 @@ def load_folders(
             feature files, modalities of different lengths, NaN/Inf, differing widths, unknown labels, segments
             outside the video) with one warning; ``dataset.skipped`` lists them.
         out_of_range: segments ending more than one snippet after the video: ``"error"``, ``"keep"`` or ``"clip"``.
+        feature_dim: the (concatenated) feature width D every video must have; default the most common width among
+            the subset's videos.
 
     Returns:
         The subset's videos sorted by name.
@@ -121,25 +145,21 @@ def load_folders(
     class_names = tuple(class_names)
     class_index = {name: i for i, name in enumerate(class_names)}
 
-    videos, skipped, widths, changed = [], [], WidthTracker(), 0
+    features: dict[str, np.ndarray | VideoProblem] = {}
+    for name in sorted(entries):  # read every video first: the expected width is the most common one
+        try:
+            features[name] = _read_video(base, name, modalities)
+        except VideoProblem as problem:
+            features[name] = problem
+    widths = ExpectedWidth([w for w in map(width_of, features.values()) if w is not None], feature_dim)
+
+    videos, skipped, changed = [], [], 0
     for name in sorted(entries):
         entry = entries[name]
         try:
-            parts = []
-            for modality in modalities:
-                path = base / modality / f"{name}.npy"
-                if not path.is_file():
-                    raise VideoProblem(f"has no features: {path} does not exist")
-                try:
-                    parts.append(np.load(path, allow_pickle=False))
-                except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad video
-                    raise VideoProblem(f"cannot read {path} ({exc})") from exc
-                if parts[-1].ndim != 2:
-                    raise VideoProblem(f"{path} must hold a (T, D) array, got shape {parts[-1].shape}")
-            lengths = {m: p.shape[0] for m, p in zip(modalities, parts)}
-            if len(set(lengths.values())) > 1:
-                raise VideoProblem(f"modalities have different snippet counts {lengths}")
-            feats = check_features(name, np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0], widths)
+            if isinstance(features[name], VideoProblem):
+                raise features[name]
+            feats = check_features(name, features[name], widths)
             annotations = [a for a in entry.get("annotations", []) or []]
             try:
                 raw = [[float(a["segment"][0]), float(a["segment"][1])] for a in annotations]

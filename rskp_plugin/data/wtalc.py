@@ -12,6 +12,10 @@ THUMOS14-reduced trains on subset ``validation`` and tests on ``test``; Activity
 on ``validation`` (``default_subsets``). Seconds <-> snippets use ``snippets_per_second`` (25/16 for I3D features:
 16 frames at 25 fps), a setting of the loader: ``extracted_fps.npy`` is NOT read, it describes the older
 UntrimmedNet features (10 for every THUMOS14 video).
+
+Only the feature file, ``segments.npy``, ``labels.npy`` and ``labels_all.npy`` are unpickled: their entries are
+ragged per-video lists, which numpy can only store as object arrays (pickles, which can run code: use files you
+trust). The other files must be plain arrays; a pickle there is refused with a ``DataError``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from ..errors import DataError
 from ._checks import (
     ON_ERROR,
     OUT_OF_RANGE,
+    ExpectedWidth,
     VideoProblem,
-    WidthTracker,
     build_record,
     check_choice,
     check_features,
@@ -36,10 +40,17 @@ from ._checks import (
     class_indices,
     fail,
     require_file,
+    width_of,
 )
+from ._npy import load_npy
 from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, summarize_skipped
 
 ANNOTATION_FILES = ("videoname", "subset", "classlist", "duration", "segments", "labels", "labels_all")
+#: Annotation files whose format needs object arrays (ragged per-video lists), which numpy stores as pickles. These
+#: and the feature file (one (T, D) array per video) are the only W-TALC files unpickled; the others must be plain
+#: arrays (strings as bytes, durations as floats), as in the original files.
+PICKLED_ANNOTATIONS = ("segments", "labels", "labels_all")
+PICKLED_DESCRIPTION = "the feature file, segments.npy, labels.npy and labels_all.npy"
 AMBIGUOUS_FILE = "Ambiguous_test.txt"
 
 
@@ -74,11 +85,9 @@ def _items(x: object) -> list:
     return list(x)
 
 
-def _load(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=True, encoding="bytes")
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise DataError(f"cannot read {path}: {exc}. Is it a .npy file written by numpy?") from exc
+def _load(path: Path, *, pickled: bool) -> np.ndarray:
+    """One W-TALC ``.npy`` file; unpickled only if ``pickled`` (a format of ragged per-video entries)."""
+    return load_npy(path, "W-TALC file", pickled=pickled, pickled_files=PICKLED_DESCRIPTION)
 
 
 def read_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -108,6 +117,7 @@ def load_wtalc(
     on_error: str = "raise",
     out_of_range: str = "error",
     annotations_dir: str | os.PathLike | None = None,
+    feature_dim: int | None = None,
 ) -> VideoDataset:
     """Read one subset of a W-TALC dataset, validating every video.
 
@@ -123,6 +133,8 @@ def load_wtalc(
             ``"keep"`` (as annotated; the official evaluations keep them) or ``"clip"`` (clipped to the duration).
             The real THUMOS14 files have 33 such segments in 5 videos.
         annotations_dir: where the annotation ``.npy`` files are; default ``<root>/<Name>-Annotations`` or ``root``.
+        feature_dim: the feature width D every video must have; default the most common width among the subset's
+            videos (a video of another width is the bad one, wherever it is in the file).
 
     Returns:
         The subset's videos in file order, with ``ambiguous`` from ``Ambiguous_test.txt`` where present.
@@ -138,9 +150,9 @@ def load_wtalc(
         require_file(ann_dir / f"{stem}.npy", f"annotation file {stem}.npy", hint)
     require_file(feat_path, "feature file", hint)
 
-    arrays = {stem: _load(ann_dir / f"{stem}.npy") for stem in ANNOTATION_FILES}
+    arrays = {stem: _load(ann_dir / f"{stem}.npy", pickled=stem in PICKLED_ANNOTATIONS) for stem in ANNOTATION_FILES}
     arrays["duration"] = np.asarray(arrays["duration"]).reshape(len(arrays["duration"]), -1)[:, 0]
-    features = _load(feat_path)
+    features = _load(feat_path, pickled=True)
     count = len(arrays["videoname"])
     per_video = [(k, v) for k, v in arrays.items() if k != "classlist"] + [(os.fspath(feat_path), features)]
     for stem, array in per_video:
@@ -158,7 +170,8 @@ def load_wtalc(
             f"{ann_dir / 'subset.npy'} has no video of subset {subset!r}; it has {sorted(set(subsets.tolist()))}"
         )
 
-    videos, skipped, widths, changed = [], [], WidthTracker(), 0
+    widths = ExpectedWidth([w for w in map(width_of, (features[r] for r in rows)) if w is not None], feature_dim)
+    videos, skipped, changed = [], [], 0
     for row in rows:
         name = _text(arrays["videoname"][row])
         try:
