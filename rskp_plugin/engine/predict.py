@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..config import from_mapping
+from ..data._npy import load_npy, npy_header
 from ..errors import CheckpointError, DataError
 from .build import build_model, resolve_device
 from .config import ExperimentConfig
@@ -41,8 +42,12 @@ def read_feature_files(paths: Sequence[str | os.PathLike[str]], *, feature_dim: 
     """Videos from ``.npy`` files: a (T, D) array is one video named after the file; a 1-D object array (W-TALC
     layout) holds one (T, D) array per video, named ``<file>_<index>``; a folder contributes every ``.npy`` in it.
 
+    Only object arrays are unpickled (their format needs it: pass only files you trust); what a file holds is read
+    from its ``.npy`` header first, so a pickle or random bytes named ``.npy`` are refused, never loaded.
+
     Raises:
-        DataError: a file is missing, unreadable, or holds an array of the wrong shape or width.
+        DataError: a file is missing, not a ``.npy`` file, truncated, holds strings or an array of the wrong shape
+            or width, or NaN/Inf.
     """
     files: list[Path] = []
     for p in map(Path, paths):
@@ -56,15 +61,19 @@ def read_feature_files(paths: Sequence[str | os.PathLike[str]], *, feature_dim: 
         raise DataError(f"no .npy feature files found in {[os.fspath(p) for p in paths]}")
     videos: list[tuple[str, np.ndarray]] = []
     for f in files:
-        try:
-            array = np.load(f, allow_pickle=False)
+        dtype, _ = npy_header(f, "feature file")
+        array = load_npy(f, "feature file", pickled=dtype.hasobject)  # an object array holds one array per video
+        if dtype.hasobject:
+            if array.ndim != 1:
+                raise DataError(
+                    f"{os.fspath(f)}: an object array of shape {array.shape}; pass a (T, D) array or a 1-D object "
+                    "array of (T, D) arrays (W-TALC layout)"
+                )
+            items = [(f"{f.stem}_{i:04d}", a) for i, a in enumerate(array)]
+        else:
             items = [(f.stem, array)]
-        except ValueError:  # an object array (one array per video) needs pickle
-            array = np.load(f, allow_pickle=True)
-            items = [(f"{f.stem}_{i:04d}", np.asarray(a)) for i, a in enumerate(array)]
-        except OSError as exc:
-            raise DataError(f"cannot read feature file {os.fspath(f)!r}: {exc}") from exc
         for name, x in items:
+            x = _numeric(x, f"{os.fspath(f)}: video {name}")
             if x.ndim != 2 or x.shape[1] != feature_dim or x.shape[0] == 0:
                 raise DataError(
                     f"{os.fspath(f)}: video {name} has features of shape {x.shape}; the checkpoint's head expects "
@@ -78,6 +87,18 @@ def read_feature_files(paths: Sequence[str | os.PathLike[str]], *, feature_dim: 
         duplicates = sorted({n for n in names if names.count(n) > 1})[:5]
         raise DataError(f"duplicate video names among the feature files: {duplicates}; rename the files")
     return videos
+
+
+def _numeric(x: Any, where: str) -> np.ndarray:
+    """``x`` as a real-valued array, or a DataError: strings, None or nested objects are not features."""
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested lists
+        array = np.empty(0, dtype=object)
+    if array.dtype.kind not in "biuf":
+        kind = "Python objects" if array.dtype.hasobject else f"{array.dtype} values"
+        raise DataError(f"{where} holds {kind}, not numbers; pass (T, D) float features (e.g. I3D, np.float32)")
+    return array
 
 
 def predict_files(
