@@ -25,19 +25,27 @@ def _add_heads(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
 
 
 def _run_heads(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
-    from .plugins import head_specs, load_errors
+    from .errors import DuplicateHeadError
+    from .plugins import head_errors, head_specs
 
     rows = []
     for spec in head_specs().values():
         dist, _, version = spec.distribution.partition(" ")  # "<distribution> <version>"; "" if registered by hand
-        rows.append((spec.name, dist or "-", version or "-", spec.summary))
-    for name, err in load_errors().items():  # broken plugins stay visible, with the reason
+        rows.append((escape(spec.name), escape(dist or "-"), escape(version or "-"), escape(spec.summary)))
+    errors = head_errors()
+    for name, err in errors.items():  # broken plugins and clashing names stay visible, with the reason
         cause = err.__cause__
-        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+        if isinstance(err, DuplicateHeadError):
+            status, reason = "registered twice, unusable", str(err)
+        else:
+            status = "failed to load"
+            reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
         dist, version = getattr(err, "distribution", "?"), getattr(err, "version", "?")
-        rows.append((name, dist, version, f"[red]failed to load[/] ({reason}); see `rskp --debug heads`"))
+        rows.append((escape(name), escape(dist), escape(version),
+                     f"[red]{status}[/] ({escape(reason)}); see `rskp --debug heads`"))
     table = Table(title="Installed heads")
     for column in ("name", "distribution", "version", "summary"):
         table.add_column(column, overflow="fold")
@@ -47,7 +55,7 @@ def _run_heads(args: argparse.Namespace) -> int:
     if getattr(args, "debug", False):  # the full import tracebacks of broken plugins
         import traceback
 
-        for err in load_errors().values():
+        for err in errors.values():
             err_console.print("".join(traceback.format_exception(err)), highlight=False, markup=False)
     return 0
 

@@ -6,14 +6,17 @@ Every head, built-in or third-party, arrives the same way: a distribution declar
     [project.entry-points.rskp_plugin]
     toy = "rskp_head_toy"
 
-Entry points are loaded one at a time. A plugin that fails to import (or to register with pluggy) does not stop
-the others: its error is kept as a ``PluginLoadError`` naming the entry point and distribution (chained to the
-original exception) and reaches the user in three ways:
+Entry points are loaded one at a time, and each plugin's ``register_heads`` is called on its own. A plugin that fails
+to import, to register with pluggy or in ``register_heads`` (an exception, or ``register`` called with something
+other than a ``HeadSpec``) does not stop the others: its error is a ``PluginLoadError`` naming the plugin and its
+distribution (chained to the original exception). A head name registered by two plugins is left out (only that
+name) with a ``DuplicateHeadError`` naming both plugins and distributions. ``head_errors()`` lists them all, and
+they reach the user in three ways:
 
 * a ``PluginLoadWarning`` when the cached manager is built (once per ``refresh``);
-* ``create_head(name)`` raises that ``PluginLoadError`` when ``name`` is the broken entry point's name (heads are
-  conventionally named like their entry point), and an ``UnknownHeadError`` lists the broken plugins;
-* ``rskp heads`` shows a "failed to load" row per broken plugin.
+* ``create_head(name)`` raises that error when ``name`` is the broken plugin's name (heads are conventionally named
+  like their entry point) or the clashing head name, and an ``UnknownHeadError`` lists the broken plugins;
+* ``rskp heads`` shows a failed row per broken plugin or clashing name.
 
 Typical use::
 
@@ -33,7 +36,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicateHeadError, PluginLoadError, UnknownHeadError
+from .errors import DuplicateHeadError, PluginLoadError, RSKPError, UnknownHeadError
 from .protocols import HeadSpec
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT  # the pluggy project name is also the entry-point group
@@ -134,7 +137,7 @@ def get_plugin_manager(*, refresh: bool = False) -> RSKPPluginManager:
     with _lock:
         if _manager is None or refresh:
             pm = make_plugin_manager(load_entrypoints=True)
-            for err in pm.load_errors.values():
+            for err in head_errors(pm).values():  # import failures, failing register_heads, clashing names
                 warnings.warn(str(err), PluginLoadWarning, stacklevel=3)
             _manager = pm
         return _manager
@@ -154,46 +157,92 @@ def refresh(plugin_manager: RSKPPluginManager | None = None) -> RSKPPluginManage
         return plugin_manager
 
 
-def _collect(pm: pluggy.PluginManager) -> dict[str, HeadSpec]:
-    """Call every ``register_heads`` implementation on its own, so each spec knows the plugin that made it."""
-    specs: dict[str, HeadSpec] = {}
+def _register_error(plugin: str, distribution: str, what: str, exc: BaseException) -> PluginLoadError:
+    """The error of a plugin whose ``register_heads`` failed, with ``rskp heads``' attributes."""
+    dist_name, _, version = distribution.partition(" ")
+    where = f"from distribution {distribution}" if distribution else "(not from an installed distribution)"
+    fix = (f" Fix or reinstall it (pip install --force-reinstall {dist_name}), or uninstall it (pip uninstall "
+           f"{dist_name})." if distribution else " Fix it or unregister it.")
+    err = PluginLoadError(
+        f'Plugin "{plugin}" {where} {what}. Its heads are unavailable; the other plugins still work.{fix}'
+    )
+    err.__cause__ = exc
+    err.entry_point, err.distribution, err.version = plugin, dist_name or "-", version or "-"
+    return err
+
+
+def _duplicate_error(name: str, claims: list[HeadSpec]) -> DuplicateHeadError:
+    """The error of a head name registered more than once; the name is blocked, every other head still works."""
+    by = " and by ".join(
+        f'plugin "{spec.plugin}" ({spec.distribution or "not from an installed distribution"})' for spec in claims
+    )
+    err = DuplicateHeadError(
+        f'Head "{name}" is registered twice: by {by}, so neither is used (the other heads still work). '
+        "Uninstall one of the two distributions, or block one plugin with "
+        "get_plugin_manager().set_blocked(<plugin name>) before creating heads."
+    )
+    dists = [spec.distribution.partition(" ") for spec in claims]
+    err.distribution = ", ".join(d[0] or "-" for d in dists)
+    err.version = ", ".join(d[2] or "-" for d in dists)
+    return err
+
+
+def _collect(pm: pluggy.PluginManager) -> tuple[dict[str, HeadSpec], dict[str, RSKPError]]:
+    """Call every ``register_heads`` implementation on its own, so each spec knows the plugin that made it.
+
+    A plugin whose hook raises, or that registers something other than a ``HeadSpec``, contributes no head and an
+    error under its plugin name; a head name registered more than once is left out, with an error under that name.
+
+    Returns:
+        (name -> spec of the usable heads, name -> error of the broken plugins and clashing names).
+    """
+    claims: dict[str, list[HeadSpec]] = {}
+    failed: dict[str, RSKPError] = {}
     for impl in pm.hook.register_heads.get_hookimpls():  # registration order, so messages name the first one first
         plugin_name = impl.plugin_name
         distribution = pm.distribution_of(plugin_name) if isinstance(pm, RSKPPluginManager) else ""
+        mine: list[HeadSpec] = []
+        wrong: list[object] = []
 
-        def register(spec: HeadSpec, *, _plugin: str = plugin_name, _dist: str = distribution) -> None:
+        def register(spec: HeadSpec, *, _plugin: str = plugin_name, _dist: str = distribution,
+                     _mine: list = mine, _wrong: list = wrong) -> None:
             if not isinstance(spec, HeadSpec):
-                raise TypeError(f"plugin {_plugin!r} called register() with {type(spec).__name__}, not a HeadSpec")
-            spec = HeadSpec(name=spec.name, factory=spec.factory, summary=spec.summary, plugin=_plugin,
-                            distribution=_dist)
-            if spec.name in specs:
-                first = specs[spec.name]
-                raise DuplicateHeadError(
-                    f'Head "{spec.name}" is registered twice: by plugin "{first.plugin}" '
-                    f"({first.distribution or 'not from an installed distribution'}) and by plugin "
-                    f'"{spec.plugin}" ({spec.distribution or "not from an installed distribution"}). '
-                    "Uninstall one of the two distributions, or block one plugin with "
-                    "get_plugin_manager().set_blocked(<plugin name>) before creating heads."
-                )
-            specs[spec.name] = spec
+                _wrong.append(spec)
+                return
+            _mine.append(HeadSpec(name=spec.name, factory=spec.factory, summary=spec.summary, plugin=_plugin,
+                                  distribution=_dist))
 
         kwargs = {"register": register}
-        impl.function(*[kwargs[arg] for arg in impl.argnames])
-    return specs
+        try:
+            impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:  # a third-party hook may raise anything: it must not take the others down
+            failed[plugin_name] = _register_error(plugin_name, distribution, f"failed in register_heads: {exc!r}", exc)
+            continue
+        if wrong:
+            what = f"called register() with a {type(wrong[0]).__name__}, not a rskp_plugin.HeadSpec"
+            failed[plugin_name] = _register_error(plugin_name, distribution, what, TypeError(what))
+            continue
+        for spec in mine:
+            claims.setdefault(spec.name, []).append(spec)
+    specs = {name: spec[0] for name, spec in claims.items() if len(spec) == 1}
+    for name, spec in claims.items():
+        if len(spec) > 1:
+            failed.setdefault(name, _duplicate_error(name, spec))
+    return specs, failed
 
 
 def head_specs(plugin_manager: pluggy.PluginManager | None = None) -> dict[str, HeadSpec]:
-    """Every registered head by name, with ``plugin`` and ``distribution`` filled in, sorted by name.
+    """Every usable registered head by name, with ``plugin`` and ``distribution`` filled in, sorted by name.
 
-    Raises:
-        DuplicateHeadError: two plugins (or one plugin twice) register the same name.
+    Heads of a plugin whose ``register_heads`` fails and names registered twice are left out; ``head_errors``
+    says why.
     """
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
-    return dict(sorted(_collect(pm).items()))
+    return dict(sorted(_collect(pm)[0].items()))
 
 
 def available_heads(plugin_manager: pluggy.PluginManager | None = None) -> list[str]:
-    """Sorted names of the registered heads."""
+    """Sorted names of the usable registered heads."""
     return list(head_specs(plugin_manager))
 
 
@@ -201,6 +250,19 @@ def load_errors(plugin_manager: pluggy.PluginManager | None = None) -> dict[str,
     """Entry-point name -> error, for the plugins that failed to load (empty when all loaded)."""
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
     return dict(getattr(pm, "load_errors", {}))
+
+
+def head_errors(plugin_manager: pluggy.PluginManager | None = None) -> dict[str, RSKPError]:
+    """Name -> error for everything that is not a usable head, sorted by name: plugins that failed to load
+    (``PluginLoadError``, under the entry-point name), plugins whose ``register_heads`` failed or registered a
+    non-``HeadSpec`` (``PluginLoadError``, under the plugin name) and head names registered twice
+    (``DuplicateHeadError``, under the head name). Each error has ``distribution`` and ``version`` attributes.
+    """
+    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
+    errors: dict[str, RSKPError] = dict(load_errors(pm))
+    for name, err in _collect(pm)[1].items():
+        errors.setdefault(name, err)
+    return dict(sorted(errors.items()))
 
 
 def _names(items: Iterable[str]) -> str:
@@ -217,20 +279,24 @@ def create_head(name: str, *, plugin_manager: pluggy.PluginManager | None = None
 
     Raises:
         UnknownHeadError: no plugin registers ``name`` (the message suggests the closest name and lists all).
-        PluginLoadError: the plugin whose entry point is called ``name`` failed to load.
-        DuplicateHeadError: two plugins register the same name.
+        PluginLoadError: the plugin called ``name`` (its entry point) failed to load or to register its heads.
+        DuplicateHeadError: two plugins register ``name`` (other names are unaffected).
     """
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
-    specs = head_specs(pm)
+    specs, failed = _collect(pm)
     spec = specs.get(name)
     if spec is None:
-        broken = load_errors(pm)
+        broken = {**failed, **load_errors(pm)}
         if name in broken:
             raise broken[name]
         close = difflib.get_close_matches(name, list(specs), n=1)
         hint = f' Did you mean "{close[0]}"?' if close else ""
         msg = f'Unknown head "{name}".{hint} Installed: {_names(specs)}.'
-        if broken:
-            msg += f" Plugins that failed to load (see `rskp heads`): {_names(broken)}."
+        plugins_failed = [n for n, err in broken.items() if not isinstance(err, DuplicateHeadError)]
+        if plugins_failed:
+            msg += f" Plugins that failed to load (see `rskp heads`): {_names(plugins_failed)}."
+        clashes = [n for n, err in broken.items() if isinstance(err, DuplicateHeadError)]
+        if clashes:
+            msg += f" Registered twice, so unusable: {_names(clashes)}."
         raise UnknownHeadError(msg)
     return spec.factory(**kwargs)

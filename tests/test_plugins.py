@@ -7,9 +7,11 @@ Only ``test_installed_built_in_heads`` looks at what is really installed; the re
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -23,6 +25,7 @@ from rskp_plugin.plugins import (
     available_heads,
     create_head,
     get_plugin_manager,
+    head_errors,
     head_specs,
     load_errors,
     make_plugin_manager,
@@ -94,28 +97,52 @@ def test_unregistering_removes_heads(pm):
         create_head("wum", plugin_manager=pm)
 
 
-def test_duplicate_head_names_both_plugins(pm):
+def test_duplicate_name_blocks_only_that_name(pm):
     class Clash:
         @hookimpl
         def register_heads(self, register):
             register(HeadSpec(name="wum", factory=Made))
 
     pm.register(Clash(), name="clash")
+    assert available_heads(pm) == ["bm", "facnet", "stpn"]  # every other head keeps working
+    assert isinstance(create_head("facnet", plugin_manager=pm), Made)
     with pytest.raises(DuplicateHeadError) as info:
-        head_specs(pm)
+        create_head("wum", plugin_manager=pm)
     assert 'Head "wum" is registered twice: by plugin "four"' in str(info.value)
-    assert 'by plugin "clash"' in str(info.value)
+    assert 'by plugin "clash"' in str(info.value) and "neither is used" in str(info.value)
+    assert list(head_errors(pm)) == ["wum"] and isinstance(head_errors(pm)["wum"], ValueError)
 
 
-def test_register_rejects_non_specs(pm):
-    class Sloppy:
-        @hookimpl
-        def register_heads(self, register):
-            register({"name": "x"})
+class Raises:
+    @hookimpl
+    def register_heads(self, register):
+        register(HeadSpec(name="half", factory=Made))  # registered before the failure: not used either
+        raise RuntimeError("the author forgot a file")
 
-    pm.register(Sloppy(), name="sloppy")
-    with pytest.raises(TypeError, match="'sloppy' called register"):
-        head_specs(pm)
+
+class Sloppy:
+    @hookimpl
+    def register_heads(self, register):
+        register({"name": "x"})
+        register(HeadSpec(name="y", factory=Made))
+
+
+@pytest.mark.parametrize(("plugin", "message"), [
+    (Raises(), r"failed in register_heads: RuntimeError\('the author forgot a file'\)"),
+    (Sloppy(), r"called register\(\) with a dict, not a rskp_plugin\.HeadSpec"),
+])
+def test_a_broken_register_heads_is_isolated(pm, plugin, message):
+    pm.register(plugin, name="broken")
+    assert available_heads(pm) == ["bm", "facnet", "stpn", "wum"]  # none of the broken plugin's heads
+    assert isinstance(create_head("wum", plugin_manager=pm), Made)
+    err = head_errors(pm)["broken"]
+    assert isinstance(err, PluginLoadError) and list(head_errors(pm)) == ["broken"]
+    assert re.search(rf'Plugin "broken" \(not from an installed distribution\) {message}\. Its heads are unavailable',
+                     str(err))
+    with pytest.raises(PluginLoadError, match=message):
+        create_head("broken", plugin_manager=pm)
+    with pytest.raises(UnknownHeadError, match=r"Plugins that failed to load \(see `rskp heads`\): broken\."):
+        create_head("half", plugin_manager=pm)
 
 
 # ------------------------------------------------------------------------------------------ faked entry points
@@ -166,6 +193,20 @@ def fake_plugins(tmp_path, monkeypatch):
         def register_heads(register):
             register(HeadSpec(name="good", factory=list))
     """))
+    (tmp_path / "rskp_fake_raises.py").write_text(textwrap.dedent("""
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            raise KeyError("[/data] has no weights")  # brackets: rich markup must not eat or choke on them
+    """))
+    (tmp_path / "rskp_fake_sloppy.py").write_text(textwrap.dedent("""
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            register({"name": "sloppy"})
+    """))
     (tmp_path / "rskp_fake_invalid.py").write_text(textwrap.dedent("""
         from rskp_plugin.hookspecs import hookimpl
 
@@ -174,7 +215,7 @@ def fake_plugins(tmp_path, monkeypatch):
             pass
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield_names = ["rskp_fake_invalid"]
+    yield_names = ["rskp_fake_invalid", "rskp_fake_raises", "rskp_fake_sloppy"]
 
     def install(*eps: FakeEntryPoint) -> None:
         def entry_points(**selection):
@@ -191,6 +232,8 @@ def fake_plugins(tmp_path, monkeypatch):
 GOOD = FakeEntryPoint("good", "rskp_fake_good", FakeDist("rskp-head-good", "1.2.3"))
 BROKEN = FakeEntryPoint("broken", "rskp_fake_broken", FakeDist("rskp-head-broken", "0.0.1"))
 CLASH = FakeEntryPoint("clash", "rskp_fake_clash", FakeDist("rskp-head-clash", "2.0"))
+RAISES = FakeEntryPoint("raises", "rskp_fake_raises", FakeDist("rskp-head-raises", "0.3"))
+SLOPPY = FakeEntryPoint("sloppy", "rskp_fake_sloppy", FakeDist("rskp-head-sloppy", "4.5"))
 
 
 def test_entry_points_fill_distribution(fake_plugins):
@@ -228,20 +271,35 @@ def test_invalid_hook_implementation_is_a_load_error(fake_plugins):
 def test_clashing_plugins_name_both_distributions(fake_plugins):
     fake_plugins(GOOD, CLASH)
     pm = make_plugin_manager()
+    assert available_heads(pm) == []  # "good" is the only name and both register it
     with pytest.raises(DuplicateHeadError) as info:
-        available_heads(pm)
+        create_head("good", plugin_manager=pm)
     message = str(info.value)
     assert 'plugin "clash" (rskp-head-clash 2.0)' in message and 'plugin "good" (rskp-head-good 1.2.3)' in message
     assert "Uninstall one of the two distributions" in message
+    assert head_errors(pm)["good"] is not None and load_errors(pm) == {}
 
 
 def test_same_entry_point_name_in_two_distributions(fake_plugins):
     twin = FakeEntryPoint("good", "rskp_fake_clash", FakeDist("rskp-head-twin", "9"))
     fake_plugins(GOOD, twin)
-    with pytest.raises(DuplicateHeadError) as info:
-        available_heads(make_plugin_manager())
-    message = str(info.value)  # the second plugin called "good" is registered as "good[<its distribution>]"
+    message = str(head_errors(make_plugin_manager())["good"])
+    # the second plugin called "good" is registered as "good[<its distribution>]"
     assert "(rskp-head-twin 9)" in message and "(rskp-head-good 1.2.3)" in message and '"good[' in message
+
+
+def test_broken_register_heads_from_a_distribution(fake_plugins):
+    fake_plugins(RAISES, SLOPPY, GOOD)
+    pm = make_plugin_manager()
+    assert available_heads(pm) == ["good"] and load_errors(pm) == {}  # they imported fine
+    errors = head_errors(pm)
+    assert list(errors) == ["raises", "sloppy"]
+    assert 'Plugin "raises" from distribution rskp-head-raises 0.3 failed in register_heads' in str(errors["raises"])
+    assert "pip uninstall rskp-head-raises" in str(errors["raises"])
+    assert isinstance(errors["raises"].__cause__, KeyError)
+    assert (errors["sloppy"].distribution, errors["sloppy"].version) == ("rskp-head-sloppy", "4.5")
+    with pytest.raises(PluginLoadError, match="rskp-head-sloppy 4.5 called register"):
+        create_head("sloppy", plugin_manager=pm)
 
 
 def test_blocked_plugin_is_skipped(fake_plugins):
@@ -290,12 +348,40 @@ def test_cli_heads_sorted(pm, restore_cache, capsys):
     assert positions == sorted(positions)
 
 
-def test_cli_heads_reports_duplicates_in_one_line(fake_plugins, restore_cache, capsys):
-    fake_plugins(GOOD, CLASH)
-    plugins.refresh()
-    assert main(["heads"]) == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "registered twice" in err
+def test_cli_heads_shows_every_problem_as_a_row(fake_plugins, restore_cache, capsys):
+    fake_plugins(GOOD, CLASH, RAISES, SLOPPY, FakeEntryPoint("other", "rskp_fake_other", FakeDist("rskp-head-o", "1")))
+    Path(sys.path[0], "rskp_fake_other.py").write_text(textwrap.dedent("""
+        from rskp_plugin import HeadSpec
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            register(HeadSpec(name="other", factory=dict, summary="Still works."))
+    """))
+    with pytest.warns(PluginLoadWarning):
+        plugins.refresh()
+    assert main(["heads"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sys.modules.pop("rskp_fake_other", None)
+    row = {name: next(line for line in lines if line.startswith(f"│ {name} ")) for name in ("other", "good", "raises",
+                                                                                         "sloppy")}
+    assert "Still works." in row["other"] and "rskp-head-o" in row["other"]
+    assert "registered twice, unusable" in row["good"] and "rskp-head-clash, rskp-head-good" in row["good"]
+    assert "failed to load" in row["raises"] and "rskp-head-raises" in row["raises"] and "0.3" in row["raises"]
+    assert "KeyError" in row["raises"] and "[/data] has no weights" in row["raises"]  # escaped, not eaten
+    assert "failed to load" in row["sloppy"] and "rskp-head-sloppy" in row["sloppy"] and "dict" in row["sloppy"]
+
+
+def test_cli_train_with_a_broken_plugin(fake_plugins, restore_cache, capsys, tmp_path, monkeypatch):
+    """Training a head of a working plugin is not stopped by a broken one; the broken one is a one-line error."""
+    fake_plugins(GOOD, SLOPPY)
+    with pytest.warns(PluginLoadWarning):
+        plugins.refresh()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--head", "sloppy", "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error:") and 'Plugin "sloppy" from distribution rskp-head-sloppy 4.5' in err
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------------------------------- integration
