@@ -220,6 +220,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
                    help="drop predictions touching these ambiguous segments (RSKP/W-TALC do)")
     p.add_argument("--snippets-per-second", type=float, default=25 / 16,
                    help="snippet grid of the rskp/wtalc protocols (25/16 for I3D, 16-frame snippets at 25 fps)")
+    p.add_argument("--compat", action="store_true",
+                   help="score segments that end before they start as the official ActivityNet code does (its 0/0 "
+                        "tIoU matches them to any segment of the same length: reversed ground truth scores 100), "
+                        "with a warning; without it they are an error")
     p.add_argument("--per-class", action="store_true", help="also show the AP of every class")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return _run_evaluate
@@ -229,15 +233,30 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .evaluation import detection_map, load_wtalc_ground_truth, parse_tiou, result_table
+    import warnings
+
+    from rich.markup import escape
+
+    from .evaluation import EvaluationWarning, detection_map, load_wtalc_ground_truth, parse_tiou, result_table
 
     ground_truth, subset = args.ground_truth, args.subset
     if Path(ground_truth).is_dir():
         ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
-    result = detection_map(
-        ground_truth, args.predictions, parse_tiou(args.tiou), protocol=args.protocol, order=args.order,
-        snippets_per_second=args.snippets_per_second, ambiguous=args.ambiguous, subset=subset,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # the evaluation's warnings become one printed line each
+        warnings.simplefilter("always", EvaluationWarning)
+        result = detection_map(
+            ground_truth, args.predictions, parse_tiou(args.tiou), protocol=args.protocol, order=args.order,
+            snippets_per_second=args.snippets_per_second, ambiguous=args.ambiguous, subset=subset,
+            compat=args.compat,
+        )
+    for w in caught:
+        if issubclass(w.category, EvaluationWarning):
+            err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if result.num_unscored:
+        err_console.print(f"[yellow]note:[/] {result.num_unscored} predictions of classes without ground truth in "
+                          "the evaluated videos were left out (they change no class's AP)", highlight=False)
     if len(result.subsets) > 1:
         err_console.print(f"[yellow]note:[/] the ground truth of {len(result.subsets)} subsets "
                           f"({', '.join(map(str, result.subsets))}) was evaluated together; pass --subset to pick one",

@@ -30,6 +30,7 @@ from rskp_plugin.data import (
     write_wtalc,
 )
 from rskp_plugin.errors import DataError, RSKPError
+from rskp_plugin.evaluation import load_ambiguous
 
 CLASSES = ("Alpha", "Beta", "Gamma", "Delta")
 SPS = 25 / 16
@@ -108,7 +109,8 @@ def test_dataset_accessors_and_ground_truth() -> None:
     with pytest.raises(DataError, match="no video"):
         ds.video("nope")
     gt = ds.ground_truth()
-    assert gt["taxonomy"] == [] and isinstance(gt["version"], str)
+    assert [n["nodeName"] for n in gt["taxonomy"] if n["parentName"] == "Root"] == list(CLASSES)  # every class
+    assert isinstance(gt["version"], str)
     json.dumps(gt)  # serialisable as is
     for video in ds:
         entry = gt["database"][video.name]
@@ -426,6 +428,11 @@ def test_read_ambiguous_splits_on_any_whitespace(tmp_path: Path) -> None:
     path.write_text("video_test_0000278 abc\n")
     with pytest.raises(DataError, match="line 1"):
         read_ambiguous(path)
+    path.write_text("video_test_0000278 0.0 1.4\nvideo_test_0000278 0.0 1.4 extra\n")  # as evaluation reads it
+    with pytest.raises(DataError, match="line 2"):
+        read_ambiguous(path)
+    with pytest.raises(DataError, match=":2: expected 'video start end'"):
+        load_ambiguous(path)
 
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"

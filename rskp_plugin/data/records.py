@@ -165,9 +165,13 @@ class VideoDataset:
         """The temporal ground truth as an ActivityNet-format JSON object.
 
         Returns:
-            ``{"version", "taxonomy": [], "database": {name: {"subset", "duration", "annotations":
-            [{"segment": [start, end], "label": class name}, ...]}}}`` with times in seconds.
+            ``{"version", "taxonomy", "database": {name: {"subset", "duration", "annotations":
+            [{"segment": [start, end], "label": class name}, ...]}}}`` with times in seconds. The taxonomy lists
+            every class of the dataset (leaves under one root), so that the evaluation knows the classes that have
+            no instance in these videos.
         """
+        from ..evaluation import class_taxonomy
+
         database = {}
         for video in self.videos:
             annotations = [
@@ -175,7 +179,7 @@ class VideoDataset:
                 for (s, e), c in zip(video.segments.tolist(), video.segment_labels.tolist())
             ]
             database[video.name] = {"subset": self.subset, "duration": video.duration, "annotations": annotations}
-        return {"version": f"rskp {self.name}", "taxonomy": [], "database": database}
+        return {"version": f"rskp {self.name}", "taxonomy": class_taxonomy(self.class_names), "database": database}
 
     def subset_of(self, indices: Sequence[int], subset: str | None = None) -> VideoDataset:
         """A dataset holding the videos at ``indices`` (in that order), same classes and settings."""

@@ -98,9 +98,11 @@ def read_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray]:
             fields = line.split()
             if not fields:
                 continue
-            try:
+            try:  # exactly three fields, as rskp_plugin.evaluation.load_ambiguous reads the same file
+                if len(fields) != 3:
+                    raise ValueError(f"{len(fields)} fields")
                 start, end = float(fields[1]), float(fields[2])
-            except (IndexError, ValueError) as exc:
+            except ValueError as exc:
                 raise DataError(
                     f"{path}, line {number}: expected '<video> <start> <end>', got {line.strip()!r}"
                 ) from exc

@@ -3,7 +3,16 @@
 Never imports model code. See ``evaluation.md`` for the protocols and where they differ.
 """
 
-from ._io import GroundTruth, Predictions, load_ambiguous, load_ground_truth, load_predictions, load_wtalc_ground_truth
+from ._io import (
+    EvaluationWarning,
+    GroundTruth,
+    Predictions,
+    class_taxonomy,
+    load_ambiguous,
+    load_ground_truth,
+    load_predictions,
+    load_wtalc_ground_truth,
+)
 from .classification import classification_map
 from .detection import (
     ACTIVITYNET_TIOU,
@@ -23,8 +32,10 @@ __all__ = [
     "PROTOCOLS",
     "THUMOS_TIOU",
     "DetectionResult",
+    "EvaluationWarning",
     "GroundTruth",
     "Predictions",
+    "class_taxonomy",
     "classification_map",
     "detection_map",
     "evaluate_arrays",

@@ -9,11 +9,12 @@ import contextlib
 import gc
 import json
 import os
+import warnings
+from collections.abc import Mapping
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Sequence
 
 import attrs
 import numpy as np
@@ -36,6 +37,9 @@ class GroundTruth:
         start: (G,) seconds.
         end: (G,) seconds.
         subsets: the "subset" values of the evaluated videos (None where a video has none), sorted as strings.
+        known_classes: every class of the dataset: the labels of all videos (every subset) and the leaves of the
+            file's ``taxonomy``. A prediction of a known class without ground truth in the evaluated videos changes
+            no class's AP and is left out; any other label is an error.
     """
 
     source: str
@@ -46,6 +50,7 @@ class GroundTruth:
     start: np.ndarray
     end: np.ndarray
     subsets: tuple[Any, ...] = ()
+    known_classes: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -59,6 +64,8 @@ class Predictions:
         label: (P,) class index into the ground truth's ``class_names``.
         start, end: (P,) seconds.
         score: (P,) float64.
+        num_unscored: predictions left out because their class (a class of the dataset) has no ground truth in the
+            evaluated videos.
     """
 
     source: str
@@ -68,6 +75,42 @@ class Predictions:
     start: np.ndarray
     end: np.ndarray
     score: np.ndarray
+    num_unscored: int = 0
+
+
+class EvaluationWarning(UserWarning):
+    """Predictions or ground truth that are scored, but probably not as meant (e.g. no video id matches)."""
+
+
+#: What ``compat=True`` (``rskp evaluate --compat``) does, for messages.
+COMPAT_HINT = (
+    "pass compat=True (rskp evaluate --compat) to score it as the official ActivityNet code does (its 0/0 tIoU "
+    "matches a reversed segment to any segment of the same length)"
+)
+
+
+def class_taxonomy(class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """An ActivityNet ``taxonomy`` listing ``class_names`` as the leaves under one root: how a ground-truth file
+    carries the dataset's full class list (the official evaluator ignores it)."""
+    root = {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None}
+    return [root] + [{"nodeId": i, "nodeName": name, "parentId": 0, "parentName": "Root"}
+                     for i, name in enumerate(class_names, start=1)]
+
+
+def _taxonomy_leaves(taxonomy: Any) -> list[str]:
+    """Node names that are no node's parent: the classes of an ActivityNet taxonomy (malformed entries ignored)."""
+    if not isinstance(taxonomy, list):
+        return []
+    nodes = [n for n in taxonomy if isinstance(n, Mapping) and isinstance(n.get("nodeName"), str)]
+    parents = {n.get("parentName") for n in nodes}
+    return [n["nodeName"] for n in nodes if n["nodeName"] not in parents]
+
+
+def _position(counts: Sequence[int], index: int) -> tuple[int, int]:
+    """(block, row in the block) of element ``index`` of consecutive blocks of the given sizes."""
+    ends = np.cumsum(counts)
+    block = int(np.searchsorted(ends, index, side="right"))
+    return block, index - int(ends[block] - counts[block])
 
 
 @contextlib.contextmanager
@@ -120,12 +163,16 @@ def _bounds(segments: list[Any], where: str, source: str) -> tuple[np.ndarray, n
 
 
 @_bulk_objects()
-def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | None = None) -> GroundTruth:
+def load_ground_truth(
+    ground_truth: Mapping[str, Any] | PathLike, subset: str | None = None, *, compat: bool = False
+) -> GroundTruth:
     """Read an ActivityNet ground-truth object (``{"database": ...}``) or file.
 
     Args:
         ground_truth: the object or the path of its JSON file. Segment bounds may be numbers or numeric strings.
         subset: keep only videos whose ``"subset"`` equals this (THUMOS14 ``gt.json``: "test"); None keeps all.
+        compat: keep segments that end before they start (with an ``EvaluationWarning``), as the official code
+            does; by default they are an error.
 
     Returns:
         The flattened ground truth.
@@ -138,14 +185,17 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
     owner: list[int] = []
     seen_subsets = set()
     used_subsets = set()
+    other_labels: set[str] = set()  # the classes of videos outside the subset: still classes of the dataset
     get_label, get_segment = itemgetter("label"), itemgetter("segment")
     for vid, record in database.items():
         if not isinstance(record, Mapping):
             raise DataError(f"{source}: video {vid!r} is not an object with \"annotations\"")
         seen_subsets.add(record.get("subset"))
-        if subset is not None and record.get("subset") != subset:
-            continue
         annotations = record.get("annotations")
+        if subset is not None and record.get("subset") != subset:
+            if isinstance(annotations, list):
+                other_labels.update(str(a["label"]) for a in annotations if isinstance(a, Mapping) and "label" in a)
+            continue
         if not isinstance(annotations, list):
             raise DataError(f'{source}: video {vid!r} has no "annotations" list; add one (it may be empty)')
         used_subsets.add(record.get("subset"))
@@ -164,27 +214,52 @@ def load_ground_truth(ground_truth: Mapping[str, Any] | PathLike, subset: str | 
         raise DataError(f'{source}: no video has subset "{subset}"; the file has: {known}. Pass one of those.')
     labels = list(map(str, labels))
     class_names = tuple(dict.fromkeys(labels))
+    known_classes = tuple(dict.fromkeys([*class_names, *sorted(other_labels), *_taxonomy_leaves(data.get("taxonomy"))]))
     index_of = {name: i for i, name in enumerate(class_names)}
     start, end = _bounds(segments, "the database", source)
+    video = np.asarray(owner, dtype=np.int64)
+    reversed_ = start > end
+    if reversed_.any():
+        first = int(np.flatnonzero(reversed_)[0])
+        row = first - int(np.searchsorted(video, video[first]))  # annotations of a video are consecutive
+        where = (f"{source}: video {videos[video[first]]!r}, annotation {row}: segment [{start[first]:g}, "
+                 f"{end[first]:g}] ends before it starts ({int(reversed_.sum())} such segment(s))")
+        if not compat:
+            raise DataError(f"{where}; fix the file, or {COMPAT_HINT}")
+        warnings.warn(f"{where}; scored as the official code does (compat)", EvaluationWarning, stacklevel=3)
     return GroundTruth(
         source=source,
         videos=tuple(videos),
         class_names=class_names,
-        video=np.asarray(owner, dtype=np.int64),
+        video=video,
         label=np.fromiter(map(index_of.__getitem__, labels), dtype=np.int64, count=len(labels)),
         start=start,
         end=end,
         subsets=tuple(sorted(used_subsets, key=str)),
+        known_classes=known_classes,
     )
 
 
 @_bulk_objects()
-def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth) -> Predictions:
+def load_predictions(
+    predictions: Mapping[str, Any] | PathLike, gt: GroundTruth, *, compat: bool = False
+) -> Predictions:
     """Read an ActivityNet results object (``{"results": ...}``) or file against the ground truth's classes.
 
+    A prediction of a class of the dataset (``gt.known_classes``) without ground truth in the evaluated videos is
+    left out (it changes no class's AP; ``num_unscored`` counts them). When no predicted video id is a ground-truth
+    video, an ``EvaluationWarning`` gives the counts.
+
+    Args:
+        predictions: the object or the path of its JSON file.
+        gt: the ground truth it is scored against.
+        compat: score segments that end before they start (with an ``EvaluationWarning``) as the official code
+            does; by default they are an error.
+
     Raises:
-        DataError: missing/malformed file, an entry without label/score/segment, a non-finite number, or a label
-            that is not a ground-truth class (named with its video).
+        DataError: missing/malformed file, an entry without label/score/segment, a non-finite number, a segment
+            that ends before it starts (named with its video and row), or a label that is not a class of the
+            dataset (named with its video).
     """
     data, source = _load_json(predictions, "predictions", "results")
     index_of = {name: i for i, name in enumerate(gt.class_names)}
@@ -218,16 +293,20 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
     def culprit(bad: np.ndarray) -> str:
         return videos[video[int(np.flatnonzero(bad)[0])]]
 
+    # -1: not scored (a class of the dataset without GT in the evaluated videos); -2: not a class of the dataset
+    index_of = {**{name: -1 for name in gt.known_classes}, **index_of}
     try:
-        label = np.fromiter(map(index_of.get, labels, repeat(-1, n)), dtype=np.int64, count=n)
+        label = np.fromiter(map(index_of.get, labels, repeat(-2, n)), dtype=np.int64, count=n)
     except TypeError:  # an unhashable label (list, dict): report it below like an unknown one
-        label = np.asarray([index_of.get(name, -1) if isinstance(name, str) else -1 for name in labels], np.int64)
-    if (label < 0).any():
-        first = int(np.flatnonzero(label < 0)[0])
-        shown = ", ".join(gt.class_names[:5]) + (", ..." if len(gt.class_names) > 5 else "")
+        label = np.asarray([index_of.get(name, -2) if isinstance(name, str) else -2 for name in labels], np.int64)
+    if (label == -2).any():
+        first = int(np.flatnonzero(label == -2)[0])
+        known = gt.known_classes or gt.class_names
+        shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
         raise DataError(
-            f"{source}: video {videos[video[first]]!r} has label {labels[first]!r}, which is not a ground-truth "
-            f"class of {gt.source} ({len(gt.class_names)} classes: {shown}); rename it or drop those detections"
+            f"{source}: video {videos[video[first]]!r} has label {labels[first]!r}, which is not a class of "
+            f"{gt.source} ({len(known)} classes: {shown}); rename it or drop those detections (a ground truth "
+            "holding only some classes can list them all in its \"taxonomy\")"
         )
     try:
         score = np.fromiter(scores, dtype=np.float64, count=n)
@@ -250,7 +329,28 @@ def load_predictions(predictions: Mapping[str, Any] | PathLike, gt: GroundTruth)
     bad = ~(np.isfinite(start) & np.isfinite(end))
     if bad.any():
         raise DataError(f"{source}: video {culprit(bad)!r} has a NaN/Inf segment bound; fix the file")
-    return Predictions(source, tuple(videos), video, label, start, end, score)
+    reversed_ = start > end
+    if reversed_.any():
+        first = int(np.flatnonzero(reversed_)[0])
+        _, row = _position(counts, first)
+        where = (f"{source}: video {videos[video[first]]!r}, detection {row}: segment [{start[first]:g}, "
+                 f"{end[first]:g}] ends before it starts ({int(reversed_.sum())} such detection(s))")
+        if not compat:
+            raise DataError(f"{where}; fix the file, or {COMPAT_HINT}")
+        warnings.warn(f"{where}; scored as the official code does (compat)", EvaluationWarning, stacklevel=3)
+    predicted = np.unique(video)
+    if len(predicted) and not (predicted < len(gt.videos)).any():
+        warnings.warn(
+            f"{source}: none of its {len(predicted)} predicted video ids is one of the {len(gt.videos)} ground-truth videos "
+            f"of {gt.source} (e.g. {videos[predicted[0]]!r} vs {gt.videos[0] if gt.videos else None!r}), so every "
+            "prediction is a false positive; check the video names (and --subset)",
+            EvaluationWarning,
+            stacklevel=3,
+        )
+    scored = label >= 0
+    if not scored.all():
+        video, label, start, end, score = (a[scored] for a in (video, label, start, end, score))
+    return Predictions(source, tuple(videos), video, label, start, end, score, num_unscored=int((~scored).sum()))
 
 
 def load_ambiguous(path: PathLike) -> dict[str, np.ndarray]:
@@ -281,14 +381,20 @@ def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> d
     """The W-TALC ``.npy`` annotations as an ActivityNet ground-truth object (evaluation.md 4.1).
 
     Only videos of ``subset`` with at least one segment are kept (THUMOS14 test: the 212 videos of W-TALC/RSKP).
+    The ``taxonomy`` lists every class of ``classlist.npy``, so predictions of a class without ground truth in the
+    subset are left out rather than refused. Only ``segments.npy`` and ``labels.npy`` are unpickled (their format
+    needs object arrays); ``videoname``, ``subset`` and ``classlist`` must be plain arrays.
     """
+    from ..data._npy import load_npy
+
     root = Path(annotation_dir)
     arrays = {}
-    for name in ("videoname", "subset", "segments", "labels"):
+    for name in ("videoname", "subset", "segments", "labels", "classlist"):
         file = root / f"{name}.npy"
         if not file.is_file():
             raise DataError(f"{file} does not exist; pass the folder of the W-TALC annotation .npy files")
-        arrays[name] = np.load(file, allow_pickle=True)
+        arrays[name] = load_npy(file, "W-TALC file", pickled=name in ("segments", "labels"),
+                                pickled_files="segments.npy and labels.npy")
     decode = (lambda x: x.decode() if isinstance(x, bytes) else str(x))
     database = {}
     for vid, sub, segs, labs in zip(arrays["videoname"], arrays["subset"], arrays["segments"], arrays["labels"]):
@@ -300,4 +406,5 @@ def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> d
         }
     if not database:
         raise DataError(f"{root}: no video of subset {subset!r} has segments; W-TALC subsets are 'validation', 'test'")
-    return {"version": "THUMOS14-reduced (W-TALC)", "taxonomy": [], "database": database}
+    taxonomy = class_taxonomy([decode(c) for c in arrays["classlist"]])
+    return {"version": "THUMOS14-reduced (W-TALC)", "taxonomy": taxonomy, "database": database}

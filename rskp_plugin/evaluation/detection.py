@@ -42,6 +42,8 @@ class DetectionResult:
         missing_classes: classes without any prediction (with ``zero_map_if_class_missing`` the whole mAP is 0).
         per_class_recall: (n, C) recall reached by all predictions, per threshold and class.
         subsets: the ground-truth subsets that took part (e.g. ("test",)).
+        num_unscored: predictions left out because their class (a class of the dataset) has no ground truth in the
+            evaluated videos; they change no class's AP.
     """
 
     tiou: np.ndarray
@@ -55,6 +57,7 @@ class DetectionResult:
     missing_classes: tuple[str, ...]
     per_class_recall: np.ndarray
     subsets: tuple[Any, ...] = ()
+    num_unscored: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """``{"tiou": [...], "map": [...], "average": x}`` (what ``rskp evaluate --json`` prints)."""
@@ -355,6 +358,7 @@ def detection_map(
     ambiguous: Mapping[str, Any] | str | os.PathLike | None = None,
     subset: str | None = None,
     zero_map_if_class_missing: bool | None = None,
+    compat: bool = False,
 ) -> DetectionResult:
     """Detection mAP of ActivityNet-format predictions against ActivityNet-format ground truth.
 
@@ -381,20 +385,30 @@ def detection_map(
         subset: evaluate only GT videos of this subset (THUMOS14 ``gt.json``: "test"); None: every video.
         zero_map_if_class_missing: the RSKP/W-TALC quirk: mAP 0 at every threshold when a class has no
             prediction. Default: on for "rskp"/"wtalc" (official behaviour), off for "activitynet".
+        compat: score segments that end before they start, with an ``EvaluationWarning``, as the official code
+            does: its continuous tIoU is 0/0 = NaN for a reversed segment and a segment of the same length, which
+            matches at every threshold (exactly reversed ground truth scores mAP 1). By default such a prediction
+            or ground-truth segment is a ``DataError`` naming its video and row.
+
+    Predictions whose class is a class of the dataset (any subset of the ground truth, or its ``taxonomy``) but has
+    no ground truth in the evaluated videos are left out (``num_unscored``): the official code would fail on them,
+    and they change no class's AP. When no predicted video id is a ground-truth video, an ``EvaluationWarning``
+    gives the counts (the mAP is then 0).
 
     Returns:
         The mAP per threshold, its average and the per-class AP (fractions, not percent).
 
     Raises:
-        DataError: missing or malformed files, unknown labels (named with their video), bad arguments.
+        DataError: missing or malformed files, unknown labels (named with their video), segments that end before
+            they start (without ``compat``), bad arguments.
     """
     if protocol not in PROTOCOLS:
         raise DataError(f'Unknown protocol "{protocol}"; use one of {", ".join(PROTOCOLS)}')
     if order not in ORDERS:
         raise DataError(f'Unknown order "{order}"; use one of {", ".join(ORDERS)}')
     thr = _thresholds(tiou_thresholds)
-    gt = load_ground_truth(ground_truth, subset)
-    pred = load_predictions(predictions, gt)
+    gt = load_ground_truth(ground_truth, subset, compat=compat)
+    pred = load_predictions(predictions, gt, compat=compat)
     return evaluate_arrays(
         gt, pred, thr, protocol=protocol, order=order, snippets_per_second=snippets_per_second,
         ambiguous=ambiguous, zero_map_if_class_missing=zero_map_if_class_missing,
@@ -466,7 +480,7 @@ def evaluate_arrays(
     return DetectionResult(
         tiou=thr, map=mean_ap, average=float(mean_ap.mean()), per_class_ap=ap, class_names=names,
         protocol=protocol, num_predictions=int(len(ranked)), num_ground_truth=int(len(gt.label)),
-        missing_classes=missing, per_class_recall=recall, subsets=gt.subsets,
+        missing_classes=missing, per_class_recall=recall, subsets=gt.subsets, num_unscored=pred.num_unscored,
     )
 
 
