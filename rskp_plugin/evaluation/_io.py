@@ -341,9 +341,10 @@ def load_predictions(
     predicted = np.unique(video)
     if len(predicted) and not (predicted < len(gt.videos)).any():
         warnings.warn(
-            f"{source}: none of its {len(predicted)} predicted video ids is one of the {len(gt.videos)} ground-truth videos "
-            f"of {gt.source} (e.g. {videos[predicted[0]]!r} vs {gt.videos[0] if gt.videos else None!r}), so every "
-            "prediction is a false positive; check the video names (and --subset)",
+            f"{source}: none of its {len(predicted)} predicted video ids is one of the {len(gt.videos)} "
+            f"ground-truth videos of {gt.source} (e.g. {videos[predicted[0]]!r} vs "
+            f"{gt.videos[0] if gt.videos else None!r}), so every prediction is a false positive; check the video "
+            "names (and --subset)",
             EvaluationWarning,
             stacklevel=3,
         )
