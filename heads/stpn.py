@@ -62,8 +62,8 @@ class STPNHead(nn.Module):
         pooling: str = "mean",
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "sum"):
-            raise ValueError(f'pooling must be "mean" or "sum", got {pooling!r}')
+        if pooling not in ("mean", "sum", "attention"):
+            raise ValueError(f'pooling must be "mean", "sum" or "attention", got {pooling!r}')
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.embed_dim = embed_dim
@@ -124,9 +124,15 @@ class STPNHead(nn.Module):
         pooled = torch.einsum("bt,btc->bc", lam, raw)  # (B, C): sum_t lambda_t W x_t (lambda is 0 on padding)
         if self.pooling == "mean":
             pooled = pooled / mask.sum(dim=1, keepdim=True).clamp(min=1).to(tcam.dtype)
+        elif self.pooling == "attention":
+            pooled = pooled / (lam.sum(dim=1, keepdim=True) + 1e-5)
         video_logits = pooled + self.classifier.bias  # (B, C)
-        cas = lam[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
-        score_cas = lam[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
+        if self.pooling == "attention":  # lambda's scale is free under normalised pooling: threshold lambda / max
+            lam_rel = lam / lam.amax(dim=1, keepdim=True).clamp(min=1e-12)
+        else:
+            lam_rel = lam
+        cas = lam_rel[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
+        score_cas = lam_rel[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
         return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas,
                           {"video_logits": video_logits, "score_cas": score_cas})
 

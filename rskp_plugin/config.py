@@ -57,6 +57,21 @@ class LossConfig:
 
 
 @attrs.frozen(kw_only=True)
+class TeacherConfig:
+    """How the pseudo-labels T^f that the main branch distils (eq. 7) are formed."""
+
+    # "propagated": T^f from the propagated branches only, 0.8 intra + 0.2 inter logits (official);
+    # "ensemble": the test-time prediction, main fused with them (main weight ``fusion.test_main``).
+    source: str = attrs.field(default="propagated", validator=in_(("propagated", "ensemble")))
+    # True: the teacher's absent classes (not in the video's labels) are removed before the softmax; the background
+    # column, where the head has one, stays. False: all classes (official).
+    label_mask: bool = False
+    # "uniform": every snippet counts the same (official); "confidence": each snippet's term is weighted by the
+    # teacher's confidence, 1 - normalised entropy of T^f at the distillation temperature.
+    weighting: str = attrs.field(default="uniform", validator=in_(("uniform", "confidence")))
+
+
+@attrs.frozen(kw_only=True)
 class FusionConfig:
     """How branch outputs are combined."""
 
@@ -73,6 +88,7 @@ class RSKPConfig:
     memory: MemoryConfig = attrs.field(factory=MemoryConfig)
     losses: LossConfig = attrs.field(factory=LossConfig)
     fusion: FusionConfig = attrs.field(factory=FusionConfig)
+    teacher: TeacherConfig = attrs.field(factory=TeacherConfig)
     walk_weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])  # w
     walk_temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda of the BiRW affinity
     # heads with ``forward_branches`` get the walk's output factored (same numbers, fewer passes over the features)

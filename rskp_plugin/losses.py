@@ -8,7 +8,9 @@ from torch import Tensor
 from .functional import masked_mean, masked_topk_mean, topk_counts
 
 
-def distillation(student: Tensor, teacher: Tensor, mask: Tensor, *, temperature: float = 0.2) -> Tensor:
+def distillation(
+    student: Tensor, teacher: Tensor, mask: Tensor, *, temperature: float = 0.2, weights: Tensor | None = None
+) -> Tensor:
     """Pseudo-label distillation, eq. 7: L_kd = -1/l sum_i T^f(i) log T(i), per video, averaged over the batch.
 
     The official code divides both logits by a temperature tau = 0.2 before the softmax (the paper's eq. 7 has
@@ -19,13 +21,31 @@ def distillation(student: Tensor, teacher: Tensor, mask: Tensor, *, temperature:
         teacher: (B, T, K) fused TCAM logits T^f of the propagated branches (detached here).
         mask: (B, T) bool; padded snippets take no part.
         temperature: tau.
+        weights: (B, T) per-snippet weights (detached), or None for the official uniform 1/l.
 
     Returns:
         Scalar loss.
     """
     target = torch.softmax(teacher.detach() / temperature, dim=-1)
-    per_snippet = -(target * torch.log_softmax(student / temperature, dim=-1)).sum(dim=-1)  # (B, T)
+    # 0 * log 0 = 0: a teacher that excludes a class (probability exactly 0) must not turn -inf logits into NaN
+    log_student = torch.log_softmax(student / temperature, dim=-1)
+    per_snippet = -torch.where(target > 0, target * log_student, torch.zeros((), dtype=log_student.dtype,
+                                                                              device=log_student.device)).sum(-1)
+    if weights is not None:
+        per_snippet = per_snippet * weights.detach()
     return masked_mean(per_snippet, mask).mean()
+
+
+def teacher_confidence(teacher: Tensor, *, temperature: float = 0.2) -> Tensor:
+    """1 - H(softmax(teacher / tau)) / log K per snippet: 1 for a one-hot teacher, 0 for a uniform one.
+
+    Shapes: teacher (B, T, K) logits (entries of -inf take no part) -> (B, T) in [0, 1].
+    """
+    logp = torch.log_softmax(teacher.detach() / temperature, dim=-1)
+    p = logp.exp()
+    entropy = -torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device)).sum(-1)
+    k = torch.isfinite(teacher).sum(-1).clamp(min=2).to(p.dtype)
+    return (1.0 - entropy / k.log()).clamp(0.0, 1.0)
 
 
 def attention_normalization(attention: Tensor, mask: Tensor, *, ratio: int = 8) -> Tensor:

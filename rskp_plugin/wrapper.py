@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ._shapes import as_mask, expect, expect_finite
 from .config import RSKPConfig
 from .errors import ShapeError
-from .losses import attention_normalization, distillation
+from .losses import attention_normalization, distillation, teacher_confidence
 from .memory import MemoryBank
 from .propagation import birw_walks
 from .protocols import Head, HeadOutput
@@ -150,6 +150,31 @@ class RSKPWrapper(nn.Module):
             return own(reps)
         return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
 
+    def pseudo_labels(
+        self, main: HeadOutput, intra: HeadOutput, inter: HeadOutput | None, labels: Tensor | None
+    ) -> Tensor:
+        """The distillation teacher T^f (eq. 7), detached TCAM logits (B, T, K) of the configured ``teacher``.
+
+        Official: 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready). ``teacher.source: ensemble``
+        fuses the main branch in as at test time; ``teacher.label_mask`` sets the logits of classes absent from
+        ``labels`` (B, C) to -inf (a background column, K = C + 1, stays).
+        """
+        cfg = self.config
+        teacher = intra.tcam
+        if inter is not None:
+            w = cfg.fusion.pseudo_label_intra
+            teacher = w * intra.tcam + (1.0 - w) * inter.tcam
+        if cfg.teacher.source == "ensemble":
+            teacher = cfg.fusion.test_main * main.tcam + (1.0 - cfg.fusion.test_main) * teacher
+        teacher = teacher.detach()
+        if cfg.teacher.label_mask and labels is not None:
+            absent = labels <= 0  # (B, C)
+            extra = teacher.shape[-1] - absent.shape[-1]  # 1 for a background column
+            if extra:
+                absent = torch.cat([absent, absent.new_zeros(absent.shape[0], extra)], dim=-1)
+            teacher = teacher.masked_fill(absent[:, None, :], float("-inf"))
+        return teacher
+
     def _embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """The head's embedding F (B, T, d), made contiguous: a head may return it in another memory order (a
         convolution's (B, d, T) transposed), on which the summariser's and the walks' skinny (T, d) x (d, n)
@@ -211,13 +236,13 @@ class RSKPWrapper(nn.Module):
             losses = _head_losses(head, main, labels, mask, cfg)
             lc = cfg.losses
             losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
-            teacher = intra.tcam
             if inter is not None:
                 losses["cls/inter"] = lc.inter_classification * head.classification_loss(inter, labels, mask)
-                w = cfg.fusion.pseudo_label_intra
-                teacher = w * intra.tcam + (1.0 - w) * inter.tcam
+            teacher = self.pseudo_labels(main, intra, inter, labels)
+            tau = self.distillation_temperature
+            weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
             alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
-            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=self.distillation_temperature)
+            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)
