@@ -10,7 +10,8 @@ A checkpoint is one ``torch.save`` file holding a plain dict::
     optimizer       optimizer.state_dict()
     rng             torch / CUDA / numpy / python generator states
     trainer         history of evaluations, best selection, ...
-    meta            class names, feature size, snippets per second, library versions
+    meta            class names, feature size, snippets per second, library versions, and ``head``: the head's
+                    name with the distribution and version that provided it (named when it is not installed)
 
 Only tensors and plain Python values are stored, so ``torch.load(weights_only=True)`` reads it: loading a
 checkpoint never runs code from the file.
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 
 FORMAT = "rskp-checkpoint"
 FORMAT_VERSION = 1
@@ -49,12 +50,16 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"cannot save checkpoint {path}: missing fields {', '.join(missing)}")
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write checkpoint {os.fspath(path)!r} ({exc.strerror or exc}); free space or "
+                          "pass a writable --output-dir") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(data, fh)
@@ -64,9 +69,12 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, file system gone read-only: the previous checkpoint is intact
+            raise OutputError(f"cannot write checkpoint {os.fspath(path)!r} ({exc.strerror or exc}); the previous "
+                              "one is intact. Free space or pass a writable --output-dir") from exc
         raise
     return path
 
@@ -83,6 +91,18 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         path = path / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {os.fspath(path)!r} does not exist; pass a .pt file written by 'rskp train'")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours (or is cut short)
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic == b"PK\x03\x04":
+            raise CheckpointError(
+                f"Checkpoint {os.fspath(path)!r} is truncated or corrupt (an incomplete archive); resume from an "
+                "older checkpoint or retrain"
+            )
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not an rskp checkpoint (not an archive written by torch.save; it was not read). "
+            "Pass a checkpoint written by 'rskp train' (run folder/last.pt or best.pt)"
+        )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -115,6 +135,38 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if missing:
         raise CheckpointError(f"Checkpoint {os.fspath(path)!r} lacks the fields {', '.join(missing)}; it is damaged")
     return data
+
+
+def head_record(name: str) -> dict[str, str]:
+    """``meta["head"]``: the head's name and the distribution and version that provide it ("" if registered in code)."""
+    from .plugins import head_specs
+
+    spec = head_specs().get(name)
+    dist, _, version = (spec.distribution if spec is not None else "").partition(" ")
+    return {"name": name, "distribution": dist, "version": version}
+
+
+def check_head_installed(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise ``UnknownHeadError`` naming the distribution to install when the checkpoint's head is not installed."""
+    from .errors import UnknownHeadError
+    from .plugins import head_specs
+
+    name = str(data["config"]["head"]["name"])
+    installed = head_specs()
+    if name in installed:
+        return
+    record = data["meta"].get("head") or {}
+    dist, version = record.get("distribution"), record.get("version")
+    if dist:
+        hint = f"it came from the distribution {dist} {version}: pip install '{dist}=={version}'"
+    elif record:
+        hint = "it was registered in code, not by an installed distribution: register it before loading"
+    else:
+        hint = "the checkpoint predates the record of head distributions: install the plugin that provides it"
+    raise UnknownHeadError(
+        f'Checkpoint {os.fspath(path)!r} was trained with the head "{name}", which is not installed; {hint}. '
+        f"Installed heads: {', '.join(sorted(installed)) or 'none'}"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -68,7 +68,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
         description=(
             "Train a head with RSKP (official recipe by default: Adam 5e-5, weight decay 5e-4, gradients summed over "
             "10 videos, 200 epochs, memory bank after epoch 100). Writes last.pt, best.pt and results.json to the "
-            "output folder. Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
+            "output folder, by default runs/<config>-<head> (-norskp added for the head alone; config 'default' "
+            "without --config), e.g. runs/quick-wum; a folder holding another run is refused unless --overwrite. "
+            "Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
             "keep the config's value. On a shared CPU, OMP_NUM_THREADS=1 is often much faster. Several processes "
             "(data-parallel; gloo on CPU, nccl on GPU): torchrun --nproc_per_node=N -m rskp_plugin.cli train ..."
         ),
@@ -91,42 +93,76 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="bfloat16 autocast: auto = on CUDA only, bf16 = on any device (CPU too), off; sets train.amp")
     p.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
                    help="model selection: best test mAP (paper), best on a held-out training part, or last epoch")
-    p.add_argument("--output-dir", default=None, help="run folder for checkpoints and results; sets train.output_dir")
+    p.add_argument("--output-dir", default=None,
+                   help="run folder for checkpoints and results (default: runs/<config>-<head>[-norskp]); sets "
+                        "train.output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the output folder (its last.pt, best.pt, results.json)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue the run saved in this checkpoint (or run folder with last.pt); its config is used, "
-                        "with --set overrides on top")
+                   help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
+                        "its config is used, with options and --set overrides on top (--config must agree with it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return _run_train
 
 
-def _train_overrides(args: argparse.Namespace) -> list[str]:
+def _train_values(args: argparse.Namespace) -> dict[str, object]:
+    """The config keys set by flags, as typed values (only ``--set`` is parsed as YAML)."""
     pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
              ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
              ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
              ("train.output_dir", args.output_dir)]
-    out = [f"{key}={value}" for key, value in pairs if value is not None]
+    values: dict[str, object] = {key: value for key, value in pairs if value is not None}
     if args.no_rskp:
-        out.append("rskp_enabled=false")
-    return out + list(args.overrides)
+        values["rskp_enabled"] = False
+    return values
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from .engine import Trainer, load_experiment
 
-    overrides = _train_overrides(args)
+    values, overrides = _train_values(args), list(args.overrides)
     if args.resume:
-        trainer = Trainer.resume(args.resume, overrides=overrides, progress=not args.no_progress, console=err_console)
+        expect = load_experiment(args.config, overrides, values=values) if args.config else None
+        trainer = Trainer.resume(args.resume, values=values, overrides=overrides, expect=expect,
+                                 overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
         if trainer.is_main_process:
-            err_console.print(f"resuming {args.resume} after epoch {trainer.epoch}")
+            err_console.print(f"resuming {_markup(args.resume)} after epoch {trainer.epoch}", highlight=False)
     else:
-        trainer = Trainer(load_experiment(args.config, overrides), progress=not args.no_progress, console=err_console)
-    result = trainer.fit()
+        trainer = Trainer(load_experiment(args.config, overrides, values=values), overwrite=args.overwrite,
+                          progress=not args.no_progress, console=err_console)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        if trainer.is_main_process:
+            err_console.print(_interrupted(trainer), highlight=False, soft_wrap=True)
+        return 130
     if not trainer.is_main_process:  # torchrun: rank 0 evaluated, wrote the run folder and reports
         return 0
     console.print(_results_table(result, trainer))
     if trainer.output_dir is not None:
-        console.print(f"checkpoints and results.json in {trainer.output_dir}")
+        console.print(f"checkpoints and results.json in {_markup(trainer.output_dir)}", highlight=False)
     return 0
+
+
+def _interrupted(trainer) -> str:  # noqa: ANN001 - Trainer
+    """What Ctrl-C during training prints: the last checkpoint and the exact command that continues the run."""
+    import shlex
+
+    if trainer.last_checkpoint is None:
+        where = ("no checkpoint was written yet" if trainer.output_dir is not None
+                 else "nothing is saved (train.output_dir is empty)")
+        return f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: {where}; start the run again to train"
+    path, epoch = trainer.last_checkpoint
+    command = f"rskp train --resume {shlex.quote(str(path))}"
+    return (f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: the last checkpoint is {_markup(path)} "
+            f"(after epoch {epoch}); continue with: {_markup(command)}")
+
+
+def _markup(text: object) -> str:
+    """``text`` shown literally inside rich markup (paths and messages may hold square brackets)."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Trainer
@@ -176,16 +212,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespac
 
 def _run_predict(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    from .engine.predict import predict_files
+    from .engine.predict import check_predictions_path, predict_files
+    from .errors import ConfigError, OutputError
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1 (videos per forward pass), got {args.batch_size}")
+    out = check_predictions_path(args.out, checkpoint=args.checkpoint, features=args.features)  # before any work
     detections = predict_files(args.checkpoint, args.features, device=args.device, batch_size=args.batch_size)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(detections, indent=1))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(detections, indent=1))
+    except OSError as exc:
+        raise OutputError(f"cannot write --out {str(out)!r} ({exc.strerror or exc}); pass a writable path") from exc
     count = sum(len(v) for v in detections["results"].values())
-    console.print(f"{count} detections for {len(detections['results'])} videos written to {out}")
+    console.print(f"{count} detections for {len(detections['results'])} videos written to {_markup(out)}",
+                  highlight=False)
     return 0
 
 
@@ -298,7 +340,11 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .data import make_synthetic, write_wtalc
+    from .engine.config import MAX_SEED
+    from .errors import ConfigError
 
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer from 0 to 2**64 - 1, got {args.seed}")
     start = time.perf_counter()
     with console.status("generating synthetic videos"):
         train, test = make_synthetic(
@@ -347,8 +393,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RSKPError as exc:
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escaped: a message may hold square brackets ("[start, end]", "wum[rskp-head-wum]") that are not markup
+        err_console.print(f"[bold red]error:[/] {_markup(exc)}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        err_console.print("[yellow]interrupted[/]", highlight=False)
+        return 130
 
 
 def bench_main(argv: Sequence[str] | None = None) -> int:

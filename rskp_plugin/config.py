@@ -130,7 +130,14 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = ""
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid value in {path or cls.__name__}: {exc}") from exc
+        raise ConfigError(f"Invalid value in {path or cls.__name__}: {_message(exc)}") from exc
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's message; attrs' ``in_`` validator puts it first in a tuple of internals."""
+    if isinstance(exc, ValueError) and len(exc.args) > 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def _coerce(value: Any, ftype: Any, dotted: str) -> Any:
@@ -159,6 +166,15 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
             data = yaml.safe_load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"Config file {os.fspath(path)!r} does not exist; pass an existing YAML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {os.fspath(path)!r} is not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "
+            f"offset {exc.start}); save it as UTF-8 YAML"
+        ) from exc
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise ConfigError(
+            f"Cannot read config file {os.fspath(path)!r} ({exc.strerror or exc}); pass a YAML file"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {exc}") from exc
     try:
@@ -168,16 +184,42 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
 
 
 def apply_overrides(config: T, overrides: list[str]) -> T:
-    """Apply ``--set a.b=value`` overrides (values parsed as YAML scalars) through ``attrs.evolve``."""
+    """Apply ``--set a.b=value`` overrides (values parsed as YAML scalars) through ``attrs.evolve``.
+
+    A key inside a mapping-valued field is set on its own: ``head.options.embed_dim=16`` keeps the other options.
+    """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f'Override "{item}" must look like key.sub=value')
         key, raw = item.split("=", 1)
-        config = _evolve_path(config, key.strip().split("."), yaml.safe_load(raw), key)
+        if not raw.strip():
+            raise ConfigError(f'Override "{item}" has no value; write {key}=VALUE, or {key}="" for an empty string')
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'Override "{item}": the value is not valid YAML ({str(exc).splitlines()[0]})') from exc
+        config = _evolve_path(config, key.strip().split("."), value, key)
+    return config
+
+
+def set_values(config: T, values: Mapping[str, Any]) -> T:
+    """Set dotted keys to already-typed values (command-line flags: no YAML parsing, so ``2024`` stays a string).
+
+    Each value is checked like a YAML value of that key; ``ConfigError`` names the key.
+    """
+    for key, value in values.items():
+        config = _evolve_path(config, key.split("."), value, key)
     return config
 
 
 def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
+    if isinstance(obj, Mapping):  # a free-form mapping such as head.options: set one key, keep the others
+        inner = obj.get(parts[0], {}) if len(parts) > 1 else None
+        if len(parts) > 1 and not isinstance(inner, Mapping):
+            raise ConfigError(f'Config key "{dotted}": {parts[0]!r} holds {inner!r}, not a mapping of keys')
+        return {**obj, parts[0]: value if len(parts) == 1 else _evolve_path(inner, parts[1:], value, dotted)}
+    if not attrs.has(type(obj)):
+        raise ConfigError(f'Config key "{dotted}" goes inside a value ({obj!r}); only sections have sub-keys')
     types = _field_types(type(obj))
     head = parts[0]
     if head not in types:
@@ -191,4 +233,4 @@ def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     try:
         return attrs.evolve(obj, **{head: new})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f'Invalid value for "{dotted}": {exc}') from exc
+        raise ConfigError(f'Invalid value for "{dotted}": {_message(exc)}') from exc

@@ -33,3 +33,11 @@ class DataError(RSKPError, ValueError):
 
 class CheckpointError(RSKPError, ValueError):
     """A checkpoint is truncated, corrupt or was written by something else."""
+
+
+class OutputError(RSKPError, OSError):
+    """An output file or folder cannot be written, or writing it would replace files that must be kept."""
+
+
+class TrainingError(RSKPError, FloatingPointError):
+    """Training cannot go on: the loss became NaN or infinite."""

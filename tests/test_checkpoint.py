@@ -94,8 +94,9 @@ def test_pickled_objects_are_not_loaded(tmp_path) -> None:
 def test_random_bytes_and_missing_files(tmp_path) -> None:
     path = tmp_path / "noise.pt"
     path.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(CheckpointError, match="corrupt|not an rskp checkpoint"):
+    with pytest.raises(CheckpointError, match="is not an rskp checkpoint") as info:
         load_checkpoint(path)
+    assert "run code" not in str(info.value) and "pickle" not in str(info.value)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
 
@@ -122,3 +123,53 @@ def test_rng_states_round_trip(tmp_path) -> None:
 def test_saving_without_required_fields_fails(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="missing fields optimizer"):
         save_checkpoint(tmp_path / "x.pt", {k: v for k, v in _payload().items() if k != "optimizer"})
+
+
+def test_a_plain_pickle_is_not_read_at_all(tmp_path) -> None:
+    import pickle
+
+    class Payload:  # unpickling this would create a file
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match="not an rskp checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_failed_write_is_an_output_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from rskp_plugin.errors import OutputError
+
+    path = save_checkpoint(tmp_path / "last.pt", _payload(epoch=1))
+
+    def disk_full(obj, fh):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OutputError, match=r"cannot write checkpoint .*last.pt.*No space left.*previous one is intact"):
+        save_checkpoint(path, _payload(epoch=2))
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_checkpoint_whose_head_is_not_installed_names_its_distribution(tmp_path) -> None:
+    from rskp_plugin.checkpoint import check_head_installed, head_record
+    from rskp_plugin.errors import UnknownHeadError
+
+    data = {**_payload(), "config": {"head": {"name": "ghost"}}}
+    data["meta"] = {**data["meta"], "head": {"name": "ghost", "distribution": "rskp-head-ghost", "version": "1.2"}}
+    with pytest.raises(UnknownHeadError, match=r'head "ghost".*not installed.*pip install \'rskp-head-ghost==1.2\''):
+        check_head_installed(data, tmp_path / "best.pt")
+    data["meta"]["head"] = {"name": "ghost", "distribution": "", "version": ""}
+    with pytest.raises(UnknownHeadError, match="registered in code"):
+        check_head_installed(data, tmp_path / "best.pt")
+    del data["meta"]["head"]
+    with pytest.raises(UnknownHeadError, match="install the plugin that provides it"):
+        check_head_installed(data, tmp_path / "best.pt")
+    import rskp_plugin
+
+    assert head_record("wum") == {"name": "wum", "distribution": "rskp-plugin", "version": rskp_plugin.__version__}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from rskp_plugin import cli
 from rskp_plugin.checkpoint import load_checkpoint
 from rskp_plugin.data import make_synthetic
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--set", "data.feature_dim=16", "--set", "data.num_train=8", "--set", "data.num_test=4",
     "--set", "head.options={embed_dim: 16}", "--set", "optimizer.lr=1e-3", "--set", "optimizer.accumulation=4",
@@ -125,3 +127,185 @@ def test_every_option_is_documented(command) -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     for action in sub._actions:
         assert action.help and len(action.help) > 10, action.option_strings
+
+
+# ---------------------------------------------------------------------------------------------- release checks
+def _tiny_run(tmp_path, capsys, folder: str = "run", *extra: str) -> tuple[int, str, str]:
+    return run(capsys, "train", "--config", "quick", "--head", "facnet", "--epochs", "1", "--output-dir",
+               str(tmp_path / folder), *TINY, *extra)
+
+
+def test_flags_are_typed_values_not_yaml(capsys) -> None:
+    from rskp_plugin.engine import load_experiment
+
+    parser, _ = cli.build_parser()
+    args = parser.parse_args(["train", "--data-root", "2024", "--output-dir", "yes", "--dataset-name", "null",
+                              "--no-rskp"])
+    config = load_experiment(None, args.overrides, values=cli._train_values(args))
+    assert (config.data.root, config.train.output_dir, config.data.dataset_name) == ("2024", "yes", "null")
+    assert config.rskp_enabled is False
+    code, _, err = run(capsys, "train", "--set", "train.output_dir=", "--no-progress")
+    assert code == 2 and 'has no value' in err and "got None" not in err
+
+
+def test_error_messages_are_printed_literally(capsys) -> None:
+    code, _, err = run(capsys, "train", "--config", "[/data] [start, end].yaml", "--no-progress")
+    assert code == 2 and "'[/data] [start, end].yaml' does not exist" in err
+
+
+def test_config_errors_end_in_one_line_not_a_traceback(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"train:\n  epochs: 3 \xff\n")
+    cases = {
+        ("--config", str(bad)): "not UTF-8 text",
+        ("--seed", "-1"): "train.seed",
+        ("--seed", str(2**64)): "train.seed",
+        ("--set", "train.tiou=[0.5, x]"): "train.tiou",
+        ("--set", "train.tiou=[1.5, -2]"): "train.tiou",
+        ("--set", "optimizer.lr=.inf"): "finite",
+        ("--set", "data.on_error=ignore"): "on_error",
+        ("--device", "cud"): 'train.device (--device) "cud" is not a device',
+    }
+    for argv, expected in cases.items():
+        code, _, err = run(capsys, "train", *argv, "--no-progress")
+        assert code == 2 and err.startswith("error:") and expected in err and "Traceback" not in err, argv
+
+
+def test_head_options_by_key_and_bad_values(tmp_path, capsys) -> None:
+    code, _, _ = _tiny_run(tmp_path, capsys, "run", "--set", "head.options.embed_dim=8")
+    assert code == 0 and load_checkpoint(tmp_path / "run" / "last.pt")["config"]["head"]["options"]["embed_dim"] == 8
+    code, _, err = _tiny_run(tmp_path, capsys, "bad", "--set", "head.options.embed_dim=-3")
+    assert code == 2 and 'head "facnet" rejected its options (embed_dim=-3)' in err
+    code, _, err = _tiny_run(tmp_path, capsys, "bad", "--set", "head.options.colour=1")
+    assert code == 2 and "colour" in err and 'head "facnet"' in err
+
+
+def test_a_diverging_run_is_a_clear_error(tmp_path, capsys) -> None:
+    code, _, err = _tiny_run(tmp_path, capsys, "run", "--set", "optimizer.lr=1e30")
+    assert code == 2 and "training diverged in epoch 1" in err and "non-finite terms" in err
+    assert "--set optimizer.lr=" in err and "Traceback" not in err
+
+
+def test_second_train_into_a_run_folder_is_refused_unless_overwrite(tmp_path, capsys) -> None:
+    assert _tiny_run(tmp_path, capsys)[0] == 0
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    code, _, err = run(capsys, "train", "--config", "quick", "--head", "stpn", "--epochs", "1", "--output-dir",
+                       str(tmp_path / "run"), *TINY)
+    assert code == 2 and str(tmp_path / "run") in err and "--overwrite" in err and "--output-dir" in err
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+    code, _, _ = run(capsys, "train", "--config", "quick", "--head", "stpn", "--epochs", "1", "--output-dir",
+                     str(tmp_path / "run"), "--overwrite", *TINY)
+    assert code == 0 and load_checkpoint(tmp_path / "run" / "best.pt")["config"]["head"]["name"] == "stpn"
+
+
+def test_default_run_folders_and_the_readme_commands(tmp_path, capsys, monkeypatch) -> None:
+    """README's command lines, as written there, on tiny sizes: runs/quick-wum, then resume and predict from it."""
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "train", "--config", "quick", "--head", "wum", "--epochs", "1", *TINY)[0] == 0
+    assert run(capsys, "train", "--config", "quick", "--head", "wum", "--no-rskp", "--epochs", "1", *TINY)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["quick-wum", "quick-wum-norskp"]
+    code, _, err = run(capsys, "train", "--resume", "runs/quick-wum/last.pt", "--set", "train.epochs=2",
+                       "--no-progress")
+    assert code == 0 and "after epoch 1" in err and load_checkpoint("runs/quick-wum/last.pt")["epoch"] == 2
+    np.save("video.npy", np.zeros((20, 16), np.float32))
+    code, out, _ = run(capsys, "predict", "--checkpoint", "runs/quick-wum/best.pt", "--features", "video.npy",
+                       "--out", "preds.json")
+    assert code == 0 and "written to preds.json" in out
+    readme = (ROOT / "README.md").read_text()
+    for line in ("rskp train --config quick --head wum", "rskp train --resume runs/quick-wum/last.pt",
+                 "rskp predict --checkpoint runs/quick-wum/best.pt --features video.npy --out preds.json"):
+        assert line in readme
+
+
+def test_resume_with_a_config_that_differs_is_refused(tmp_path, capsys) -> None:
+    assert _tiny_run(tmp_path, capsys)[0] == 0
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "run"), "--config", "paper", "--no-progress")
+    assert code == 2 and "differs from --config" in err and "data.feature_dim: 16 in the checkpoint" in err
+    # the same config and options as the run: consistent, so it resumes
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "run"), "--config", "quick", "--head", "facnet",
+                       "--epochs", "2", *TINY)
+    assert code == 0 and "after epoch 1" in err
+
+
+def test_ctrl_c_prints_the_last_checkpoint_and_the_resume_command(tmp_path, capsys, monkeypatch) -> None:
+    from rskp_plugin.engine import Trainer
+
+    train_epoch = Trainer.train_epoch
+
+    def interrupted_in_epoch_2(self, epoch, progress=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted_in_epoch_2)
+    code, _, err = run(capsys, "train", "--config", "quick", "--head", "facnet", "--epochs", "3", "--output-dir",
+                       str(tmp_path / "run"), *TINY)
+    last = tmp_path / "run" / "last.pt"
+    assert code == 130 and "interrupted in epoch 2" in err and f"the last checkpoint is {last} (after epoch 1)" in err
+    assert f"continue with: rskp train --resume {last}" in err
+    monkeypatch.undo()
+    assert run(capsys, "train", "--resume", str(last), "--no-progress")[0] == 0
+    assert load_checkpoint(last)["epoch"] == 3
+
+
+def test_predict_output_checks(tmp_path, capsys, monkeypatch) -> None:
+    assert _tiny_run(tmp_path, capsys)[0] == 0
+    features = tmp_path / "video.npy"
+    np.save(features, np.ones((20, 16), np.float32))
+    original = features.read_bytes()
+    checkpoint = str(tmp_path / "run" / "best.pt")
+    (tmp_path / "a_file").write_text("x")
+    cases = {
+        str(features): "is an input",
+        str(tmp_path / "run" / "best.pt"): "is an input",
+        str(tmp_path / "run"): "is a folder",
+        str(tmp_path / "a_file" / "p.json"): "which is a file",
+    }
+    for out, expected in cases.items():
+        code, _, err = run(capsys, "predict", "--checkpoint", checkpoint, "--features", str(features), "--out", out)
+        assert code == 2 and expected in err, out
+    assert features.read_bytes() == original
+    code, _, err = run(capsys, "predict", "--checkpoint", str(tmp_path / "run"), "--features", str(tmp_path),
+                       "--out", str(features))  # a .npy in a feature folder is an input too
+    assert code == 2 and "is an input" in err
+    for size in ("0", "-3"):
+        code, _, err = run(capsys, "predict", "--checkpoint", checkpoint, "--features", str(features), "--out",
+                           str(tmp_path / "p.json"), "--batch-size", size)
+        assert code == 2 and f"--batch-size must be at least 1 (videos per forward pass), got {size}" in err
+    code, _, err = run(capsys, "predict", "--checkpoint", checkpoint, "--features", str(features), "--out",
+                       str(tmp_path / "p.json"), "--device", "nonsense")
+    assert code == 2 and '--device "nonsense" is not a device' in err and "train.device" not in err
+
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    code, _, err = run(capsys, "predict", "--checkpoint", checkpoint, "--features", str(features), "--out",
+                       str(tmp_path / "p.json"))
+    assert code == 2 and "the file system is read-only" in err
+    code, _, err = _tiny_run(tmp_path, capsys, "other")
+    assert code == 2 and "the file system is read-only" in err
+
+
+def test_a_checkpoint_of_a_head_that_is_not_installed(tmp_path, capsys) -> None:
+    assert _tiny_run(tmp_path, capsys)[0] == 0
+    data = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert data["meta"]["head"]["name"] == "facnet" and data["meta"]["head"]["distribution"] == "rskp-plugin"
+    data["config"]["head"]["name"] = "ghost"
+    data["meta"]["head"] = {"name": "ghost", "distribution": "rskp-head-ghost", "version": "2.0"}
+    torch.save(data, tmp_path / "ghost.pt")
+    np.save(tmp_path / "v.npy", np.zeros((20, 16), np.float32))
+    code, _, err = run(capsys, "predict", "--checkpoint", str(tmp_path / "ghost.pt"), "--features",
+                       str(tmp_path / "v.npy"), "--out", str(tmp_path / "p.json"))
+    assert code == 2 and "pip install 'rskp-head-ghost==2.0'" in err
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "ghost.pt"), "--no-progress")
+    assert code == 2 and "pip install 'rskp-head-ghost==2.0'" in err
+
+
+def test_make_synthetic_seed_out_of_range(tmp_path, capsys) -> None:
+    for seed in ("-1", str(2**64)):
+        code, _, err = run(capsys, "make-synthetic", "--out", str(tmp_path), "--seed", seed)
+        assert code == 2 and f"--seed must be an integer from 0 to 2**64 - 1, got {seed}" in err

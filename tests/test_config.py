@@ -2,7 +2,7 @@
 
 import pytest
 
-from rskp_plugin.config import RSKPConfig, apply_overrides, from_mapping, load_yaml
+from rskp_plugin.config import RSKPConfig, apply_overrides, from_mapping, load_yaml, set_values
 from rskp_plugin.errors import ConfigError
 
 
@@ -59,3 +59,47 @@ def test_overrides():
         apply_overrides(RSKPConfig(), ["summarizer.nope=1"])
     with pytest.raises(ConfigError, match="walk_weight"):
         apply_overrides(RSKPConfig(), ["walk_weight=2"])
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("walk_weight: 0.3  # \u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml.*not UTF-8 text.*save it as UTF-8"):
+        load_yaml(RSKPConfig, path)
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        load_yaml(RSKPConfig, tmp_path)  # a folder
+
+
+def test_an_override_without_a_value_is_an_error_not_none():
+    with pytest.raises(ConfigError, match=r'"walk_weight=" has no value'):
+        apply_overrides(RSKPConfig(), ["walk_weight="])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        apply_overrides(RSKPConfig(), ["walk_weight=[1, 2"])
+
+
+def test_typed_values_are_not_reparsed_as_yaml():
+    from rskp_plugin.engine import ExperimentConfig
+
+    c = set_values(ExperimentConfig(), {"data.root": "2024", "train.output_dir": "yes", "train.epochs": 3})
+    assert (c.data.root, c.train.output_dir, c.train.epochs) == ("2024", "yes", 3)
+    with pytest.raises(ConfigError, match='"train.epochs" must be int'):
+        set_values(ExperimentConfig(), {"train.epochs": "3"})
+
+
+def test_a_key_inside_a_mapping_value_is_set_alone():
+    from rskp_plugin.engine import ExperimentConfig
+
+    c = apply_overrides(ExperimentConfig(), ["head.options={embed_dim: 8, dropout: 0.1}", "head.options.embed_dim=16"])
+    assert c.head.options == {"embed_dim": 16, "dropout": 0.1}
+    with pytest.raises(ConfigError, match=r'"train.epochs.x" goes inside a value'):
+        apply_overrides(ExperimentConfig(), ["train.epochs.x=1"])
+
+
+def test_a_choice_error_reads_as_one_sentence():
+    from rskp_plugin.engine import ExperimentConfig
+
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(ExperimentConfig(), ["data.on_error=ignore"])
+    assert str(info.value) == (
+        "Invalid value for \"data.on_error\": 'on_error' must be in ('raise', 'skip') (got 'ignore')"
+    )

@@ -231,3 +231,178 @@ def test_invalid_optimizer_settings() -> None:
         from rskp_plugin.engine import resolve_device
 
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("train.tiou=[0.5, x]", r"train.tiou must be .* in \(0, 1\], got \[0.5, 'x'\]"),
+        ("train.tiou=[1.5, -2]", r"train.tiou must be .* in \(0, 1\], got \[1.5, -2\]"),
+        ("train.tiou=[]", "non-empty"),
+        ("train.seed=-1", r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
+        (f"train.seed={2**64}", "seed must be an integer"),
+        ("data.seed=-3", "seed must be an integer"),
+        ("optimizer.lr=.inf", "lr must be a finite number"),
+        ("data.on_error=ignore", "on_error"),
+    ],
+)
+def test_bad_values_are_rejected_before_any_work(override, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_experiment(None, [override])
+
+
+def test_seed_bounds_are_what_torch_accepts() -> None:
+    assert load_experiment(None, [f"train.seed={2**64 - 1}"]).train.seed == 2**64 - 1
+    torch.manual_seed(2**64 - 1)  # the largest seed the config accepts is one torch takes
+
+
+def test_every_config_head_and_variant_has_its_own_run_folder(tmp_path) -> None:
+    folder = lambda name, **values: load_experiment(name, values=values).train.output_dir
+    assert folder("quick", **{"head.name": "wum"}) == "runs/quick-wum"
+    assert folder("quick", **{"head.name": "wum", "rskp_enabled": False}) == "runs/quick-wum-norskp"
+    assert folder(None) == "runs/default-facnet"
+    assert folder("quick", **{"train.output_dir": "mine"}) == "mine"
+    folders = {folder(name, **{"head.name": h, "rskp_enabled": r}) for name in packaged_configs() for h in HEADS
+               for r in (True, False)}
+    assert len(folders) == len(packaged_configs()) * len(HEADS) * 2
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("train:\n  output_dir: out/{config}/{head}\n")
+    assert folder(exp, **{"head.name": "bm"}) == "out/exp/bm"
+
+
+def test_a_config_built_in_code_gets_the_default_folder(datasets, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = attrs.evolve(config("stpn"), train=attrs.evolve(config("stpn").train, output_dir="runs/{run}"))
+    trainer = Trainer(cfg, datasets=datasets, progress=False)
+    assert trainer.config.train.output_dir == "runs/default-stpn" and trainer.output_dir == Path("runs/default-stpn")
+    assert list(tmp_path.iterdir()) == []  # checked, not created before something is saved
+
+
+def test_folders_source_reads_gt_json_under_a_relative_root_with_on_error(tmp_path, monkeypatch) -> None:
+    import rskp_plugin.data
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def fake_load_folders(root, gt, subset, **kwargs):
+        calls.append((Path(gt), kwargs["on_error"]))
+        return tiny_dataset(4, 0, subset)
+
+    monkeypatch.setattr(rskp_plugin.data, "load_folders", fake_load_folders)
+    build_datasets(load_experiment(None, ["data.source=folders", "data.root=data", "data.on_error=skip"]))
+    assert calls == [(Path("data/gt.json"), "skip")] * 2
+    calls.clear()
+    build_datasets(load_experiment(None, ["data.source=folders", "data.root=data", "data.gt_json=ann/gt.json"]))
+    assert calls == [(Path("data/ann/gt.json"), "raise")] * 2
+    calls.clear()
+    absolute = tmp_path / "elsewhere.json"
+    build_datasets(load_experiment(None, ["data.source=folders", "data.root=data", f"data.gt_json={absolute}"]))
+    assert calls == [(absolute, "raise")] * 2
+
+
+def test_wtalc_source_passes_on_error(tmp_path, monkeypatch) -> None:
+    import rskp_plugin.data
+
+    seen = []
+    monkeypatch.setattr(rskp_plugin.data, "load_wtalc",
+                        lambda root, name, subset, **kw: seen.append(kw["on_error"]) or tiny_dataset(4, 0, subset))
+    build_datasets(load_experiment(None, ["data.source=wtalc", f"data.root={tmp_path}", "data.on_error=skip"]))
+    assert seen == ["skip", "skip"]
+
+
+def test_a_head_that_refuses_an_option_value_is_named(datasets) -> None:
+    with pytest.raises(ConfigError, match=r'head "facnet" rejected its options \(.*embed_dim=-3.*\): RuntimeError'):
+        Trainer(config("facnet", embed_dim=-3), datasets=datasets, progress=False)
+
+
+def test_a_diverging_run_names_the_epoch_the_terms_and_a_remedy(datasets) -> None:
+    from rskp_plugin.errors import TrainingError
+
+    trainer = Trainer(config("facnet"), datasets=datasets, progress=False)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))  # what a diverged step leaves behind
+    with pytest.raises(TrainingError) as info:
+        trainer.train_epoch(3)
+    message = str(info.value)
+    assert "epoch 4" in message and "cls/main=nan" in message and "optimizer.lr is 0.001" in message
+    assert isinstance(info.value, FloatingPointError)  # callers catching the builtin still do
+
+
+def test_a_new_run_refuses_a_folder_holding_another_run(datasets, tmp_path) -> None:
+    from rskp_plugin.errors import OutputError
+
+    first = Trainer(config("facnet", f"train.output_dir={tmp_path}", "train.epochs=2"), datasets=datasets,
+                    progress=False)
+    first.fit()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(OutputError, match=rf"{tmp_path}.*already holds a run.*--overwrite.*--output-dir"):
+        Trainer(config("stpn", f"train.output_dir={tmp_path}", "train.epochs=1"), datasets=datasets, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
+    # --overwrite: the old run's files go first, so a shorter or killed new run leaves none of them behind
+    second = Trainer(config("stpn", f"train.output_dir={tmp_path}", "train.epochs=2"), datasets=datasets,
+                     progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    second.fit(stop_after=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["config"]["head"]["name"] == "stpn"
+
+
+def test_resume_writes_beside_the_checkpoint_it_was_given_and_cleans_stray_temp_files(datasets, tmp_path) -> None:
+    import shutil
+
+    cfg = config("facnet", f"train.output_dir={tmp_path / 'run'}", "train.epochs=2")
+    Trainer(cfg, datasets=datasets, progress=False).fit(stop_after=1)
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    for stray in (".last.pt.k2j3h4.tmp", ".best.pt.x9y8.tmp", "results.json.tmp"):  # a kill during a write
+        (tmp_path / "copy" / stray).write_bytes(b"half")
+    (tmp_path / "copy" / "notes.txt").write_text("mine")
+    original = (tmp_path / "run" / "last.pt").read_bytes()
+    resumed = Trainer.resume(tmp_path / "copy" / "last.pt", datasets=datasets, progress=False)
+    assert resumed.output_dir == tmp_path / "copy" and resumed.last_checkpoint == (tmp_path / "copy" / "last.pt", 1)
+    resumed.fit()
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["best.pt", "last.pt", "notes.txt",
+                                                                       "results.json"]
+    assert (tmp_path / "run" / "last.pt").read_bytes() == original  # the original folder is left alone
+    assert torch.load(tmp_path / "copy" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_resume_into_another_folder_holding_a_run_is_refused(datasets, tmp_path) -> None:
+    from rskp_plugin.errors import OutputError
+
+    for name in ("a", "b"):
+        Trainer(config("facnet", f"train.output_dir={tmp_path / name}", "train.epochs=2"), datasets=datasets,
+                progress=False).fit(stop_after=1)
+    with pytest.raises(OutputError, match="already holds a run"):
+        Trainer.resume(tmp_path / "a", overrides=[f"train.output_dir={tmp_path / 'b'}"], datasets=datasets,
+                       progress=False)
+
+
+def test_resume_checks_an_expected_config(datasets, tmp_path) -> None:
+    cfg = config("facnet", f"train.output_dir={tmp_path}", "train.epochs=2")
+    Trainer(cfg, datasets=datasets, progress=False).fit(stop_after=1)
+    same = attrs.evolve(cfg, train=attrs.evolve(cfg.train, output_dir="elsewhere"))  # run folders aside
+    assert Trainer.resume(tmp_path, expect=same, datasets=datasets, progress=False).epoch == 1
+    other = apply_overrides(cfg, ["optimizer.lr=0.5"])
+    with pytest.raises(ConfigError, match=r"optimizer.lr: 0.001 in the checkpoint, 0.5 in --config"):
+        Trainer.resume(tmp_path, expect=other, datasets=datasets, progress=False)
+
+
+def test_unwritable_run_folders_are_refused_before_any_work(datasets, tmp_path, monkeypatch) -> None:
+    import errno
+    import tempfile
+
+    from rskp_plugin.errors import OutputError
+
+    (tmp_path / "file").write_text("x")
+    under = "lies under .*which is a file"
+    for folder, match in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "run", under)):
+        with pytest.raises(OutputError, match=match):
+            Trainer(config("facnet", f"train.output_dir={folder}"), datasets=datasets, progress=False)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(OutputError, match=r"cannot be written \(the file system is read-only\)"):
+        Trainer(config("facnet", f"train.output_dir={tmp_path / 'run'}"), datasets=datasets, progress=False)

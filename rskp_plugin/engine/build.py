@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RSKPError
 from .config import ExperimentConfig
 
 
@@ -44,16 +44,21 @@ class Datasets:
         return int(np.shape(self.train.videos[0].features)[1])
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; an unavailable CUDA device is a ``ConfigError``."""
+def resolve_device(name: str, *, setting: str = "train.device (--device)") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; an unavailable CUDA device is a ``ConfigError``.
+
+    Args:
+        name: "auto", "cpu", "cuda" or "cuda:N".
+        setting: how the user gave the device, named in errors ("--device" for ``rskp predict``).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f'train.device "{name}" is not a device; use auto, cpu, cuda or cuda:N') from exc
+        raise ConfigError(f'{setting} "{name}" is not a device; use auto, cpu, cuda or cuda:N') from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f'train.device "{name}" asked for CUDA but torch sees no GPU; use --device cpu or auto')
+        raise ConfigError(f'{setting} "{name}" asked for CUDA but torch sees no GPU; use cpu or auto')
     return device
 
 
@@ -91,14 +96,15 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
         root = _root(config)
         train_subset, test_subset = data_mod.default_subsets(d.dataset_name)
         # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
-        train = data_mod.load_wtalc(root, d.dataset_name, d.train_subset or train_subset, out_of_range="keep")
-        test = data_mod.load_wtalc(root, d.dataset_name, d.test_subset or test_subset, out_of_range="keep")
+        train = data_mod.load_wtalc(root, d.dataset_name, d.train_subset or train_subset, out_of_range="keep",
+                                    on_error=d.on_error)
+        test = data_mod.load_wtalc(root, d.dataset_name, d.test_subset or test_subset, out_of_range="keep",
+                                   on_error=d.on_error)
     else:
         root = _root(config)
-        gt = Path(d.gt_json) if d.gt_json else root / "gt.json"
-        gt = gt if gt.is_absolute() else root / gt
-        train = data_mod.load_folders(root, gt, d.train_subset or "train", out_of_range="keep")
-        test = data_mod.load_folders(root, gt, d.test_subset or "test", out_of_range="keep")
+        gt = root / (d.gt_json or "gt.json")  # a relative gt_json lies under root; an absolute one stays as it is
+        train = data_mod.load_folders(root, gt, d.train_subset or "train", out_of_range="keep", on_error=d.on_error)
+        test = data_mod.load_folders(root, gt, d.test_subset or "test", out_of_range="keep", on_error=d.on_error)
     for name, ds in (("training", train), ("test", test)):
         if not len(ds.videos):
             raise DataError(f"the {name} set of {d.source} data at {d.root or '(synthetic)'} holds no videos")
@@ -116,9 +122,13 @@ def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int)
     options = dict(config.head.options)
     try:
         head = create_head(config.head.name, num_classes=num_classes, feature_dim=feature_dim, **options)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:  # an unknown keyword, or a value the head refuses
+        if isinstance(exc, RSKPError):
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items())) or "none"
         raise ConfigError(
-            f'head "{config.head.name}" rejected its options {sorted(options)}: {exc}. '
-            "Check head.options in the config against the head's documented keywords"
+            f'head "{config.head.name}" rejected its options ({given}): {type(exc).__name__}: '
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else '?'}. "
+            "Check head.options (--set head.options.KEY=VALUE) against the head's documented keywords"
         ) from exc
     return RSKPWrapper(head, config.rskp) if config.rskp_enabled else PlainHead(head, config.rskp)

@@ -13,6 +13,7 @@ Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--co
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -21,13 +22,34 @@ from typing import Any
 import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
-from ..config import RSKPConfig, apply_overrides, load_yaml
+from ..config import RSKPConfig, apply_overrides, load_yaml, set_values
 from ..errors import ConfigError
 
 DATA_SOURCES = ("synthetic", "wtalc", "folders")
 SELECTIONS = ("test", "heldout", "last")
 PROTOCOLS = ("activitynet", "rskp", "wtalc")
 AMP_MODES = ("auto", "bf16", "off")
+ON_ERROR = ("raise", "skip")
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes at most 64 bits
+# The default run folder: one per config, head and variant, so runs of different heads never share a folder.
+DEFAULT_OUTPUT_DIR = "runs/{run}"
+
+
+def _seed(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{attribute.name} must be an integer from 0 to 2**64 - 1, got {value!r}")
+
+
+def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{attribute.name} must be a finite number, got {value!r}")
+
+
+def _tiou(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    # The same rule as `rskp evaluate --tiou`, checked before training rather than at the first evaluation.
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not value or not numbers or not all(0 < v <= 1 for v in value):
+        raise ConfigError(f"train.tiou must be a non-empty list of IoU thresholds in (0, 1], got {list(value)!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +77,8 @@ class DataConfig:
         num_train: synthetic training videos (THUMOS14-reduced: 200).
         num_test: synthetic test videos (THUMOS14-reduced: 212).
         seed: seed of the synthetic generator; fixed across training seeds so that every run sees the same data.
+        on_error: "raise" stops at the first bad video (missing features, wrong width, NaN, bad label or segment)
+            with an error naming it; "skip" leaves such videos out with one warning listing them.
     """
 
     source: str = attrs.field(default="synthetic", validator=in_(DATA_SOURCES))
@@ -67,7 +91,8 @@ class DataConfig:
     difficulty: float = attrs.field(default=1.0, validator=ge(0))
     num_train: int = attrs.field(default=200, validator=ge(2))
     num_test: int = attrs.field(default=212, validator=ge(1))
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=_seed)
+    on_error: str = attrs.field(default="raise", validator=in_(ON_ERROR))
 
 
 @attrs.frozen(kw_only=True)
@@ -89,7 +114,7 @@ class OptimizerConfig:
         grad_clip: clip the gradient norm at this value before a step; 0 = off (official).
     """
 
-    lr: float = attrs.field(default=5e-5, validator=gt(0))
+    lr: float = attrs.field(default=5e-5, validator=[gt(0), _finite])
     weight_decay: float = attrs.field(default=5e-4, validator=ge(0))
     betas: tuple[float, float] = (0.9, 0.99)
     accumulation: int = attrs.field(default=10, validator=ge(1))
@@ -137,7 +162,10 @@ class TrainConfig:
         amp: bfloat16 autocast: "auto" on CUDA only (CPU runs stay float32), "bf16" (or true) on any device,
             the CPU included, "off" (or false) never. Stored as one of "auto", "bf16", "off".
         checkpoint_interval: write ``last.pt`` every this many epochs (0 = only at the end).
-        output_dir: run folder for checkpoints and ``results.json`` ("" = write nothing).
+        output_dir: run folder for checkpoints and ``results.json`` ("" = write nothing). ``{run}`` becomes
+            ``<config>-<head>`` plus ``-norskp`` for the head alone, ``{config}`` the config's name (the packaged
+            name or the YAML file's stem; "default" without one) and ``{head}`` the head's name. The default,
+            ``runs/{run}``, gives every config, head and variant its own folder (``runs/quick-wum``).
     """
 
     epochs: int = attrs.field(default=200, validator=ge(1))
@@ -146,12 +174,12 @@ class TrainConfig:
     selection: str = attrs.field(default="test", validator=in_(SELECTIONS))
     heldout_fraction: float = attrs.field(default=0.1, validator=and_(gt(0), lt(1)))
     protocol: str = attrs.field(default="activitynet", validator=in_(PROTOCOLS))
-    tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-    seed: int = 2
+    tiou: tuple[float, ...] = attrs.field(default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), validator=_tiou)
+    seed: int = attrs.field(default=2, validator=_seed)
     device: str = "auto"
     amp: str | bool = attrs.field(default="auto", converter=amp_mode)
     checkpoint_interval: int = attrs.field(default=1, validator=ge(0))
-    output_dir: str = "runs/rskp"
+    output_dir: str = DEFAULT_OUTPUT_DIR
 
 
 @attrs.frozen(kw_only=True)
@@ -187,14 +215,49 @@ def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def load_experiment(
-    name_or_path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+    name_or_path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    *,
+    values: dict[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """Load an experiment config (a file or packaged name; None = the defaults) and apply ``a.b=value`` overrides."""
+    """Load an experiment config and resolve its run folder.
+
+    Args:
+        name_or_path: a YAML file or packaged config name; None = the defaults.
+        overrides: ``a.b=value`` strings (``--set``), values parsed as YAML; applied last.
+        values: dotted keys set to typed values (command-line flags such as ``--data-root``), before ``overrides``.
+
+    Returns:
+        The config, with ``train.output_dir`` placeholders filled in (``expand_output_dir``).
+    """
     if name_or_path is None:
         config = ExperimentConfig()
     else:
         config = load_yaml(ExperimentConfig, resolve_config_path(name_or_path))
-    return apply_overrides(config, list(overrides or []))
+    config = apply_overrides(set_values(config, values or {}), list(overrides or []))
+    return expand_output_dir(config, config_name(name_or_path))
+
+
+def config_name(name_or_path: str | os.PathLike[str] | None) -> str:
+    """What ``{config}`` stands for in ``train.output_dir``: a packaged name or a file's stem; "default" for None."""
+    if name_or_path is None:
+        return "default"
+    path = Path(name_or_path)
+    return path.stem if path.suffix in (".yaml", ".yml") else path.name
+
+
+def expand_output_dir(config: ExperimentConfig, name: str = "default") -> ExperimentConfig:
+    """``config`` with ``{run}``, ``{config}`` and ``{head}`` in ``train.output_dir`` replaced (see ``TrainConfig``).
+
+    A folder without placeholders is returned as it is, so expanding twice changes nothing.
+    """
+    run = f"{name}-{config.head.name}" + ("" if config.rskp_enabled else "-norskp")
+    folder = config.train.output_dir
+    for key, value in (("{run}", run), ("{config}", name), ("{head}", config.head.name)):
+        folder = folder.replace(key, value)
+    if folder == config.train.output_dir:
+        return config
+    return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=folder))
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import check_head_installed, load_checkpoint
 from ..config import from_mapping
 from ..data._npy import load_npy, npy_header
 from ..errors import CheckpointError, DataError
@@ -24,6 +24,8 @@ def load_trained_model(path: str | os.PathLike[str], device: str = "auto") -> tu
         The model on ``device`` and the checkpoint's ``meta`` (class names, feature width, snippets per second).
     """
     data = load_checkpoint(path)
+    check_head_installed(data, path)
+    target = resolve_device(device, setting="--device")
     config = from_mapping(ExperimentConfig, data["config"])
     meta = data["meta"]
     model = build_model(config, num_classes=len(meta["class_names"]), feature_dim=int(meta["feature_dim"]))
@@ -34,8 +36,24 @@ def load_trained_model(path: str | os.PathLike[str], device: str = "auto") -> tu
             f"checkpoint {os.fspath(path)!r} does not match the head it names ({str(exc).splitlines()[0]}); "
             "is the installed head plugin a different version?"
         ) from exc
-    model.to(resolve_device(device)).eval()
+    model.to(target).eval()
     return model, dict(meta)
+
+
+def check_predictions_path(out: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str],
+                           features: Sequence[str | os.PathLike[str]]) -> Path:
+    """Check ``--out`` before any work: a writable file path that is neither the checkpoint nor a feature input.
+
+    Raises:
+        OutputError: ``out`` is a folder, lies under a file, cannot be written, or is one of the inputs (a feature
+            file, a ``.npy`` in a feature folder, or the checkpoint).
+    """
+    from .output import check_output_file
+
+    path, model = Path(out), Path(checkpoint)
+    model = model / "last.pt" if model.is_dir() else model  # a run folder means its last.pt
+    check_output_file(path, inputs=[model, *map(Path, features)], what="--out")
+    return path
 
 
 def read_feature_files(paths: Sequence[str | os.PathLike[str]], *, feature_dim: int) -> list[tuple[str, np.ndarray]]:

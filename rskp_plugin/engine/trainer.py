@@ -36,13 +36,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from ..checkpoint import (
+    capture_rng_state,
+    check_head_installed,
+    head_record,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from ..config import from_mapping
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from . import distributed
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
-from .config import ExperimentConfig, config_to_dict
+from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .inference import EvalResult, evaluate_model, forward_batches
+from .output import prepare_run_dir
 
 
 
@@ -75,6 +83,9 @@ class Trainer:
         progress: show rich progress bars for epochs and evaluation passes; a ``rich.progress.Progress`` that is
             already running (the benchmark's) gets the bars as extra tasks.
         console: rich console for progress and messages (default: a new one on stderr).
+        overwrite: replace a run already in ``train.output_dir``; without it such a folder is an ``OutputError``
+            (checked before any work, like a folder that cannot be written).
+        resume_from: the checkpoint this trainer continues (``resume`` sets it): its folder may hold the run.
 
     Launched by torchrun with more than one process (``WORLD_SIZE`` > 1), the trainer joins the process group
     (gloo on the CPU, nccl on CUDA with one GPU per process) and trains data-parallel: see
@@ -89,13 +100,20 @@ class Trainer:
         datasets: Datasets | None = None,
         progress: Any = True,
         console: Any = None,
+        overwrite: bool = False,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> None:
         from rich.console import Console
 
-        self.config = config
+        self.config = config = expand_output_dir(config)  # placeholders left by a config built in code
         self.console = console if console is not None else Console(stderr=True)
         self.device, self._owns_process_group = distributed.setup(resolve_device(config.train.device))
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
+        if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
+            prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
+        # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
+        self.last_checkpoint: tuple[Path, int] | None = None
         self.show_progress = progress if self.is_main_process else False
         self.datasets = datasets if datasets is not None else build_datasets(config)
         seed_everything(config.train.seed)  # the same seed on every rank: same data order, same initial weights
@@ -113,7 +131,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.epoch_times: list[float] = []
-        self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
 
     @property
     def is_main_process(self) -> bool:
@@ -171,8 +188,7 @@ class Trainer:
                     with self.autocast():
                         out = model(features, mask=mask, labels=labels)
                     if out.loss is None or not torch.isfinite(out.loss):
-                        names = [videos[i].name for i in chunk]
-                        raise FloatingPointError(f"loss is {out.loss} at epoch {epoch} on videos {names}")
+                        raise self._diverged(epoch, out, [videos[i].name for i in chunk])
                     # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
                     scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
                     (out.loss.float() * scale).backward()
@@ -187,6 +203,18 @@ class Trainer:
         if self.world_size > 1:
             total_loss = distributed.all_reduce_sum(total_loss, self.device)
         return total_loss / len(order)
+
+    def _diverged(self, epoch: int, out: Any, names: list[str]) -> TrainingError:
+        """The error for a non-finite loss: the epoch, the terms that went non-finite and what to try."""
+        bad = [f"{k}={float(v.detach()):g}" for k, v in sorted(getattr(out, "losses", {}).items())
+               if not torch.isfinite(v.detach()).all()]
+        terms = f"non-finite terms: {', '.join(bad)}" if bad else "no named term is non-finite"
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return TrainingError(
+            f"training diverged in epoch {epoch + 1}: the loss is {out.loss} ({terms}; videos {shown}). "
+            f"Try a lower learning rate (optimizer.lr is {self.config.optimizer.lr:g}: --set optimizer.lr=...), "
+            "gradient clipping (--set optimizer.grad_clip=10), or check the features for huge values"
+        )
 
     def _memory_updates(self, *, training: bool) -> contextlib.AbstractContextManager:
         """With several processes, memory bank updates made in the block are gathered and applied at its end
@@ -369,11 +397,15 @@ class Trainer:
             "feature_dim": int(self.datasets.feature_dim),
             "snippets_per_second": float(train.snippets_per_second),
             "environment": environment(self.device),
+            "head": head_record(self.config.head.name),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a checkpoint atomically."""
-        return save_checkpoint(path, self.state())
+        """Write a checkpoint atomically (a ``last.pt`` becomes ``last_checkpoint``)."""
+        written = save_checkpoint(path, self.state())
+        if written.name == "last.pt":
+            self.last_checkpoint = (written, self.epoch)
+        return written
 
     def load_state(self, data: dict[str, Any]) -> None:
         """Restore model, optimizer, progress and RNG states from a loaded checkpoint."""
@@ -402,25 +434,41 @@ class Trainer:
         path: str | os.PathLike[str],
         *,
         overrides: Sequence[str] = (),
+        values: dict[str, Any] | None = None,
+        expect: ExperimentConfig | None = None,
+        overwrite: bool = False,
         datasets: Datasets | None = None,
         progress: Any = True,
         console: Any = None,
     ) -> "Trainer":
         """A trainer that continues the run saved in ``path`` (a checkpoint or a run folder with ``last.pt``).
 
-        The stored config is used; ``overrides`` (``train.epochs=300``) may extend or redirect the run.
+        The stored config is used, with its run folder set to the checkpoint's folder (a copied run folder is
+        continued where it is, not where it was first written); ``values`` (typed, dotted keys) and then
+        ``overrides`` (``train.epochs=300``) may extend or redirect the run.
+
+        Args:
+            expect: a config the resumed one must equal (run folders aside), e.g. the ``--config`` also given;
+                a difference is a ``ConfigError`` listing the keys.
         """
-        from ..config import apply_overrides
+        from ..config import apply_overrides, set_values
 
         data = load_checkpoint(path)
+        check_head_installed(data, path)
         stored = data["config"]
         if isinstance(stored.get("train", {}).get("amp"), bool):
             # Written when train.amp was a bool whose True (the default) meant bf16 on CUDA only: today's "auto".
             stored = {**stored, "train": {**stored["train"], "amp": "auto" if stored["train"]["amp"] else "off"}}
         config = from_mapping(ExperimentConfig, stored)
-        config = apply_overrides(config, list(overrides))
-        trainer = cls(config, datasets=datasets, progress=progress, console=console)
+        checkpoint = Path(path) / "last.pt" if Path(path).is_dir() else Path(path)
+        config = attrs.evolve(config, train=attrs.evolve(config.train, output_dir=os.fspath(checkpoint.parent)))
+        config = apply_overrides(set_values(config, values or {}), list(overrides))
+        if expect is not None:
+            _check_same_run(config, expect, checkpoint)
+        trainer = cls(config, datasets=datasets, progress=progress, console=console, overwrite=overwrite,
+                      resume_from=checkpoint)
         trainer.load_state(data)
+        trainer.last_checkpoint = (checkpoint, trainer.epoch)
         return trainer
 
     def write_results(self, result: FitResult) -> Path:
@@ -443,6 +491,26 @@ class Trainer:
         tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
         os.replace(tmp, path)
         return path
+
+
+def _check_same_run(config: ExperimentConfig, expect: ExperimentConfig, checkpoint: Path) -> None:
+    """``ConfigError`` listing the keys (run folders aside) where a resumed config differs from ``expect``."""
+
+    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(data, dict):
+            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: data}
+
+    ours, theirs = flat(config_to_dict(config)), flat(config_to_dict(expect))
+    differ = [k for k in sorted(set(ours) | set(theirs)) if k != "train.output_dir" and ours.get(k) != theirs.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {ours.get(k)!r} in the checkpoint, {theirs.get(k)!r} in --config" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise ConfigError(
+            f"--resume {os.fspath(checkpoint)} continues the run stored in the checkpoint, whose config differs "
+            f"from --config ({shown}{more}). Drop --config to resume as stored (--set KEY=VALUE changes a key), or "
+            "start a new run without --resume"
+        )
 
 
 def plan_microbatches(
