@@ -40,10 +40,17 @@ class STPNHead(nn.Module):
         dropout: dropout after the embedding (RSKP: 0.6).
         attention_hidden: hidden width of the attention module (256).
         sparsity_weight: beta of the L1 attention term (1e-4).
-        pooling: ``"mean"`` (the reproduction: temporal mean of lambda_t x_t over the real snippets) or ``"sum"``
-            (the paper's sum_t lambda_t x_t, which grows with the video length).
+        pooling: ``"attention"`` (default: sum_t lambda_t x_t / sum_t lambda_t, attention-normalised), ``"mean"``
+            (the reproduction's temporal mean of lambda_t x_t over the real snippets) or ``"sum"`` (the paper's
+            sum_t lambda_t x_t, which grows with the video length). Under ``"mean"`` the attention in [0, 1] is also
+            a global gain on the pooled feature: raising lambda everywhere sharpens every video logit, so the BCE
+            loss drives lambda to 1 on background and foreground alike and the attention localises nothing
+            (measured on the synthetic and the speech development set: benchmarks/RESULTS.md, "STPN"). Normalised
+            pooling removes that gain, so lambda can only help by choosing snippets. Its scale is then free (the
+            L1 term shrinks it), so localisation thresholds psi with lambda / max_t lambda instead of lambda.
     """
 
+    attention_eps = 1e-5  # keeps the normalised pooling finite when every lambda_t underflows
     attention_normalization = False  # STPN's own L1 sparsity term regularises lambda; RSKP's L_att is not STPN's
     # RSKP distils this head's TCAM at tau = 1 (the paper's eq. 7) rather than the official 0.2, which was tuned for
     # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
@@ -59,7 +66,7 @@ class STPNHead(nn.Module):
         dropout: float = 0.6,
         attention_hidden: int = 256,
         sparsity_weight: float = 1e-4,
-        pooling: str = "mean",
+        pooling: str = "attention",
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "sum", "attention"):
@@ -95,9 +102,10 @@ class STPNHead(nn.Module):
 
         Returns:
             video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
-            (0 on padding); cas (B, T, C) = lambda_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md
-            3.4); extras ``video_logits`` (B, C) and ``score_cas`` (B, T, C) = lambda_t W x_t, the signal STPN scores
-            proposals on (``localize(..., score_cas=...)``).
+            (0 on padding); cas (B, T, C) = g_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md 3.4)
+            gated by g = lambda (``"mean"``, ``"sum"``) or lambda / max_t lambda (``"attention"``); extras
+            ``video_logits`` (B, C) and ``score_cas`` (B, T, C) = g_t W x_t, the signal STPN scores proposals on
+            (``localize(..., score_cas=...)``).
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
         mask = as_mask(mask, sizes["B"], sizes["T"], x.device)
@@ -125,14 +133,13 @@ class STPNHead(nn.Module):
         if self.pooling == "mean":
             pooled = pooled / mask.sum(dim=1, keepdim=True).clamp(min=1).to(tcam.dtype)
         elif self.pooling == "attention":
-            pooled = pooled / (lam.sum(dim=1, keepdim=True) + 1e-5)
+            pooled = pooled / (lam.sum(dim=1, keepdim=True) + self.attention_eps)
         video_logits = pooled + self.classifier.bias  # (B, C)
-        if self.pooling == "attention":  # lambda's scale is free under normalised pooling: threshold lambda / max
-            lam_rel = lam / lam.amax(dim=1, keepdim=True).clamp(min=1e-12)
-        else:
-            lam_rel = lam
-        cas = lam_rel[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
-        score_cas = lam_rel[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
+        gate = lam  # (B, T): the attention that weights the T-CAM for localisation
+        if self.pooling == "attention":  # lambda's scale is free under normalised pooling: use lambda / max_t lambda
+            gate = lam / lam.amax(dim=1, keepdim=True).clamp(min=self.attention_eps)
+        cas = gate[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
+        score_cas = gate[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
         return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas,
                           {"video_logits": video_logits, "score_cas": score_cas})
 

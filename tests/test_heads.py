@@ -163,7 +163,7 @@ B3 = np.array([0.5, -0.5, 0.0, 0.25])
 
 @pytest.fixture
 def stpn() -> STPNHead:
-    head = STPNHead(num_classes=C, feature_dim=3, embed_dim=3, attention_hidden=1).double().eval()
+    head = STPNHead(num_classes=C, feature_dim=3, embed_dim=3, attention_hidden=1, pooling="mean").double().eval()
     with torch.no_grad():
         _fix_attention(head, 3)
         head.classifier.weight.copy_(t64(W3[:3]))
@@ -207,9 +207,25 @@ def test_stpn_sum_pooling_is_the_paper_variant(stpn):
     np.testing.assert_allclose(out.extras["video_logits"][0].numpy(), logits, atol=1e-12)
 
 
+def test_stpn_attention_pooling_normalises_by_the_attention(stpn):
+    """The default pooling: sum_t lambda_t x_t / sum_t lambda_t; localisation gates with lambda / max_t lambda."""
+    stpn.pooling = "attention"
+    x = t64(STPN_X) * STPN_MASK[..., None]
+    out = stpn(x, STPN_MASK)
+    for b, n in enumerate((4, 2)):
+        xb = STPN_X[b, :n]
+        lam = sigmoid(np.maximum(xb[:, 0], 0) - 1)
+        logits = W3[:3] @ ((lam[:, None] * xb).sum(axis=0) / (lam.sum() + 1e-5)) + B3[:3]
+        np.testing.assert_allclose(out.extras["video_logits"][b].numpy(), logits, atol=1e-12)
+        gate = lam / lam.max()
+        np.testing.assert_allclose(out.cas[b, :n].numpy(), gate[:, None] * sigmoid(xb @ W3[:3].T), atol=1e-12)
+        np.testing.assert_allclose(out.extras["score_cas"][b, :n].numpy(), gate[:, None] * (xb @ W3[:3].T), atol=1e-12)
+
+
 def test_stpn_defaults_and_scores():
     head = STPNHead()
     assert (head.num_classes, head.feature_dim, head.embed_dim, head.sparsity_weight) == (20, 2048, 2048, 1e-4)
+    assert head.pooling == "attention"  # the reproduction's "mean" saturates lambda (see STPNHead's docstring)
     assert head.attention[0].out_features == 256 and head.classifier.out_features == 20  # no background class
     assert STPNHead.attention_normalization is False
     reps = torch.randn(2, 5, 2048)
