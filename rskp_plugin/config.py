@@ -69,6 +69,9 @@ class TeacherConfig:
     # "uniform": every snippet counts the same (official); "confidence": each snippet's term is weighted by the
     # teacher's confidence, 1 - normalised entropy of T^f at the distillation temperature.
     weighting: str = attrs.field(default="uniform", validator=in_(("uniform", "confidence")))
+    # "all": distil the whole TCAM distribution, background column included (official); "classes": for heads with
+    # a background column, distil only the distribution over the C action classes (which class, not where).
+    target: str = attrs.field(default="all", validator=in_(("all", "classes")))
 
 
 @attrs.frozen(kw_only=True)
