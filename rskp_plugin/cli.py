@@ -97,7 +97,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="run folder for checkpoints and results (default: runs/<config>-<head>[-norskp]); sets "
                         "train.output_dir")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in the output folder (its last.pt, best.pt, results.json)")
+                   help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
+                        "metrics.jsonl, tensorboard/ and plots/)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
                         "its config is used, with options and --set overrides on top (--config must agree with it)")
@@ -139,8 +140,13 @@ def _run_train(args: argparse.Namespace) -> int:
     if not trainer.is_main_process:  # torchrun: rank 0 evaluated, wrote the run folder and reports
         return 0
     console.print(_results_table(result, trainer))
+    branches = ((result.best or {}).get("diagnostics") or {}).get("branches")
+    if branches:  # train.diagnostics: every branch at the reported epoch
+        parts = [f"{name} {b['avg']:.1f}" for name, b in branches.items() if b is not None]
+        console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
+                      f"ground-truth classes): {', '.join(parts)}", highlight=False)
     if trainer.output_dir is not None:
-        console.print(f"checkpoints and results.json in {_markup(trainer.output_dir)}", highlight=False)
+        console.print(f"checkpoints, results.json and metrics.jsonl in {_markup(trainer.output_dir)}", highlight=False)
     return 0
 
 
