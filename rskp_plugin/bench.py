@@ -143,6 +143,7 @@ def run_head(
         log: rich console for one line per finished run, or None.
     """
     from .engine import Trainer, config_to_dict
+    from .engine.diagnostics import metrics_line
 
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     configs: dict[str, Any] = {}
@@ -162,6 +163,8 @@ def run_head(
                 "epoch": fit.best["epoch"], "final_average": fit.final["test"]["average"],
                 "seconds": time.perf_counter() - started,
                 "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
+                # per evaluation epoch (README "Diagnostics")
+                "diagnostics": [metrics_line(r, t) for r, t in zip(fit.history, fit.eval_times)],
             })
             if log is not None:
                 log.log(
@@ -186,8 +189,17 @@ def run_head(
         "rows": rows,
         "selection": config.train.selection,
         "epochs": config.train.epochs,
+        "diagnosis": diagnose(rows),
         "config": config_to_dict(configs["head+rskp"]),
     }
+
+
+def diagnose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For every seed on which RSKP's AVG is below the head's, what the diagnostics say (``explain_gap``)."""
+    from .engine.diagnostics import explain_gap
+
+    found = (explain_gap(a, b) for a, b in zip(rows[0]["per_seed"], rows[1]["per_seed"]))
+    return [d for d in found if d is not None]
 
 
 def _is_thumos(config: Any) -> bool:
@@ -226,6 +238,7 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rskp-bench``; returns the exit status."""
     from rich.console import Console
+    from rich.markup import escape
 
     args = build_parser().parse_args(argv)
     console, err = Console(), Console(stderr=True)
@@ -234,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RSKPError as exc:
         if args.debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
 
 
@@ -249,6 +262,7 @@ def _run(args: argparse.Namespace, console: Any) -> int:
         results = merge_results(args.merge)
         for result in results:
             console.print(results_table(result, paper=result["data"] != "synthetic"))
+            _print_diagnosis(result, console)
         _write(args.output, results, single=len(results) == 1, console=console)
         return 0
     if args.seeds < 1:
@@ -274,8 +288,14 @@ def _run(args: argparse.Namespace, console: Any) -> int:
             result["environment"] = environment(resolve_device(config.train.device))
             results.append(result)
             console.print(results_table(result, paper=_is_thumos(config)))
+            _print_diagnosis(result, console)
     _write(args.output, results, single=args.head != "all", console=console)
     return 0
+
+
+def _print_diagnosis(result: dict[str, Any], console: Any) -> None:
+    for d in result.get("diagnosis", []):
+        console.print(f"[yellow]{result['head']}:[/] {d['message']}", highlight=False)
 
 
 def _write(output: str | None, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
@@ -323,6 +343,7 @@ def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         gains = np.array([b["average"] - a["average"] for a, b in zip(head_runs, rskp_runs)])
         result["rows"][1]["gain_mean"] = float(gains.mean())
         result["rows"][1]["gain_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
+        result["diagnosis"] = diagnose(result["rows"])
         out.append(result)
     return out
 

@@ -1,4 +1,4 @@
-"""Command-line interface: ``rskp`` (train, predict, evaluate, heads, make-synthetic) and ``rskp-bench``.
+"""Command-line interface: ``rskp`` (train, predict, evaluate, heads, make-synthetic, plot) and ``rskp-bench``.
 
 Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args) -> int``. Errors print one line and a
 hint; ``--debug`` shows the traceback.
@@ -97,7 +97,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="run folder for checkpoints and results (default: runs/<config>-<head>[-norskp]); sets "
                         "train.output_dir")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in the output folder (its last.pt, best.pt, results.json)")
+                   help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
+                        "metrics.jsonl, tensorboard/ and plots/)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
                         "its config is used, with options and --set overrides on top (--config must agree with it)")
@@ -139,8 +140,13 @@ def _run_train(args: argparse.Namespace) -> int:
     if not trainer.is_main_process:  # torchrun: rank 0 evaluated, wrote the run folder and reports
         return 0
     console.print(_results_table(result, trainer))
+    branches = ((result.best or {}).get("diagnostics") or {}).get("branches")
+    if branches:  # train.diagnostics: every branch at the reported epoch
+        parts = [f"{name} {b['avg']:.1f}" for name, b in branches.items() if b is not None]
+        console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
+                      f"ground-truth classes): {', '.join(parts)}", highlight=False)
     if trainer.output_dir is not None:
-        console.print(f"checkpoints and results.json in {_markup(trainer.output_dir)}", highlight=False)
+        console.print(f"checkpoints, results.json and metrics.jsonl in {_markup(trainer.output_dir)}", highlight=False)
     return 0
 
 
@@ -186,6 +192,48 @@ def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Traine
             table.add_row(label, str(record["epoch"]), *[f"{m:.1f}" for m in test["map"]],
                           f"[bold]{test['average']:.1f}[/]", f"{test['cmap']:.1f}")
     return table
+
+
+# ---------------------------------------------------------------------------------------------------- plot
+def _add_plot(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "plot",
+        help="figures of a trained run: per-video CAS of every branch (paper Fig. 4/6) and training curves (PNG)",
+        description=(
+            "For chosen videos of a run, one PNG each on a time axis in seconds: ground truth, the fused detections, "
+            "the CAS of the main, intra and inter branches and of the distillation teacher (pseudo-labels) for the "
+            "video's classes, and the attention; plus curves.png from the run's metrics.jsonl (loss terms, AVG and "
+            "classification mAP per branch and epoch). Needs matplotlib: pip install 'rskp-plugin[plot]'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", default=None, metavar="DIR", help="run folder of 'rskp train' (uses best.pt)")
+    source.add_argument("--checkpoint", default=None, metavar="FILE", help="a checkpoint (best.pt or last.pt)")
+    p.add_argument("--videos", default=None, metavar="NAME,NAME", help="comma-separated video names to plot")
+    p.add_argument("--num-videos", type=int, default=4,
+                   help="without --videos: plot this many videos, those where the teacher's CAS differs most from "
+                        "the main branch's")
+    p.add_argument("--split", choices=("test", "train", "heldout"), default="test", help="which videos")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch)")
+    return _run_plot
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .plot import plot_run, require_matplotlib
+
+    require_matplotlib()  # before loading anything: the one-line error comes first
+    if args.num_videos < 1 or args.dpi < 10:
+        raise ConfigError(f"--num-videos must be >= 1 and --dpi >= 10, got {args.num_videos} and {args.dpi}")
+    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
+    paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
+                     out=args.out, split=args.split, device=args.device, dpi=args.dpi)
+    for path in paths:
+        console.print(str(path), highlight=False)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- predict
@@ -366,7 +414,7 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], Callable[[argparse.Namespace], int]]] = [
-    _add_heads, _add_train, _add_predict, _add_evaluate, _add_make_synthetic,
+    _add_heads, _add_train, _add_predict, _add_evaluate, _add_make_synthetic, _add_plot,
 ]
 
 

@@ -41,3 +41,7 @@ class OutputError(RSKPError, OSError):
 
 class TrainingError(RSKPError, FloatingPointError):
     """Training cannot go on: the loss became NaN or infinite."""
+
+
+class MissingDependencyError(RSKPError, ImportError):
+    """An optional package a feature needs is not installed (e.g. matplotlib for ``rskp plot``)."""

@@ -23,7 +23,7 @@ from .errors import ShapeError
 from .losses import attention_normalization, distillation, teacher_confidence
 from .memory import MemoryBank
 from .propagation import birw_walks
-from .protocols import Head, HeadOutput
+from .protocols import Head, HeadOutput, Propagated
 from .summarizer import EMSummarizer
 
 
@@ -49,6 +49,23 @@ class RSKPOutput(NamedTuple):
     representatives: Tensor | None
     losses: dict[str, Tensor]
     loss: Tensor | None
+
+
+class Branches(NamedTuple):
+    """Every prediction of one inference pass, for diagnostics (``RSKPWrapper.branch_outputs``).
+
+    Attributes:
+        output: what ``forward(features, mask)`` returns, the same numbers (the fused prediction the run reports),
+            with ``inter`` filled in where labels were given and the memory bank is ready.
+        teacher: the distillation teacher as a prediction (its ``tcam`` is exactly the pseudo-label TCAM; see
+            ``RSKPWrapper.branch_outputs``), or None for the head alone.
+        teacher_rule: how the teacher's CAS was made: "intra" (memory not ready: the teacher is the intra branch),
+            "head" (the head's own rules, exact) or "softmax" (softmax(T)[..., :C] x attention); "" without RSKP.
+    """
+
+    output: "RSKPOutput"
+    teacher: HeadOutput | None
+    teacher_rule: str
 
 
 def _validate(head: Head, features: Tensor, mask: Tensor | None, labels: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -188,12 +205,24 @@ class RSKPWrapper(nn.Module):
         receives them factored (``Propagated``) and shares its products over F between the branches; any other
         head runs on each F* in turn. Both give the same numbers.
         """
-        head, cfg = self.head, self.config
+        cfg = self.config
         walked = birw_walks(feats, walks, cfg.walk_weight, cfg.walk_temperature, mask, check_finite=False)
-        own = getattr(head, "forward_branches", None) if cfg.factored_branches else None
+        return self._head_on(feats, mask, walked)
+
+    def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
+        """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
+        head = self.head
+        own = getattr(head, "forward_branches", None) if self.config.factored_branches else None
         if own is None:
             return [head(feats, mask)] + [head(p.dense(), mask) for p in walked]
         return list(own(feats, mask, walked))
+
+    def _fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
+        """The test-time prediction: main fused with intra (``config.fusion``), or main alone."""
+        cfg = self.config
+        if cfg.fusion.use_intra_at_test:
+            return fuse_outputs(self.head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main])
+        return main
 
     def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
         """Run all branches; with labels, also the losses (and, in training after warm-up, a memory update).
@@ -225,10 +254,7 @@ class RSKPWrapper(nn.Module):
         main, intra, *rest = self._branches(feats, mask, walks)
         inter = rest[0] if rest else None
 
-        if cfg.fusion.use_intra_at_test:
-            fused = fuse_outputs(head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main])
-        else:
-            fused = main
+        fused = self._fuse(main, intra)
 
         losses: dict[str, Tensor] = {}
         loss = None
@@ -250,6 +276,86 @@ class RSKPWrapper(nn.Module):
             if offer is not None:
                 self.memory.update(*offer, labels)
         return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss)
+
+    @torch.no_grad()
+    def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
+        """Inference with every branch and the distillation teacher, for diagnostics (the model's mode is kept).
+
+        The fused prediction, main and intra are computed exactly as ``forward(features, mask)`` does, so they are
+        the same numbers. Where ``labels`` are given and the memory bank is ready, the inter branch reads the memory
+        of those classes (at test time the caller passes the ground-truth video labels: an oracle for this branch
+        only) and the teacher is the pseudo-label TCAM of eq. 7, T = w intra.tcam + (1 - w) inter.tcam
+        (w = ``fusion.pseudo_label_intra``); before that the teacher is the intra branch itself. Other
+        ``rskp.teacher`` settings are followed as in training (``pseudo_labels``): ``source: ensemble`` fuses main
+        in, ``label_mask`` removes the classes absent from ``labels``.
+
+        The teacher as a prediction is the head run on the blended walked features w F^a + (1 - w) F^e (one more
+        factored walk; with ``ensemble``, t F + (1 - t) of that, t = ``fusion.test_main``). Where the head's TCAM
+        is affine in its input (STPN, BM, WUM) that TCAM equals T (checked per batch) and the prediction follows the
+        head's own rules everywhere ("head"). Otherwise (FAC-Net's
+        cosine classifier, or any head under ``label_mask``) its TCAM is replaced by T and its CAS recomputed as
+        softmax(T)[..., :C] x attention, FAC-Net's and RSKP's CAS rule ("softmax").
+
+        Args:
+            features: (B, T, D); mask: (B, T) bool or None; labels: (B, C) multi-hot or None.
+
+        Returns:
+            Branches.
+        """
+        features, mask = _validate(self.head, features, mask, labels)
+        cfg = self.config
+        feats = self._embed(features, mask)  # (B, T, d)
+        reps = self.summarizer(feats, mask)  # (B, n, d)
+        # ``_branches(feats, mask, [(reps, None)])`` as forward runs it at inference (the same numbers), keeping F^a
+        (walk_a,) = birw_walks(feats, [(reps, None)], cfg.walk_weight, cfg.walk_temperature, mask, check_finite=False)
+        main, intra = self._head_on(feats, mask, [walk_a])
+        fused = self._fuse(main, intra)
+        inter = walk_e = None
+        if labels is not None and self.memory_ready:
+            mem, mem_mask = self.memory.retrieve(labels)
+            (walk_e,) = birw_walks(feats, [(mem.to(feats.dtype), mem_mask)], cfg.walk_weight, cfg.walk_temperature,
+                                   mask, check_finite=False)
+        inter, teacher, rule = self._teacher(feats, mask, labels, main, intra, walk_a, walk_e)
+        output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None)
+        return Branches(output, teacher, rule)
+
+    def _teacher(self, feats: Tensor, mask: Tensor, labels: Tensor | None, main: HeadOutput, intra: HeadOutput,
+                 walk_a: Propagated, walk_e: Propagated | None) -> tuple[HeadOutput | None, HeadOutput, str]:
+        """(inter, teacher, rule) of ``branch_outputs``; inter is None where the inter walk ``walk_e`` did not run.
+
+        feats (B, T, d); walk_a, walk_e the intra and inter walks. The target is ``pseudo_labels`` (the configured
+        ``rskp.teacher``); the teacher's walk is the same convex blend of F, F^a and F^e as its logits.
+        """
+        cfg, w = self.config, self.config.fusion.pseudo_label_intra
+        official = cfg.teacher.source == "propagated" and not cfg.teacher.label_mask
+        if walk_e is None and official:  # warm-up: the teacher is the intra branch itself
+            return None, intra, "intra"
+        blend = walk_a
+        if walk_e is not None:
+            # w F^a + (1 - w) F^e = s F + [w Z^a, (1 - w) Z^e] [M^a; M^e]: both walks have the same s
+            blend = Propagated(feats, walk_a.scale, torch.cat([w * walk_a.z, (1.0 - w) * walk_e.z], dim=-1),
+                               torch.cat([walk_a.m, walk_e.m], dim=1))
+        if cfg.teacher.source == "ensemble":  # t F + (1 - t) blend: main fused in, as the test-time prediction
+            t = cfg.fusion.test_main
+            blend = blend._replace(scale=t * mask.to(blend.scale.dtype) + (1.0 - t) * blend.scale,
+                                   z=(1.0 - t) * blend.z)
+        _, *walked = self._head_on(feats, mask, ([walk_e] if walk_e is not None else []) + [blend])
+        on_blend = walked[-1]
+        inter = walked[0] if walk_e is not None else None
+        target = self.pseudo_labels(main, intra, inter, labels)  # the pseudo-labels of the distillation loss
+        tol = 1e-3 if target.dtype in (torch.float32, torch.float64) else 5e-2
+        scale = float(target.detach().abs().amax()) if target.numel() and bool(torch.isfinite(target).all()) else 0.0
+        if on_blend.tcam.shape == target.shape and bool(
+            ((on_blend.tcam - target).abs() <= tol * (1.0 + scale)).all()
+        ):
+            teacher, rule = on_blend._replace(tcam=target), "head"
+        else:  # not affine, or label_mask's -inf logits: softmax(T)[..., :C] x attention
+            probs = torch.softmax(target.float(), dim=-1)[..., : self.head.num_classes].to(on_blend.cas.dtype)
+            attention = on_blend.attention
+            cas = probs * attention[..., None] if attention is not None else probs
+            extras = {k: v for k, v in on_blend.extras.items() if k != "score_cas"}  # score the recomputed CAS
+            teacher, rule = on_blend._replace(tcam=target, cas=cas, extras=extras), "softmax"
+        return inter, teacher, rule
 
     @torch.no_grad()
     def initialize_memory(self, batches: Iterable[tuple[Tensor, Tensor | None, Tensor]]) -> None:
@@ -308,5 +414,10 @@ class PlainHead(nn.Module):
 
     def initialize_memory(self, batches: Iterable) -> None:
         """No memory without RSKP; present so training loops treat both models alike."""
+
+    @torch.no_grad()
+    def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
+        """``RSKPWrapper.branch_outputs`` for the head alone: its one branch (main), no teacher."""
+        return Branches(self(features, mask), None, "")
 
     predict = RSKPWrapper.predict

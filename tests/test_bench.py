@@ -35,6 +35,17 @@ def test_bench_json_schema(tmp_path, capsys) -> None:
     assert np.isclose(data["rows"][1]["gain_mean"], np.mean(gains))
     assert data["config"]["train"]["epochs"] == 2 and data["config"]["rskp"]["memory"]["warmup_epochs"] == 0
     assert data["environment"]["torch"] and "git_commit" in data["environment"]
+    # diagnostics per seed and evaluation epoch; a diagnosis for every seed where RSKP is below the head
+    for row in data["rows"]:
+        for run in row["per_seed"]:
+            assert [d["epoch"] for d in run["diagnostics"]] == [1, 2]
+            assert all(d["branches"]["main"] is not None for d in run["diagnostics"])
+    assert [r["branches"]["teacher"] is not None for r in data["rows"][1]["per_seed"][0]["diagnostics"]] == [1, 1]
+    below = [b["seed"] for a, b in zip(*(row["per_seed"] for row in data["rows"])) if b["average"] < a["average"]]
+    assert [d["seed"] for d in data["diagnosis"]] == below
+    for d in data["diagnosis"]:
+        assert d["message"].startswith(f"RSKP below head on seed {d['seed']}") and d["findings"]
+        assert d["message"].split(":")[0] in " ".join(printed.split())
 
 
 @given(st.lists(st.lists(st.floats(0, 100), min_size=3, max_size=3), min_size=1, max_size=5))

@@ -120,19 +120,24 @@ def predict_detections(
     batch_size: int = 16, progress: Any = None, label: str = "predicting",
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """ActivityNet-format detections for every video of ``dataset`` and the video scores (dataset order)."""
-    from ..localization import localize
     from ..protocols import localization_settings
 
-    scores, cas, attention, score_cas = collect_outputs(
+    outputs = collect_outputs(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress, label=label
     )
-    names = [v.name for v in dataset.videos]
     head = getattr(model, "head", model)
-    detections = localize(
-        names, scores, cas, attention, localization_settings(head), list(dataset.class_names),
+    return localize_outputs(outputs, dataset, localization_settings(head)), outputs[0]
+
+
+def localize_outputs(outputs: tuple, dataset: Any, settings: Any) -> dict[str, Any]:
+    """ActivityNet-format detections from ``collect_outputs``' (scores, cas, attention, score_cas) per video."""
+    from ..localization import localize
+
+    scores, cas, attention, score_cas = outputs
+    return localize(
+        [v.name for v in dataset.videos], scores, cas, attention, settings, list(dataset.class_names),
         snippets_per_second=dataset.snippets_per_second, score_cas=score_cas,
     )
-    return detections, scores
 
 
 def evaluate_model(
@@ -141,13 +146,23 @@ def evaluate_model(
     progress: Any = None, label: str = "test",
 ) -> EvalResult:
     """Detection mAP at ``tiou`` (percent) and classification mAP of ``model`` on ``dataset``."""
-    from ..evaluation import classification_map, detection_map
-
     detections, scores = predict_detections(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,
         label=f"evaluating on {label}",
     )
-    ground_truth = dataset.ground_truth()
+    return score_detections(detections, scores, dataset, tiou=tiou, protocol=protocol)
+
+
+def score_detections(
+    detections: dict[str, Any], scores: Sequence[np.ndarray], dataset: Any, *, tiou: Sequence[float],
+    protocol: str = "activitynet", ground_truth: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Detection mAP (percent) of ActivityNet-format ``detections`` and classification mAP of the video
+    ``scores`` (C,) per video, dataset order; ``ground_truth`` may pass ``dataset.ground_truth()`` when it is
+    reused."""
+    from ..evaluation import classification_map, detection_map
+
+    ground_truth = dataset.ground_truth() if ground_truth is None else ground_truth
     # Detections of classes without ground truth in this set change no class's AP (mAP averages over the GT
     # classes); the evaluator refuses them, as the official ActivityNet code does, so leave them out here.
     gt_classes = {a["label"] for v in ground_truth["database"].values() for a in v["annotations"]}

@@ -1,24 +1,29 @@
 """Where runs and predictions are written: checked before any work, never over another run or an input file.
 
-A run folder holds ``last.pt``, ``best.pt`` and ``results.json`` (``RUN_FILES``). A new run refuses a folder that
-already holds one of them unless told to overwrite (then the old files are removed first, so no file of the old
-run is left beside the new one); a resumed run continues in the folder of the checkpoint it was given. The atomic
-writers leave a temporary file only when the process is killed mid-write; those are removed when a run starts.
+A run folder holds ``last.pt``, ``best.pt``, ``results.json`` and ``metrics.jsonl`` (``RUN_FILES``), and may hold
+``tensorboard/`` and ``plots/`` (``RUN_DIRS``, written by ``train.tensorboard`` and ``rskp plot``). A new run refuses
+a folder that already holds one of them unless told to overwrite (then the old ones are removed first, so nothing of
+the old run is left beside the new one: no metrics line, event file or figure); a resumed run continues in the
+folder of the checkpoint it was given. The atomic writers leave a temporary file only when the process is killed
+mid-write; those are removed when a run starts.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import OutputError
 
-RUN_FILES = ("last.pt", "best.pt", "results.json")
-# The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp") and write_results.
-TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp")
+RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl")
+RUN_DIRS = ("tensorboard", "plots")
+# The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results and
+# diagnostics.write_metrics.
+TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp")
 
 
 def _reason(exc: OSError) -> str:
@@ -72,6 +77,7 @@ def prepare_run_dir(folder: Path, *, overwrite: bool, continuing: Path | None) -
     ensure_writable_dir(folder, what=what)
     same_run = continuing is not None and _same(Path(continuing).parent, folder)
     existing = [name for name in RUN_FILES if (folder / name).exists()]
+    existing += [f"{name}/" for name in RUN_DIRS if (folder / name).is_dir()]
     if existing and not same_run and not overwrite:
         resume = f"; or --resume {os.fspath(folder / 'last.pt')} to continue it" if "last.pt" in existing else ""
         raise OutputError(
@@ -80,7 +86,10 @@ def prepare_run_dir(folder: Path, *, overwrite: bool, continuing: Path | None) -
         )
     if overwrite and not same_run:
         for name in existing:
-            (folder / name).unlink()
+            if name.endswith("/"):
+                shutil.rmtree(folder / name)
+            else:
+                (folder / name).unlink()
     for pattern in TEMP_PATTERNS:  # left by a process killed while writing; never read
         for stray in folder.glob(pattern):
             stray.unlink(missing_ok=True)

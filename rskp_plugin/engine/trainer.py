@@ -49,6 +49,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from . import distributed
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
+from .diagnostics import LossMeter, TensorBoardLogger, evaluate_branches, metrics_line, write_metrics
 from .inference import EvalResult, evaluate_model, forward_batches
 from .output import prepare_run_dir
 
@@ -64,6 +65,8 @@ class FitResult:
         history: every evaluation, in order.
         selection: "test", "heldout" or "last": what ``best`` was selected on.
         epoch_times: seconds per training epoch (training only, no evaluation).
+        eval_times: per evaluation (aligned with ``history``): {"train_s", "eval_s", "diagnostics_s"} seconds
+            (kept out of ``history`` so that the history of a run is reproducible).
     """
 
     best: dict[str, Any]
@@ -71,6 +74,7 @@ class FitResult:
     history: list[dict[str, Any]]
     selection: str
     epoch_times: list[float]
+    eval_times: list[dict[str, float]] = attrs.field(factory=list)
 
 
 class Trainer:
@@ -110,8 +114,13 @@ class Trainer:
         self.device, self._owns_process_group = distributed.setup(resolve_device(config.train.device))
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
+        if config.train.tensorboard and self.output_dir is None:
+            raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
             prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
+        self._tensorboard: TensorBoardLogger | None = None
+        if config.train.tensorboard and self.is_main_process:  # after prepare_run_dir: an old run's events are gone
+            self._tensorboard = TensorBoardLogger(self.output_dir / "tensorboard")
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
         self.last_checkpoint: tuple[Path, int] | None = None
         self.show_progress = progress if self.is_main_process else False
@@ -131,6 +140,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.epoch_times: list[float] = []
+        self.eval_times: list[dict[str, float]] = []  # per history record: training/evaluation/diagnostics seconds
+        self.epoch_losses: dict[str, float] = {}  # mean loss terms of the last epoch trained (train.diagnostics)
 
     @property
     def is_main_process(self) -> bool:
@@ -177,6 +188,7 @@ class Trainer:
         total = sum(len(g) for g in groups)
         task = progress.add_task(f"epoch {epoch + 1}", total=total) if progress is not None else None
         total_loss = 0.0
+        meter = LossMeter() if self.config.train.diagnostics else None
         self.optimizer.zero_grad(set_to_none=True)
         for group in groups:
             lengths = [videos[i].num_snippets for i in group]
@@ -193,6 +205,8 @@ class Trainer:
                     scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
                     (out.loss.float() * scale).backward()
                     total_loss += float(out.loss.detach()) * len(chunk)
+                    if meter is not None:
+                        meter.add(out.losses, len(chunk))
                     if task is not None:
                         progress.advance(task, len(chunk))
             if self.world_size > 1:
@@ -202,6 +216,9 @@ class Trainer:
             progress.remove_task(task)
         if self.world_size > 1:
             total_loss = distributed.all_reduce_sum(total_loss, self.device)
+        if meter is not None:
+            reduce = (lambda x: distributed.all_reduce_sum(x, self.device)) if self.world_size > 1 else None
+            self.epoch_losses = meter.means(reduce)
         return total_loss / len(order)
 
     def _diverged(self, epoch: int, out: Any, names: list[str]) -> TrainingError:
@@ -281,11 +298,45 @@ class Trainer:
                 tiou=t.tiou, protocol=t.protocol, progress=progress, label=which,
             )
 
+    def evaluate_branches(self, progress: Any = None) -> tuple[EvalResult, dict[str, Any]]:
+        """``evaluate("test")`` (the same numbers) plus every branch's metrics (``diagnostics.evaluate_branches``)."""
+        t = self.config.train
+        with self.autocast():
+            return evaluate_branches(
+                self.model, self.datasets.test, collate=self.datasets.collate, device=self.device,
+                batch_size=t.eval_batch_size, tiou=t.tiou, protocol=t.protocol, progress=progress,
+            )
+
     def _evaluate_all(self, progress: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"epoch": self.epoch, "test": self.evaluate("test", progress).to_dict()}
+        started = time.perf_counter()
+        t = self.config.train
+        if t.diagnostics:
+            test, info = self.evaluate_branches(progress)
+        else:
+            test, info = self.evaluate("test", progress), {}
+        record: dict[str, Any] = {"epoch": self.epoch, "test": test.to_dict()}
         if self.datasets.heldout is not None:
             record["heldout"] = self.evaluate("heldout", progress).to_dict()
+        record["diagnostics"] = {
+            "losses": dict(self.epoch_losses) if t.diagnostics else {},
+            "memory_ready": bool(getattr(self.model, "memory_ready", False)),
+            "branches": info.get("branches"),
+            "teacher_rule": info.get("teacher_rule"),
+            "inter_classes": info.get("inter_classes"),
+        }
+        # training seconds since the previous evaluation (the epochs this record covers)
+        since = self.history[-1]["epoch"] if self.history else 0
+        self.eval_times.append({"train_s": float(sum(self.epoch_times[since : self.epoch])),
+                                "eval_s": time.perf_counter() - started,
+                                "diagnostics_s": info.get("diagnostics_s", 0.0)})
         return record
+
+    def _write_metrics(self) -> None:
+        """``metrics.jsonl`` (and TensorBoard scalars) after an evaluation; rank 0 only."""
+        if self.output_dir is not None:
+            write_metrics(self.output_dir / "metrics.jsonl", self.history, self.eval_times)
+        if self._tensorboard is not None:
+            self._tensorboard.log(metrics_line(self.history[-1], self.eval_times[-1]))
 
     def _selection_score(self, record: dict[str, Any]) -> float:
         sel = self.config.train.selection
@@ -315,6 +366,9 @@ class Trainer:
     def close(self) -> None:
         """Destroy the process group this trainer created (multi-process runs only); ``fit`` calls it when the
         run ends. No collective can run afterwards."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         if self._owns_process_group:
             distributed.teardown()
             self._owns_process_group = False
@@ -342,6 +396,7 @@ class Trainer:
                     record = self._evaluate_all(progress)
                     record["train_loss"] = loss
                     self.history.append(record)
+                    self._write_metrics()
                     if self.best is None or self._selection_score(record) >= self._selection_score(self.best):
                         self.best = record
                         if self.output_dir is not None:
@@ -355,7 +410,7 @@ class Trainer:
             if task is not None:
                 progress.remove_task(task)
         final = self.history[-1] if self.history else {}
-        result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times)
+        result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times, self.eval_times)
         if self.output_dir is not None and self.epoch == t.epochs and self.is_main_process:
             self.write_results(result)
         if self.world_size > 1:
@@ -385,6 +440,7 @@ class Trainer:
             "rng": capture_rng_state(),
             "trainer": {
                 "history": self.history, "best": self.best, "epoch_times": self.epoch_times,
+                "eval_times": self.eval_times,
                 **({"rank_rng": self._rank_rng} if self._rank_rng is not None else {}),
             },
             "meta": self.meta(),
@@ -422,6 +478,7 @@ class Trainer:
         self.history = list(trainer.get("history", []))
         self.best = trainer.get("best")
         self.epoch_times = list(trainer.get("epoch_times", []))
+        self.eval_times = list(trainer.get("eval_times", [{} for _ in self.history]))
         rank_rng = trainer.get("rank_rng")
         if rank_rng is not None and len(rank_rng) == self.world_size:  # written by a run with as many processes
             restore_rng_state(rank_rng[self.rank])
@@ -469,6 +526,9 @@ class Trainer:
                       resume_from=checkpoint)
         trainer.load_state(data)
         trainer.last_checkpoint = (checkpoint, trainer.epoch)
+        if trainer.output_dir is not None and trainer.is_main_process:
+            # the evaluations the checkpoint knows: lines a killed run wrote after it are dropped, none repeated
+            write_metrics(trainer.output_dir / "metrics.jsonl", trainer.history, trainer.eval_times)
         return trainer
 
     def write_results(self, result: FitResult) -> Path:
@@ -482,6 +542,7 @@ class Trainer:
             "final": result.final,
             "history": result.history,
             "epoch_times": result.epoch_times,
+            "eval_times": result.eval_times,
             "environment": environment(self.device),
             "config": config_to_dict(self.config),
         }

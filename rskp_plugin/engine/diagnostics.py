@@ -1,0 +1,466 @@
+"""Per-epoch diagnostics of a run: loss terms, and the detection / classification mAP of every branch.
+
+At each evaluation epoch ``Trainer`` records (``train.diagnostics``, default on):
+
+* ``losses``: the mean of each loss term of ``RSKPOutput.losses`` (``cls/main``, ``cls/intra``, ``cls/inter``,
+  ``distill``, ``att_norm``, ``aux/*``; already weighted, as they enter the total) over the training videos of the
+  epoch just trained (per-video mean, like ``train_loss``);
+* ``branches``: on the test set, detection mAP (AVG and per tIoU) and classification mAP of
+
+  - ``fused``: the test-time prediction the run reports (the same numbers as ``test``);
+  - ``main``, ``intra``: the head on F and on the intra-video walk F^a;
+  - ``inter``: the head on the inter-video walk F^e, once the memory bank is ready (null before). At test time the
+    memory is read for the video's GROUND-TRUTH classes (an oracle the real prediction never gets: this branch
+    only says how good the inter-video pseudo-labels could be);
+  - ``teacher``: the distillation pseudo-labels T = w intra.tcam + (1 - w) inter.tcam (intra.tcam during warm-up)
+    scored as if they were a prediction (``RSKPWrapper.branch_outputs`` explains how its CAS is made: the head's
+    own rules where its TCAM is affine in the features, else softmax(T)[..., :C] x attention);
+
+  each localised with the head's own ``LocalizationSettings``. The head alone records ``main`` (= ``fused``).
+
+Cost: every branch comes from the one inference pass that produces the fused prediction
+(``RSKPWrapper.branch_outputs``), and all branches of a video are localised in one call (their CAS side by side,
+as if they were more classes: proposals, scores and NMS are per class, so the detections are the same), except for
+heads whose rules couple classes (attention-threshold proposals, argmax fallback: WUM), which are localised branch
+by branch. benchmarks/RESULTS.md ("Diagnostics") has the measured overhead.
+
+``metrics.jsonl`` in the run folder holds one JSON object per evaluation epoch (``metrics_line``, schema in
+README.md "Diagnostics"); ``explain_gap`` turns two runs' records into the sentence ``rskp-bench`` prints when
+RSKP's row is below the head's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, MissingDependencyError
+from .inference import EvalResult, forward_batches, fused_score_cas, score_detections
+
+BRANCHES = ("fused", "main", "intra", "inter", "teacher")
+INTER_CLASSES = "ground_truth"  # which classes the inter branch reads the memory of at test time
+
+
+class LossMeter:
+    """Per-video means of named loss terms over an epoch, summed on the device (no synchronisation per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.videos = 0
+
+    def add(self, losses: dict[str, Tensor], videos: int) -> None:
+        """Add one forward pass: ``losses`` are batch means over ``videos`` videos."""
+        for name, value in losses.items():
+            term = value.detach().float() * videos
+            self.sums[name] = self.sums[name] + term if name in self.sums else term
+        self.videos += videos
+
+    def means(self, reduce: Callable[[float], float] | None = None) -> dict[str, float]:
+        """Mean per video of every term, keys sorted; ``reduce`` sums a float over processes (data-parallel)."""
+        reduce = reduce or (lambda x: x)
+        total = reduce(float(self.videos))
+        return {name: reduce(float(self.sums[name])) / max(total, 1.0) for name in sorted(self.sums)}
+
+
+def _arrays(out: Any, rows: int, lengths: list[int]) -> list[tuple[Any, Any, Any, Any]]:
+    """Per-video (scores (C,), cas (T, C), attention (T,) or None, score_cas (T, C) or None) of a HeadOutput."""
+    vs = out.video_scores.float().cpu().numpy()
+    cs = out.cas.float().cpu().numpy()
+    att = out.attention.float().cpu().numpy() if out.attention is not None else None
+    sc = out.extras.get("score_cas") if getattr(out, "extras", None) else None
+    sc = sc.float().cpu().numpy() if sc is not None else None
+    return [
+        (vs[r], cs[r, :n], att[r, :n] if att is not None else None, sc[r, :n] if sc is not None else None)
+        for r, n in zip(range(rows), lengths)
+    ]
+
+
+def collect_branches(
+    model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
+    batch_size: int = 16, progress: Any = None, label: str = "evaluating",
+) -> tuple[tuple, dict[str, tuple], str]:
+    """One inference pass over ``dataset`` returning every prediction (``model.branch_outputs``, ground-truth
+    labels for the inter branch).
+
+    Returns:
+        The fused outputs in ``collect_outputs``' form (scores, cas, attention, score_cas), the same for each
+        branch that ran ({"main", "intra", "inter", "teacher"} as available), and the teacher rule.
+    """
+    n = len(dataset.videos)
+    fused: list[list[Any]] = [[None] * n for _ in range(4)]
+    branches: dict[str, list[Any]] = {}
+    rules: set[str] = set()
+    task = progress.add_task(label, total=n) if progress is not None else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for features, mask, labels, idx in forward_batches(dataset, batch_size, device, collate):
+                b = model.branch_outputs(features, mask=mask, labels=labels)
+                out = b.output
+                lengths = mask.sum(dim=1).tolist()
+                # the fused prediction exactly as ``collect_outputs`` reads it
+                sc = fused_score_cas(model, out)
+                fake = out.main._replace(video_scores=out.video_scores, cas=out.cas, attention=out.attention,
+                                         extras={"score_cas": sc} if sc is not None else {})
+                for i, arrays in zip(idx, _arrays(fake, len(idx), lengths)):
+                    for j in range(4):
+                        fused[j][i] = arrays[j]
+                if b.teacher_rule:
+                    rules.add(b.teacher_rule)
+                for name, head_out in (("main", out.main), ("intra", out.intra), ("inter", out.inter),
+                                       ("teacher", b.teacher)):
+                    if head_out is None:
+                        continue
+                    store = branches.setdefault(name, [None] * n)
+                    for i, arrays in zip(idx, _arrays(head_out, len(idx), lengths)):
+                        store[i] = arrays
+                if task is not None:
+                    progress.advance(task, len(idx))
+    finally:
+        model.train(was_training)
+        if task is not None:
+            progress.remove_task(task)
+    fused_out = (fused[0], fused[1], fused[2], fused[3] if any(x is not None for x in fused[3]) else None)
+    per_branch = {}
+    for name, rows in branches.items():
+        if any(r is None for r in rows):  # a branch that ran for only some batches is not comparable: leave it out
+            continue
+        cols = list(zip(*rows))
+        per_branch[name] = (list(cols[0]), list(cols[1]), list(cols[2]) if cols[2][0] is not None else None,
+                            list(cols[3]) if cols[3][0] is not None else None)
+    rule = "/".join(sorted(rules))
+    return fused_out, per_branch, rule
+
+
+def localize_branches(outputs: dict[str, tuple], dataset: Any, settings: Any) -> dict[str, list[Any]]:
+    """Detections (``localization.Detections``, per video in dataset order) of every prediction in ``outputs``
+    (name -> ``collect_outputs``' tuple); the same as ``localize_outputs`` of each.
+
+    Where the rules treat classes independently (no attention-threshold proposals, no argmax fallback) the
+    predictions of a video are localised in one call with their CAS side by side (P predictions x C classes):
+    thresholds, runs, scores and NMS are per class, so each prediction's detections, and their order, are those it
+    gets alone (``tests/test_diagnostics.py`` checks it), for a fraction of the cost.
+    """
+    from ..localization import localize_video
+
+    names = list(outputs)
+    videos = dataset.videos
+    factors = np.broadcast_to(np.asarray(dataset.snippets_per_second, dtype=np.float64), (len(videos),))
+    if settings.attention_thresholds or settings.fallback_argmax or len(names) == 1:
+        return {name: [
+            localize_video(out[0][i], out[1][i], None if out[2] is None else out[2][i], settings,
+                           snippets_per_second=float(factors[i]), score_cas=None if out[3] is None else out[3][i])
+            for i in range(len(videos))
+        ] for name, out in outputs.items()}
+    c = len(dataset.class_names)
+    results: dict[str, list[Any]] = {name: [] for name in names}
+    for i in range(len(videos)):
+        scores = np.concatenate([outputs[n][0][i] for n in names])  # (P*C,)
+        cas = np.concatenate([outputs[n][1][i] for n in names], axis=1)  # (T, P*C)
+        # a prediction without its own scoring signal is scored on its CAS, as ``localize`` does
+        score_cas = np.concatenate([outputs[n][1][i] if outputs[n][3] is None else outputs[n][3][i] for n in names],
+                                   axis=1)
+        det = localize_video(scores, cas, None, settings, snippets_per_second=float(factors[i]), score_cas=score_cas)
+        owner, label = np.divmod(det.labels, c)
+        for j, name in enumerate(names):
+            keep = owner == j
+            results[name].append(type(det)(label[keep], det.starts[keep], det.ends[keep], det.scores[keep]))
+    return results
+
+
+def as_results(detections: Sequence[Any], dataset: Any) -> dict[str, Any]:
+    """Per-video ``Detections`` as the ActivityNet results object ``localize`` returns."""
+    classes = list(dataset.class_names)
+    return {"version": "VERSION 1.3", "external_data": {"used": False, "details": ""}, "results": {
+        str(v.name): [{"label": classes[lab], "score": sc, "segment": [st, en]}
+                      for lab, sc, st, en in zip(d.labels.tolist(), d.scores.tolist(), d.starts.tolist(),
+                                                 d.ends.tolist())]
+        for v, d in zip(dataset.videos, detections)
+    }}
+
+
+def score_arrays(detections: Sequence[Any], scores: Sequence[np.ndarray], dataset: Any, ground_truth: Any, *,
+                 tiou: Sequence[float], protocol: str = "activitynet") -> EvalResult:
+    """``score_detections(as_results(detections, dataset), ...)`` without building the Python objects.
+
+    Args:
+        detections: per video ``Detections``, dataset order.
+        scores: per video (C,) video scores.
+        ground_truth: ``evaluation._io.load_ground_truth(dataset.ground_truth())``, loaded once per pass.
+    """
+    from ..evaluation import classification_map
+    from ..evaluation._io import Predictions
+    from ..evaluation.detection import _thresholds, evaluate_arrays
+
+    gt_index = {name: i for i, name in enumerate(ground_truth.class_names)}
+    to_gt = np.array([gt_index.get(name, -1) for name in dataset.class_names], dtype=np.int64)
+    vid_index = {name: i for i, name in enumerate(ground_truth.videos)}
+    videos = list(ground_truth.videos)
+    owner, label, start, end, score = [], [], [], [], []
+    for video, det in zip(dataset.videos, detections):
+        lab = to_gt[det.labels]
+        keep = lab >= 0  # classes without ground truth are left out, as ``score_detections`` does
+        if str(video.name) not in vid_index:
+            vid_index[str(video.name)] = len(videos)
+            videos.append(str(video.name))
+        owner.append(np.full(int(keep.sum()), vid_index[str(video.name)], dtype=np.int64))
+        label.append(lab[keep])
+        start.append(det.starts[keep].astype(np.float64))
+        end.append(det.ends[keep].astype(np.float64))
+        score.append(det.scores[keep].astype(np.float64))
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    pred = Predictions("<branch predictions>", tuple(videos), cat(owner, np.int64), cat(label, np.int64),
+                       cat(start, np.float64), cat(end, np.float64), cat(score, np.float64))
+    result = evaluate_arrays(
+        ground_truth, pred, _thresholds(tuple(tiou)), protocol=protocol, order="official",
+        snippets_per_second=dataset.snippets_per_second, ambiguous=dict(dataset.ambiguous) or None,
+        zero_map_if_class_missing=None,
+    )
+    labels = np.stack([np.asarray(v.labels, dtype=np.float64) for v in dataset.videos])
+    cmap = classification_map(np.stack(scores).astype(np.float64), labels, skip_empty=True)
+    maps = tuple(100.0 * x for x in np.asarray(result.map, dtype=np.float64).tolist())
+    return EvalResult(tiou=tuple(float(t) for t in tiou), map=maps, average=100.0 * float(result.average),
+                      cmap=100.0 * float(cmap), detections=int(sum(len(d.labels) for d in detections)))
+
+
+def entry(result: EvalResult) -> dict[str, Any]:
+    """A branch's metrics entry: {"avg", "per_tiou": {"0.1": mAP, ...}, "cmap", "detections"} (percent)."""
+    return {
+        "avg": result.average, "per_tiou": {f"{t:g}": m for t, m in zip(result.tiou, result.map)},
+        "cmap": result.cmap, "detections": result.detections,
+    }
+
+
+def evaluate_branches(
+    model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
+    batch_size: int = 16, tiou: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), protocol: str = "activitynet",
+    progress: Any = None, label: str = "test",
+) -> tuple[EvalResult, dict[str, Any]]:
+    """``evaluate_model`` (the same fused numbers) plus every branch, from one inference pass.
+
+    The fused prediction is localised together with the branches (``localize_branches``: the same detections)
+    and scored through the ActivityNet results object exactly as ``evaluate_model`` scores it.
+
+    Returns:
+        The fused ``EvalResult`` and {"branches": {name: entry or None for each of BRANCHES}, "teacher_rule",
+        "inter_classes", "diagnostics_s": seconds spent scoring the branches (their share of the joint
+        localisation, in proportion to their number, plus their mAP)}.
+    """
+    from ..evaluation._io import load_ground_truth
+    from ..protocols import localization_settings
+
+    settings = localization_settings(getattr(model, "head", model))
+    fused_out, outputs, rule = collect_branches(
+        model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,
+        label=f"evaluating on {label}",
+    )
+    config = getattr(model, "config", None)
+    copies = {}  # branches whose prediction is another one's: scored once
+    if "intra" not in outputs or (config is not None and not config.fusion.use_intra_at_test):
+        copies["main"] = "fused"
+    if rule == "intra":
+        copies["teacher"] = "intra"
+    todo = {"fused": fused_out, **{name: out for name, out in outputs.items() if name not in copies}}
+    started = time.perf_counter()
+    detections = localize_branches(todo, dataset, settings)
+    localized = time.perf_counter() - started
+    ground_truth = dataset.ground_truth()
+    fused = score_detections(as_results(detections["fused"], dataset), fused_out[0], dataset, tiou=tiou,
+                             protocol=protocol, ground_truth=ground_truth)
+    started = time.perf_counter()
+    branches: dict[str, Any] = {name: None for name in BRANCHES}
+    branches["fused"] = entry(fused)
+    if len(todo) > 1:
+        loaded = load_ground_truth(ground_truth)
+        for name in todo:
+            if name != "fused":
+                branches[name] = entry(score_arrays(detections[name], outputs[name][0], dataset, loaded, tiou=tiou,
+                                                    protocol=protocol))
+    for name, source in copies.items():
+        if name in outputs:
+            branches[name] = branches[source]
+    info = {
+        "branches": branches, "teacher_rule": rule or None,
+        "inter_classes": INTER_CLASSES if branches["inter"] is not None else None,
+        "diagnostics_s": time.perf_counter() - started + localized * (len(todo) - 1) / len(todo),
+    }
+    return fused, info
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def metrics_line(record: dict[str, Any], timing: dict[str, float] | None = None) -> dict[str, Any]:
+    """One line of ``metrics.jsonl`` from a ``Trainer`` history record and its ``eval_times`` entry (README.md
+    "Diagnostics")."""
+    diag = record.get("diagnostics") or {}
+    branches = diag.get("branches") or {name: None for name in BRANCHES}
+    if branches.get("fused") is None and "test" in record:
+        test = record["test"]
+        branches = {**branches, "fused": {
+            "avg": test["average"], "per_tiou": {f"{t:g}": m for t, m in zip(test["tiou"], test["map"])},
+            "cmap": test["cmap"], "detections": test["detections"],
+        }}
+    heldout = record.get("heldout")
+    return {
+        "epoch": record["epoch"],
+        "train_loss": record.get("train_loss"),
+        "losses": diag.get("losses", {}),
+        "memory_ready": diag.get("memory_ready"),
+        "eval_set": "test",
+        "branches": branches,
+        "heldout": {"avg": heldout["average"], "cmap": heldout["cmap"]} if heldout else None,
+        "teacher_rule": diag.get("teacher_rule"),
+        "inter_classes": diag.get("inter_classes"),
+        "time": dict(timing or {}),
+    }
+
+
+def write_metrics(path: str | os.PathLike[str], history: Sequence[dict[str, Any]],
+                  times: Sequence[dict[str, float]] = ()) -> Path:
+    """Write ``metrics.jsonl`` (one ``metrics_line`` per evaluation) atomically; rewritten from the history at
+    every evaluation, so a resumed run's file holds exactly the evaluations its checkpoint knows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    times = list(times) + [{}] * (len(history) - len(times))
+    tmp.write_text("".join(json.dumps(metrics_line(r, t)) + "\n" for r, t in zip(history, times)))
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, in order.
+
+    Raises:
+        ConfigError: the file is missing or a line is not a JSON object with an ``epoch``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the metrics file {os.fspath(path)!r} ({exc.strerror}); train with "
+                          "train.diagnostics=true and a train.output_dir to write one") from exc
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{os.fspath(path)}:{number} is not JSON ({exc.msg}); was the file cut short?") from exc
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise ConfigError(f"{os.fspath(path)}:{number} is not a metrics record (no 'epoch')")
+        records.append(record)
+    return records
+
+
+class TensorBoardLogger:
+    """Scalars of every metrics line in ``<run>/tensorboard`` (``train.tensorboard``).
+
+    The writer opens at the first line with ``purge_step`` at its epoch: a resumed run drops the events its killed
+    predecessor logged after the checkpoint, so no epoch is shown twice.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "train.tensorboard is true but the tensorboard package is not installed: pip install tensorboard, "
+                "or set train.tensorboard=false (metrics.jsonl is written either way)"
+            ) from exc
+        self._open = lambda step: SummaryWriter(log_dir=os.fspath(log_dir), purge_step=step)
+        self.writer: Any = None
+
+    def log(self, line: dict[str, Any]) -> None:
+        """Add one ``metrics_line``: loss/<term>, avg/<branch>, cmap/<branch>, heldout/avg."""
+        step = int(line["epoch"])
+        if self.writer is None:
+            self.writer = self._open(step)
+        if line.get("train_loss") is not None:
+            self.writer.add_scalar("loss/total", line["train_loss"], step)
+        for name, value in line.get("losses", {}).items():
+            self.writer.add_scalar(f"loss/{name}", value, step)
+        for name, branch in line["branches"].items():
+            if branch is not None:
+                self.writer.add_scalar(f"avg/{name}", branch["avg"], step)
+                self.writer.add_scalar(f"cmap/{name}", branch["cmap"], step)
+        if line.get("heldout"):
+            self.writer.add_scalar("heldout/avg", line["heldout"]["avg"], step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------------------- bench
+def explain_gap(head_run: dict[str, Any], rskp_run: dict[str, Any]) -> dict[str, Any] | None:
+    """Why RSKP's reported AVG is below the head's on one seed, from the two runs' per-epoch diagnostics.
+
+    The rule (README.md "Diagnostics"), at RSKP's selected epoch, every finding that holds, in this order:
+
+    1. teacher AVG < main AVG: the pseudo-labels are worse than the student they are distilled into;
+    2. fused AVG < main AVG: fusing the intra branch at test time costs the difference;
+    3. RSKP's main AVG < the head alone's reported AVG: training with RSKP made the head itself worse; the loss
+       term shared by both runs (cls/main, att_norm, aux/*) whose value at that epoch is the most above the head
+       alone's is named;
+    4. none of these: the AVGs of main and teacher are stated.
+
+    Args:
+        head_run, rskp_run: per-seed entries of ``rskp-bench`` (``average``, ``epoch``, ``diagnostics``).
+
+    Returns:
+        None when RSKP is not below the head; else {"seed", "gap", "epoch", "findings": [...], "message"}.
+    """
+    gap = rskp_run["average"] - head_run["average"]
+    if gap >= 0:
+        return None
+    epoch = rskp_run["epoch"]
+    lines = {d["epoch"]: d for d in rskp_run.get("diagnostics") or []}
+    alone = {d["epoch"]: d for d in head_run.get("diagnostics") or []}
+    findings: list[str] = []
+    line = lines.get(epoch)
+    if line is None or line["branches"].get("main") is None:
+        findings.append("no diagnostics recorded at the selected epoch (train.diagnostics=false?)")
+    else:
+        b = line["branches"]
+        main, fused, teacher = b["main"]["avg"], b["fused"]["avg"], (b.get("teacher") or {}).get("avg")
+        if teacher is not None and teacher < main:
+            findings.append(f"teacher AVG {teacher:.1f} < main {main:.1f} at epoch {epoch}: the pseudo-labels are "
+                            "worse than the student")
+        if fused < main:
+            findings.append(f"fused AVG {fused:.1f} < main {main:.1f}: fusing the intra branch at test time costs "
+                            f"{main - fused:.1f}")
+        if main < head_run["average"]:
+            text = (f"RSKP's main branch {main:.1f} < head alone {head_run['average']:.1f}: training with RSKP made "
+                    "the head itself worse")
+            term = _grown_term(line.get("losses", {}), (alone.get(epoch) or {}).get("losses", {}))
+            if term is not None:
+                name, ours, theirs = term
+                text += f"; {name} {ours:.3g} vs {theirs:.3g} alone at epoch {epoch}"
+            findings.append(text)
+        if not findings:
+            findings.append(f"main AVG {main:.1f}, teacher {teacher if teacher is not None else float('nan'):.1f} at "
+                            f"epoch {epoch}: no branch is below the student; the head alone's epoch "
+                            f"{head_run['epoch']} is simply better")
+    seed = rskp_run.get("seed")
+    message = f"RSKP below head on seed {seed} ({gap:+.1f} AVG): " + "; ".join(findings)
+    return {"seed": seed, "gap": gap, "epoch": epoch, "findings": findings, "message": message}
+
+
+def _grown_term(ours: dict[str, float], alone: dict[str, float]) -> tuple[str, float, float] | None:
+    """The shared loss term most above the head alone's value (relative), if any is above it."""
+    best = None
+    for name in sorted(set(ours) & set(alone)):
+        rise = (ours[name] - alone[name]) / max(abs(alone[name]), 1e-12)
+        if rise > 0 and (best is None or rise > best[0]):
+            best = (rise, name)
+    return None if best is None else (best[1], ours[best[1]], alone[best[1]])
