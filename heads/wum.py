@@ -9,6 +9,8 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,7 +61,11 @@ class WUMHead(nn.Module):
         r_act: k_act = max(len // r_act, 1) snippets pool the action score (9).
         r_bkg: k_bkg = max(len // r_bkg, 1) background snippets (4).
         magnitude_dropout: training-time dropout of the magnitude-based snippet selection (0.7).
-        margin: m of L_um (100).
+        margin: m of L_um. None (default): 100 x sqrt(embed_dim / 2048), the official 100 at the official width.
+            The margin bounds the norm of a mean embedding, which grows as sqrt(d) for a fixed per-channel scale;
+            the unscaled 100 on a 128-d embedding asks every action snippet for 4x the official per-channel
+            activation, and L_um then dominates training (WUM alone on the speech development set: 7.5 AVG with
+            100, 22.6 with 25; benchmarks/RESULTS.md, "WUM's margin").
         um_weight: alpha, weight of L_um (5e-4).
         be_weight: beta, weight of L_be (1).
         distill_dropout: if False (default), ``tcam`` — the logits RSKP distils — is computed from the features
@@ -85,7 +91,7 @@ class WUMHead(nn.Module):
         r_act: int = 9,
         r_bkg: int = 4,
         magnitude_dropout: float = 0.7,
-        margin: float = 100.0,
+        margin: float | None = None,
         um_weight: float = 5e-4,
         be_weight: float = 1.0,
         distill_dropout: bool = False,
@@ -97,7 +103,7 @@ class WUMHead(nn.Module):
         self.r_act = r_act
         self.r_bkg = r_bkg
         self.magnitude_dropout = magnitude_dropout
-        self.margin = margin
+        self.margin = 100.0 * math.sqrt(embed_dim / 2048) if margin is None else float(margin)
         self.um_weight = um_weight
         self.be_weight = be_weight
         self.distill_dropout = distill_dropout

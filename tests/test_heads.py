@@ -338,7 +338,7 @@ def test_bm_defaults():
 # ---------------------------------------------------------------------------------------------------------- WUM
 @pytest.fixture
 def wum() -> WUMHead:
-    head = WUMHead(num_classes=C, feature_dim=3, embed_dim=3).double().eval()
+    head = WUMHead(num_classes=C, feature_dim=3, embed_dim=3, margin=100.0).double().eval()
     with torch.no_grad():
         head.classifier.weight.copy_(torch.eye(3, dtype=torch.float64))  # A = x
     return head
@@ -422,6 +422,13 @@ def test_wum_defaults():
     assert head.dropout.p == 0.7 and head.magnitude_dropout == 0.7
     assert head.embedding.kernel_size == (3,) and head.classifier.bias is None
     assert WUMHead.attention_normalization is False
+
+
+def test_wum_margin_scales_with_the_embedding_width():
+    """The margin bounds a norm that grows as sqrt(d): 100 at the official 2048, 25 at 128; an explicit value wins."""
+    assert WUMHead(feature_dim=8, embed_dim=128).margin == pytest.approx(25.0)
+    assert WUMHead(feature_dim=8, embed_dim=32).margin == pytest.approx(12.5)
+    assert WUMHead(feature_dim=8, embed_dim=128, margin=100).margin == 100.0
 
 
 # ------------------------------------------------------------------------------------------------- localisation

@@ -25,9 +25,8 @@ RECIPES = {
     "bm": (3e-3, 10, {}),
     # STPN's sigmoid + BCE over 20 classes learns more slowly than the softmax heads.
     "stpn": (1e-2, 20, {}),
-    # WUM's margin (100) is in units of the embedding norm for 2048-d I3D features (norm ~36 per snippet on the
-    # synthetic 2048-d set); these 32-d features have norm ~3.5, so the margin is scaled down with them.
-    "wum": (3e-3, 10, {"margin": 10.0}),
+    # WUM's margin scales with the embedding width by default (12.5 at these 32 dimensions).
+    "wum": (3e-3, 10, {}),
 }
 
 

@@ -45,3 +45,20 @@ def test_attention_normalization_one_snippet_video():
     torch.testing.assert_close(
         attention_normalization(torch.tensor([[0.3, 0.9]]), torch.tensor([[True, False]])), torch.tensor(0.0)
     )
+
+
+def test_teacher_confidence_is_one_for_one_hot_and_zero_for_uniform():
+    from rskp_plugin.losses import teacher_confidence
+
+    logits = torch.tensor([[[100.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, float("-inf"), 0.0]]])
+    conf = teacher_confidence(logits, temperature=1.0)
+    torch.testing.assert_close(conf, torch.tensor([[1.0, 0.0, 0.0]]), atol=1e-6, rtol=0)  # -inf takes no part
+
+
+def test_distillation_weights_scale_each_snippet():
+    s, t = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    w = torch.tensor([[1.0, 0.0, 0.5, 0.0]])
+    per = [float(distillation(s[:, i : i + 1], t[:, i : i + 1], mask[:, :1])) for i in range(4)]
+    expected = (per[0] + 0.5 * per[2]) / 4
+    assert math.isclose(float(distillation(s, t, mask, weights=w)), expected, rel_tol=1e-6)

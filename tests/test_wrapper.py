@@ -220,3 +220,76 @@ def test_factored_branches_give_the_dense_walk_numbers(name):
     for key in fast_grads:
         torch.testing.assert_close(fast_grads[key], slow_grads[key], rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(fast_bank, slow_bank)
+
+
+def _teacher_model(**teacher):
+    import attrs
+
+    from rskp_plugin.config import TeacherConfig
+
+    torch.manual_seed(0)
+    return RSKPWrapper(ToyHead(), attrs.evolve(RSKPConfig(), teacher=TeacherConfig(**teacher))).double()
+
+
+def test_official_teacher_is_the_propagated_branches():
+    model = _teacher_model()
+    x, mask, labels = _batch([9, 6], seed=4)
+    out = model(x, mask, labels)
+    torch.testing.assert_close(model.pseudo_labels(out.main, out.intra, None, labels), out.intra.tcam.detach())
+    model.initialize_memory([(x, mask, labels)])
+    out = model(x, mask, labels)
+    expected = 0.8 * out.intra.tcam + 0.2 * out.inter.tcam
+    torch.testing.assert_close(model.pseudo_labels(out.main, out.intra, out.inter, labels), expected.detach())
+
+
+def test_ensemble_teacher_fuses_the_main_branch_in_as_at_test_time():
+    model = _teacher_model(source="ensemble")
+    x, mask, labels = _batch([9, 6], seed=4)
+    out = model(x, mask, labels)
+    teacher = model.pseudo_labels(out.main, out.intra, None, labels)
+    torch.testing.assert_close(teacher, (0.6 * out.main.tcam + 0.4 * out.intra.tcam).detach())
+    assert not teacher.requires_grad
+
+
+def test_label_mask_keeps_present_classes_and_background():
+    model = _teacher_model(label_mask=True)
+    x, mask, labels = _batch([9, 6], seed=4)
+    out = model(x, mask, labels)
+    teacher = model.pseudo_labels(out.main, out.intra, None, labels)  # (B, T, C+1): the toy head has a background
+    absent = torch.cat([labels <= 0, torch.zeros(2, 1, dtype=torch.bool)], dim=-1)
+    assert torch.isneginf(teacher[absent[:, None, :].expand_as(teacher)]).all()
+    assert torch.isfinite(teacher[~absent[:, None, :].expand_as(teacher)]).all()
+    assert torch.isfinite(out.losses["distill"])  # 0 x log 0 of the removed classes stays 0, not NaN
+
+
+def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
+    from rskp_plugin.losses import distillation, teacher_confidence
+
+    model = _teacher_model(weighting="confidence")
+    x, mask, labels = _batch([9, 6], seed=4)
+    out = model(x, mask, labels)
+    teacher = model.pseudo_labels(out.main, out.intra, None, labels)
+    weights = teacher_confidence(teacher, temperature=0.2)
+    assert ((weights >= 0) & (weights <= 1)).all()
+    expected = distillation(out.main.tcam, teacher, mask, temperature=0.2, weights=weights)
+    torch.testing.assert_close(out.losses["distill"], expected)
+    assert out.losses["distill"] < distillation(out.main.tcam, teacher, mask, temperature=0.2)
+
+
+def test_classes_target_distils_only_the_action_classes():
+    from rskp_plugin.losses import distillation
+
+    model = _teacher_model(target="classes")
+    x, mask, labels = _batch([9, 6], seed=4)
+    out = model(x, mask, labels)
+    teacher = model.pseudo_labels(out.main, out.intra, None, labels)
+    expected = distillation(out.main.tcam[..., :3], teacher[..., :3], mask, temperature=0.2)
+    torch.testing.assert_close(out.losses["distill"], expected)
+
+
+def test_unknown_teacher_option_is_a_config_error():
+    from rskp_plugin.config import apply_overrides
+    from rskp_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="teacher.source"):
+        apply_overrides(RSKPConfig(), ["teacher.source=oracle"])
