@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         last = trainer.history[-1] if trainer.history and trainer.history[-1]["epoch"] == epoch + 1 else None
         if last is not None:
             test = last["test"]
-            line += f" | AVG {test['average']:.2f} cls-mAP {test['cmap']:.1f} detections {test['detections']}"
+            line += (f" | AVG {test['avg_map_percent']:.2f} cls-mAP {test['cmap_percent']:.1f} "
+                     f"detections {test['detections']}")
         print(f"epoch {epoch + 1}: {line}", flush=True)
     return 0
 

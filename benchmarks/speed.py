@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data.feature_dim={args.feature_dim}", f"data.num_train={args.videos}", "data.num_test=1",
         f"head.options={{embed_dim: {d}}}", f"train.device={args.device}", "train.output_dir=''",
         "rskp.memory.warmup_epochs=0",
+        f"train.threads={torch.get_num_threads()}",  # every Trainer sets its config's count: keep this one
     ])
     datasets = build_datasets(base)
     console = Console(width=200)

@@ -41,6 +41,22 @@ PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
 VARIANTS = ("head", "head+rskp")
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the package and torch versions (torch is imported only when asked)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the versions of rskp-plugin and torch and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import torch
+
+        import rskp_plugin
+
+        sys.stdout.write(f"{parser.prog} (rskp-plugin) {rskp_plugin.__version__}, torch {torch.__version__}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rskp-bench",
@@ -70,15 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which evaluation a row reports: best on test (the paper's practice), best on a "
                              "held-out part of the training split (honest), or the last epoch (default: recipe's)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's, auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch; 0 = auto: OMP_NUM_THREADS if set, else 1 (default: the recipe's "
+                             "train.threads, auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any experiment config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--output", default=None,
-                        help="write the results as JSON to this file: one object per head (a list for --head all)")
+                        help="write the results as JSON to this file: one object per head (a list for --head all); "
+                             "default: a new run folder runs/bench-<head>-<data>-<date>-<time>/results.json (never "
+                             "an existing one)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS.json",
                         help="train nothing: combine --output files of runs with different seeds (same recipe) into "
                              "one table per head, e.g. seeds run in separate processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action=VersionAction)
     return parser
 
 
@@ -101,6 +123,8 @@ def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup
         out.append(f"train.selection={args.selection}")
     if args.device is not None:
         out.append(f"train.device={args.device}")
+    if args.threads is not None:
+        out.append(f"train.threads={args.threads}")
     return out
 
 
@@ -117,16 +141,40 @@ def load_recipe(args: argparse.Namespace):
 
 
 def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof=1; 0 for one seed) over seeds of per-threshold mAP and AVG."""
-    maps = np.array([r["map"] for r in per_seed], dtype=np.float64)  # (seeds, thresholds)
-    avgs = np.array([r["average"] for r in per_seed], dtype=np.float64)
+    """Mean and sample std (ddof=1; 0 for one seed) over seeds of per-threshold mAP and AVG (percent)."""
+    maps = np.array([r["map_percent"] for r in per_seed], dtype=np.float64)  # (seeds, thresholds)
+    avgs = np.array([r["avg_map_percent"] for r in per_seed], dtype=np.float64)
     ddof = 1 if len(per_seed) > 1 else 0
     return {
-        "map_mean": maps.mean(axis=0).tolist(),
-        "map_std": maps.std(axis=0, ddof=ddof).tolist(),
-        "average_mean": float(avgs.mean()),
-        "average_std": float(avgs.std(ddof=ddof)),
+        "map_percent_mean": maps.mean(axis=0).tolist(),
+        "map_percent_std": maps.std(axis=0, ddof=ddof).tolist(),
+        "avg_map_percent_mean": float(avgs.mean()),
+        "avg_map_percent_std": float(avgs.std(ddof=ddof)),
     }
+
+
+def _gains(result: dict[str, Any]) -> None:
+    """Set the gain of RSKP (percentage points of AVG mAP, per seed, then mean and sample std) on the RSKP row."""
+    head_runs, rskp_runs = result["rows"][0]["per_seed"], result["rows"][1]["per_seed"]
+    gains = np.array([b["avg_map_percent"] - a["avg_map_percent"] for a, b in zip(head_runs, rskp_runs)])
+    result["rows"][1]["gain_percent_mean"] = float(gains.mean())
+    result["rows"][1]["gain_percent_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
+
+
+# Keys of result files written before the keys named their unit (the values were percent already).
+_LEGACY_RUN_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent",
+                    "final_average": "final_avg_map_percent"}
+_LEGACY_ROW_KEYS = ("map_mean", "map_std", "average_mean", "average_std", "gain_mean", "gain_std")
+
+
+def upgrade_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A result object of an older ``--output`` file with today's keys (per-seed runs renamed, summaries dropped:
+    ``merge_results`` recomputes them)."""
+    for row in result.get("rows", []):
+        row["per_seed"] = [{_LEGACY_RUN_KEYS.get(k, k): v for k, v in run.items()} for run in row.get("per_seed", [])]
+        for key in _LEGACY_ROW_KEYS:
+            row.pop(key, None)
+    return result
 
 
 def run_head(
@@ -159,29 +207,27 @@ def run_head(
             fit = trainer.fit()
             chosen = fit.best["test"]
             runs[variant].append({
-                "seed": seed, "map": chosen["map"], "average": chosen["average"], "cmap": chosen["cmap"],
-                "epoch": fit.best["epoch"], "final_average": fit.final["test"]["average"],
+                "seed": seed, "map_percent": chosen["map_percent"], "avg_map_percent": chosen["avg_map_percent"],
+                "cmap_percent": chosen["cmap_percent"], "epoch": fit.best["epoch"],
+                "final_avg_map_percent": fit.final["test"]["avg_map_percent"],
+                "per_class_ap_percent": chosen["per_class_ap_percent"],
                 "seconds": time.perf_counter() - started,
                 "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
                 # per evaluation epoch (README "Diagnostics")
                 "diagnostics": [metrics_line(r, t) for r, t in zip(fit.history, fit.eval_times)],
             })
+            summary = (f"{head} {variant} seed {seed}: AVG mAP {chosen['avg_map_percent']:.2f} % (epoch "
+                       f"{fit.best['epoch']}, selected on {fit.selection})")
             if log is not None:
-                log.log(
-                    f"{head} {variant} seed {seed}: AVG {chosen['average']:.2f} (epoch {fit.best['epoch']}, "
-                    f"selected on {fit.selection}), last epoch {fit.final['test']['average']:.2f}, "
-                    f"{runs[variant][-1]['seconds']:.0f} s"
-                )
+                log.log(f"{summary}, last epoch {fit.final['test']['avg_map_percent']:.2f} %, "
+                        f"{runs[variant][-1]['seconds']:.0f} s")
             if progress is not None:
-                progress.advance(progress.task_ids[0])
+                progress.update(progress.task_ids[0], advance=1, description=f"benchmark runs (last: {summary})")
     rows = []
     for variant in VARIANTS:
         rows.append({"variant": variant, **summarize(runs[variant]), "per_seed": runs[variant]})
-    gains = np.array([b["average"] - a["average"] for a, b in zip(runs["head"], runs["head+rskp"])])
-    rows[1]["gain_mean"] = float(gains.mean())
-    rows[1]["gain_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
     tiou = list(config.train.tiou)
-    return {
+    result = {
         "head": head,
         "data": config.data.source,
         "seeds": list(seeds),
@@ -192,6 +238,8 @@ def run_head(
         "diagnosis": diagnose(rows),
         "config": config_to_dict(configs["head+rskp"]),
     }
+    _gains(result)
+    return result
 
 
 def diagnose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -221,10 +269,11 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
     rows = {r["variant"]: r for r in result["rows"]}
     for variant in VARIANTS:
         r = rows[variant]
-        cells = [f"{m:.1f}\n[dim]±{s:.1f}[/]" for m, s in zip(r["map_mean"], r["map_std"])]
-        table.add_row(variant, *cells, f"[bold]{r['average_mean']:.2f}[/]\n[dim]±{r['average_std']:.2f}[/]")
-    gain = [b - a for a, b in zip(rows["head"]["map_mean"], rows["head+rskp"]["map_mean"])]
-    g, gs = rows["head+rskp"]["gain_mean"], rows["head+rskp"]["gain_std"]
+        cells = [f"{m:.1f}\n[dim]±{s:.1f}[/]" for m, s in zip(r["map_percent_mean"], r["map_percent_std"])]
+        table.add_row(variant, *cells,
+                      f"[bold]{r['avg_map_percent_mean']:.2f}[/]\n[dim]±{r['avg_map_percent_std']:.2f}[/]")
+    gain = [b - a for a, b in zip(rows["head"]["map_percent_mean"], rows["head+rskp"]["map_percent_mean"])]
+    g, gs = rows["head+rskp"]["gain_percent_mean"], rows["head+rskp"]["gain_percent_std"]
     color = "green" if g > 0 else "red"
     table.add_row("gain", *[f"{x:+.1f}" for x in gain], f"[bold {color}]{g:+.2f}[/]\n[dim]±{gs:.2f}[/]")
     reported = PAPER_TABLE6.get(result["head"])
@@ -253,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, console: Any) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .engine import build_datasets, environment, resolve_device
+    from .engine import build_datasets, environment, resolve_device, set_threads
+    from .engine.trainer import progress_bar
     from .plugins import available_heads, create_head
 
     if args.merge:
@@ -263,11 +312,13 @@ def _run(args: argparse.Namespace, console: Any) -> int:
         for result in results:
             console.print(results_table(result, paper=result["data"] != "synthetic"))
             _print_diagnosis(result, console)
-        _write(args.output, results, single=len(results) == 1, console=console)
+        if args.output:
+            _write(Path(args.output), results, single=len(results) == 1, console=console)
         return 0
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     config = load_recipe(args)
+    set_threads(config.train.threads)  # before the data is built; every Trainer sets the same again
     installed = available_heads()
     heads = installed if args.head == "all" else [args.head]
     if args.head != "all" and args.head not in installed:
@@ -276,10 +327,7 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     seeds = [args.seed_start + i for i in range(args.seeds)]
     results = []
     err = Console(stderr=True)
-    progress = None if args.no_progress else Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
-    )
+    progress = None if args.no_progress else progress_bar(err)
     with progress if progress is not None else _Null():
         if progress is not None:
             progress.add_task("benchmark runs", total=len(heads) * len(seeds) * 2)
@@ -289,7 +337,8 @@ def _run(args: argparse.Namespace, console: Any) -> int:
             results.append(result)
             console.print(results_table(result, paper=_is_thumos(config)))
             _print_diagnosis(result, console)
-    _write(args.output, results, single=args.head != "all", console=console)
+    path = Path(args.output) if args.output else new_run_folder(Path("runs"), args.head, config.data.source)
+    _write(path, results, single=args.head != "all", console=console)
     return 0
 
 
@@ -298,13 +347,25 @@ def _print_diagnosis(result: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]{result['head']}:[/] {d['message']}", highlight=False)
 
 
-def _write(output: str | None, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
-    if not output:
-        return
-    path = Path(output)
+def new_run_folder(parent: Path, head: str, data: str) -> Path:
+    """``parent/bench-<head>-<data>-<YYYYmmdd-HHMMSS>[-k]/results.json``: a folder created now, so no other run
+    (another process included) can own it; returns the path of the results file inside it."""
+    stem = f"bench-{head}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 1000):
+        folder = parent / (stem if k == 1 else f"{stem}-{k}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder / "results.json"
+    raise ConfigError(f"no free run folder named {stem}-<k> in {os.fspath(parent)}; pass --output FILE")
+
+
+def _write(path: Path, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results[0] if single else results, indent=2))
-    console.print(f"results written to {os.fspath(path)}")
+    console.print(f"results written to {os.fspath(path)}", highlight=False)
 
 
 def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -321,6 +382,7 @@ def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read benchmark results {path!r}: {exc}") from exc
         for result in data if isinstance(data, list) else [data]:
+            result = upgrade_result(result)
             head = result["head"]
             if head not in by_head:
                 by_head[head] = json.loads(json.dumps(result))
@@ -339,10 +401,7 @@ def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
     for result in by_head.values():
         for row in result["rows"]:
             row.update(summarize(row["per_seed"]))
-        head_runs, rskp_runs = result["rows"][0]["per_seed"], result["rows"][1]["per_seed"]
-        gains = np.array([b["average"] - a["average"] for a, b in zip(head_runs, rskp_runs)])
-        result["rows"][1]["gain_mean"] = float(gains.mean())
-        result["rows"][1]["gain_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
+        _gains(result)
         result["diagnosis"] = diagnose(result["rows"])
         out.append(result)
     return out

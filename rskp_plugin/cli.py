@@ -20,7 +20,16 @@ err_console = Console(stderr=True)
 
 # ---------------------------------------------------------------------------------------------------- heads
 def _add_heads(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
-    sub.add_parser("heads", help="list the installed heads (name, distribution, version, summary)")
+    sub.add_parser(
+        "heads",
+        help="list the installed heads (name, distribution, version, summary)",
+        description=(
+            "List every head registered through the rskp_plugin entry-point group: the four built-in heads and "
+            "any installed third-party head, with the distribution and version that provides it and its summary. "
+            "A plugin that fails to import is listed in red with the reason; 'rskp --debug heads' prints its "
+            "traceback. Any listed name works with --head of 'rskp train' and 'rskp-bench'."
+        ),
+    )
     return _run_heads
 
 
@@ -71,7 +80,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
             "output folder, by default runs/<config>-<head> (-norskp added for the head alone; config 'default' "
             "without --config), e.g. runs/quick-wum; a folder holding another run is refused unless --overwrite. "
             "Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
-            "keep the config's value. On a shared CPU, OMP_NUM_THREADS=1 is often much faster. Several processes "
+            "keep the config's value. torch uses 1 CPU thread unless --threads or OMP_NUM_THREADS says otherwise (more "
+            "threads spin against any other busy process). Writes config.yaml beside the checkpoints: --config "
+            "<run folder>/config.yaml trains the same run again. Several processes "
             "(data-parallel; gloo on CPU, nccl on GPU): torchrun --nproc_per_node=N -m rskp_plugin.cli train ..."
         ),
     )
@@ -98,7 +109,9 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                         "train.output_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
-                        "metrics.jsonl, tensorboard/ and plots/)")
+                        "metrics.jsonl, config.yaml, tensorboard/ and plots/)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, else 1); sets train.threads")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
                         "its config is used, with options and --set overrides on top (--config must agree with it)")
@@ -111,7 +124,7 @@ def _train_values(args: argparse.Namespace) -> dict[str, object]:
     pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
              ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
              ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
-             ("train.output_dir", args.output_dir)]
+             ("train.output_dir", args.output_dir), ("train.threads", args.threads)]
     values: dict[str, object] = {key: value for key, value in pairs if value is not None}
     if args.no_rskp:
         values["rskp_enabled"] = False
@@ -146,7 +159,8 @@ def _run_train(args: argparse.Namespace) -> int:
         console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
                       f"ground-truth classes): {', '.join(parts)}", highlight=False)
     if trainer.output_dir is not None:
-        console.print(f"checkpoints, results.json and metrics.jsonl in {_markup(trainer.output_dir)}", highlight=False)
+        console.print(f"checkpoints, config.yaml, results.json and metrics.jsonl in {_markup(trainer.output_dir)}",
+                      highlight=False)
     return 0
 
 
@@ -189,8 +203,8 @@ def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Traine
     for label, record in (("best", result.best), ("last", result.final)):
         if record:
             test = record["test"]
-            table.add_row(label, str(record["epoch"]), *[f"{m:.1f}" for m in test["map"]],
-                          f"[bold]{test['average']:.1f}[/]", f"{test['cmap']:.1f}")
+            table.add_row(label, str(record["epoch"]), *[f"{m:.1f}" for m in test["map_percent"]],
+                          f"[bold]{test['avg_map_percent']:.1f}[/]", f"{test['cmap_percent']:.1f}")
     return table
 
 
@@ -249,25 +263,36 @@ def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespac
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint written by 'rskp train' (best.pt or last.pt)")
     p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
-                   help="(T, D) .npy files (one video each, named after the file), W-TALC object arrays (one "
-                        "video per entry; the only files unpickled, so pass only files you trust) or folders of .npy "
-                        "files; anything else (a pickle, strings, a truncated file) is refused")
+                   help="(T, D) .npy files (one video each, named after the file), W-TALC feature files (one video "
+                        "per entry, named from the videoname.npy of the annotations beside it; the only files "
+                        "unpickled, so pass only files you trust), folders of .npy files, or a features/<split> "
+                        "folder of the per-video layout (rgb/ and flow/ concatenated); anything else (a pickle, "
+                        "strings, a truncated file) is refused")
+    p.add_argument("--subset", default=None,
+                   help="W-TALC files only: predict the videos of this subset (subset.npy), e.g. test")
     p.add_argument("--out", required=True, help="where to write the detections JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="videos per forward pass (default: the checkpoint's train.eval_batch_size, so that the "
+                        "detections are those of the run's evaluations)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, "
+                   "else 1)")
     return _run_predict
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     import json
 
+    from .engine import set_threads
     from .engine.predict import check_predictions_path, predict_files
     from .errors import ConfigError, OutputError
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1 (videos per forward pass), got {args.batch_size}")
     out = check_predictions_path(args.out, checkpoint=args.checkpoint, features=args.features)  # before any work
-    detections = predict_files(args.checkpoint, args.features, device=args.device, batch_size=args.batch_size)
+    set_threads(args.threads)
+    detections = predict_files(args.checkpoint, args.features, device=args.device, batch_size=args.batch_size,
+                               subset=args.subset)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(detections, indent=1))
@@ -287,20 +312,33 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
         description=(
             "Score detections against ground truth. Both files use the ActivityNet JSON formats: "
             '{"database": {video: {"subset", "annotations": [{"segment", "label"}]}}} and '
-            '{"results": {video: [{"label", "score", "segment"}]}}. Results are printed in percent; --json prints '
-            '{"tiou": [...], "map": [...], "average": x} as fractions.'
+            '{"results": {video: [{"label", "score", "segment"}]}}. Results are in percent everywhere, as in '
+            'results.json of rskp train and rskp-bench; --json prints {"tiou": [...], "map_percent": [...], "avg_map_percent": x, '
+            '"per_class_ap_percent": {class: [...]}, ...}.'
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--ground-truth", required=True, metavar="GT.json",
-                   help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
-                        "segments.npy and labels.npy are unpickled: use files you trust)")
+    gt = p.add_mutually_exclusive_group(required=True)
+    gt.add_argument("--ground-truth", metavar="GT.json",
+                    help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
+                         "segments.npy and labels.npy are unpickled: use files you trust)")
+    gt.add_argument("--data", choices=("synthetic", "wtalc", "folders"),
+                    help="score against the test set of this data source, loaded as 'rskp train' loads it (with "
+                         "--data-root, --dataset-name); predictions of other videos and of classes without ground "
+                         "truth there are left out, as in training's evaluations")
+    gt.add_argument("--config", metavar="CONFIG.yaml",
+                    help="score against the test set of this experiment config (e.g. a run folder's config.yaml), "
+                         "with its train.protocol and train.tiou unless given: reproduces the run's evaluation")
+    p.add_argument("--data-root", default=None, help="with --data wtalc/folders: the data folder")
+    p.add_argument("--dataset-name", default=None, help="with --data wtalc: the W-TALC file prefix")
     p.add_argument("--predictions", required=True, metavar="PRED.json", help="predictions JSON (e.g. rskp predict)")
-    p.add_argument("--tiou", default="0.1:0.7:0.1",
-                   help="tIoU thresholds: start:stop:step (stop included, exact decimals) or a comma list")
-    p.add_argument("--protocol", default="activitynet", choices=("activitynet", "rskp", "wtalc"),
-                   help="activitynet: official code, seconds; rskp: RSKP's snippet-grid variant (the paper's "
-                        "numbers); wtalc: W-TALC's first-fit, non-interpolated variant")
+    p.add_argument("--tiou", default=None,
+                   help="tIoU thresholds: start:stop:step (stop included, exact decimals) or a comma list "
+                        "(default: 0.1:0.7:0.1, or the --config's train.tiou)")
+    p.add_argument("--protocol", default=None, choices=("activitynet", "rskp", "wtalc"),
+                   help="activitynet (default, or the --config's train.protocol): official code, seconds; rskp: "
+                        "RSKP's snippet-grid variant (the paper's numbers); wtalc: W-TALC's first-fit, "
+                        "non-interpolated variant")
     p.add_argument("--order", default="official", choices=("official", "stable"),
                    help="official: the protocol's own (unstable) tie order; stable: ties keep file/GT order")
     p.add_argument("--subset", default=None,
@@ -308,8 +346,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
                         "or 'test' for a W-TALC folder")
     p.add_argument("--ambiguous", default=None, metavar="Ambiguous_test.txt",
                    help="drop predictions touching these ambiguous segments (RSKP/W-TALC do)")
-    p.add_argument("--snippets-per-second", type=float, default=25 / 16,
-                   help="snippet grid of the rskp/wtalc protocols (25/16 for I3D, 16-frame snippets at 25 fps)")
+    p.add_argument("--snippets-per-second", type=float, default=None,
+                   help="snippet grid of the rskp/wtalc protocols (default: 25/16 for I3D, 16-frame snippets at "
+                        "25 fps; with --data/--config the data set's)")
     p.add_argument("--compat", action="store_true",
                    help="score segments that end before they start as the official ActivityNet code does (its 0/0 "
                         "tIoU matches them to any segment of the same length: reversed ground truth scores 100), "
@@ -329,14 +368,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation import EvaluationWarning, detection_map, load_wtalc_ground_truth, parse_tiou, result_table
 
-    ground_truth, subset = args.ground_truth, args.subset
-    if Path(ground_truth).is_dir():
+    ground_truth, subset, predictions = args.ground_truth, args.subset, args.predictions
+    protocol, tiou, sps, ambiguous = args.protocol, args.tiou, args.snippets_per_second, args.ambiguous
+    if ground_truth is not None and Path(ground_truth).is_dir():
         ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
+    elif ground_truth is None:  # --data / --config: the test set of a training config
+        test, train_cfg = _evaluation_set(args)
+        protocol, tiou = protocol or train_cfg.protocol, tiou or ",".join(f"{t:g}" for t in train_cfg.tiou)
+        ground_truth, subset, sps = test.ground_truth(), None, sps or test.snippets_per_second
+        ambiguous = ambiguous or (dict(test.ambiguous) or None)
+        predictions = _restrict_predictions(predictions, ground_truth)
     with warnings.catch_warnings(record=True) as caught:  # the evaluation's warnings become one printed line each
         warnings.simplefilter("always", EvaluationWarning)
         result = detection_map(
-            ground_truth, args.predictions, parse_tiou(args.tiou), protocol=args.protocol, order=args.order,
-            snippets_per_second=args.snippets_per_second, ambiguous=args.ambiguous, subset=subset,
+            ground_truth, predictions, parse_tiou(tiou or "0.1:0.7:0.1"), protocol=protocol or "activitynet",
+            order=args.order, snippets_per_second=sps or 25 / 16, ambiguous=ambiguous, subset=subset,
             compat=args.compat,
         )
     for w in caught:
@@ -358,6 +404,35 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_set(args: argparse.Namespace):  # noqa: ANN202 - (VideoDataset, TrainConfig)
+    """The test set (and train settings) named by ``--config`` or ``--data/--data-root/--dataset-name``."""
+    from .engine import load_experiment
+    from .engine.build import load_split
+
+    overrides = [f"{key}={value}" for key, value in (("data.source", args.data), ("data.root", args.data_root),
+                                                     ("data.dataset_name", args.dataset_name)) if value is not None]
+    if args.subset is not None:
+        overrides.append(f"data.test_subset={args.subset}")
+    config = load_experiment(args.config, overrides)
+    return load_split(config, "test"), config.train
+
+
+def _restrict_predictions(path: str, ground_truth: dict) -> dict:
+    """The predictions of the ground truth's videos and classes only, as training's evaluation scores them."""
+    from .evaluation._io import _load_json
+
+    data, source = _load_json(path, "predictions", "results")
+    videos = ground_truth["database"]
+    classes = {a["label"] for v in videos.values() for a in v["annotations"]}
+    results = {name: [d for d in dets if isinstance(d, dict) and d.get("label") in classes]
+               for name, dets in data["results"].items() if name in videos}
+    others = len(data["results"]) - len(results)
+    if others:
+        err_console.print(f"[yellow]note:[/] {others} predicted videos of {source} are not in the test set and were "
+                          "left out", highlight=False)
+    return {**data, "results": results}
+
+
 # ---------------------------------------------------------------------------------------------------- make-synthetic
 def _add_make_synthetic(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser(
@@ -367,42 +442,66 @@ def _add_make_synthetic(sub: argparse._SubParsersAction) -> Callable[[argparse.N
             "Generate the synthetic dataset (what --data synthetic trains on) and write it in the W-TALC format: "
             "DIR/<NAME>-I3D-JOINTFeatures.npy and DIR/<NAME>-Annotations/*.npy, training videos as subset "
             "'validation' and test videos as 'test', so that --data wtalc --data-root DIR reads it back "
-            "identically. At the default width of 2048 the feature file is about 1 GB."
+            "identically. At the default width of 2048 the feature file is about 1 GB. --config quick writes exactly "
+            "the set that config trains on (its data.seed, feature_dim, difficulty and sizes); options given "
+            "explicitly win. --layout folders writes the per-video layout instead (features/{train,test}/{rgb,flow}/"
+            "<video>.npy and gt.json: --data folders --data-root DIR)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generator (same seed, same data)")
-    p.add_argument("--feature-dim", type=int, default=2048, help="feature width D (>= 16; I3D RGB+flow: 2048)")
-    p.add_argument("--difficulty", type=float, default=1.0,
+    p.add_argument("--config", default=None,
+                   help="experiment config (file or packaged name, e.g. quick) whose synthetic data to write")
+    p.add_argument("--layout", choices=("wtalc", "folders"), default="wtalc",
+                   help="W-TALC files (--data wtalc) or per-video folders with gt.json (--data folders)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the generator (same seed, same data; default 0)")
+    p.add_argument("--feature-dim", type=int, default=None,
+                   help="feature width D (>= 16; I3D RGB+flow: 2048, the default)")
+    p.add_argument("--difficulty", type=float, default=None,
                    help="0 = trivially separable; 1 = calibrated default; larger = harder")
-    p.add_argument("--num-train", type=int, default=200, help="training videos (THUMOS14-reduced: 200)")
-    p.add_argument("--num-test", type=int, default=212, help="test videos (THUMOS14-reduced: 212)")
-    p.add_argument("--dataset-name", default="Thumos14reduced", help="<NAME> prefix of the W-TALC files")
+    p.add_argument("--num-train", type=int, default=None, help="training videos (THUMOS14-reduced: 200, the default)")
+    p.add_argument("--num-test", type=int, default=None, help="test videos (THUMOS14-reduced: 212, the default)")
+    p.add_argument("--dataset-name", default=None,
+                   help="<NAME> prefix of the W-TALC files (default: the config's data.dataset_name, Thumos14reduced)")
     return _run_make_synthetic
 
 
 def _run_make_synthetic(args: argparse.Namespace) -> int:
     import time
 
+    import attrs
+
     from rich.table import Table
 
-    from .data import make_synthetic, write_wtalc
+    from .data import make_synthetic, write_folders, write_wtalc
+    from .engine import load_experiment
     from .engine.config import MAX_SEED
     from .errors import ConfigError
 
-    if not 0 <= args.seed <= MAX_SEED:
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer from 0 to 2**64 - 1, got {args.seed}")
+    data = load_experiment(args.config).data  # the defaults without --config
+    pairs = (("seed", args.seed), ("feature_dim", args.feature_dim), ("difficulty", args.difficulty),
+             ("num_train", args.num_train), ("num_test", args.num_test), ("dataset_name", args.dataset_name))
+    try:
+        data = attrs.evolve(data, **{key: value for key, value in pairs if value is not None})
+    except (TypeError, ValueError) as exc:  # the DataConfig validators: --feature-dim 0, --num-train 1, ...
+        raise ConfigError(f"make-synthetic: {exc}; see rskp make-synthetic --help") from exc
     start = time.perf_counter()
     with console.status("generating synthetic videos"):
         train, test = make_synthetic(
-            seed=args.seed, feature_dim=args.feature_dim, difficulty=args.difficulty, num_train=args.num_train,
-            num_test=args.num_test,
+            seed=data.seed, feature_dim=data.feature_dim, difficulty=data.difficulty, num_train=data.num_train,
+            num_test=data.num_test,
         )
     generated = time.perf_counter() - start
     with console.status(f"writing {args.out}"):
-        out = write_wtalc(train, test, args.out, dataset_name=args.dataset_name)
-    table = Table(title=f"Synthetic THUMOS14-shaped data in {out} (W-TALC format, {args.dataset_name})")
+        if args.layout == "folders":
+            out = write_folders(train, test, args.out)
+            how = "per-video folders + gt.json: --data folders --data-root"
+        else:
+            out = write_wtalc(train, test, args.out, dataset_name=data.dataset_name)
+            how = f"W-TALC format, {data.dataset_name}: --data wtalc --data-root"
+    table = Table(title=f"Synthetic THUMOS14-shaped data ({how} {_markup(out)})")
     for column in ("subset", "videos", "instances", "snippets", "feature dim"):
         table.add_column(column, justify="right")
     for ds in (train, test):
@@ -422,6 +521,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     parser = argparse.ArgumentParser(
         prog="rskp", description="RSKP for any weakly supervised temporal action localization head."
     )
+    from .bench import VersionAction
+
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers = {}

@@ -162,6 +162,31 @@ def _coerce(value: Any, ftype: Any, dotted: str) -> Any:
     return value
 
 
+def non_default_mapping(config: Any) -> dict[str, Any]:
+    """The values of an attrs config that differ from its class defaults, as nested plain data (tuples become
+    lists): what a YAML file holds. ``from_mapping(type(config), non_default_mapping(config)) == config``."""
+    out: dict[str, Any] = {}
+    for field in attrs.fields(type(config)):
+        value = getattr(config, field.name)
+        if attrs.has(type(value)):
+            nested = non_default_mapping(value)
+            if nested:
+                out[field.name] = nested
+            continue
+        default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+        if value != default:
+            out[field.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
     """Read a YAML file holding only non-default values and build ``cls``; errors name the file."""
     try:

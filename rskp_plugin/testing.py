@@ -45,6 +45,17 @@ CHECKS = (
 )
 
 
+def _where(exc: BaseException) -> str:
+    """`` (at file:line in function: `source line`)`` of the frame that raised ``exc``: where in the head it broke."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename}:{last.lineno} in {last.name}: `{(last.line or '').strip()}`)"
+
+
 class HeadCheckError(AssertionError):
     """A head broke one or more properties of the Head protocol (the message lists each)."""
 
@@ -468,7 +479,7 @@ def check_head(
             except _Failure as exc:
                 failures.append(f"{name} [{case.shapes}]: {exc}")
             except Exception as exc:  # a crash inside the head is a failure of this property, reported as such
-                failures.append(f"{name} [{case.shapes}]: raised {type(exc).__name__}: {exc}")
+                failures.append(f"{name} [{case.shapes}]: raised {type(exc).__name__}: {exc}{_where(exc)}")
     finally:
         torch.set_rng_state(rng_state)
         torch.set_num_threads(threads)

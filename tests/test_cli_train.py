@@ -75,7 +75,7 @@ def test_train_resume_predict_end_to_end(tmp_path, capsys) -> None:
     code, out, _ = run(capsys, "evaluate", "--ground-truth", str(tmp_path / "gt.json"), "--predictions",
                        str(tmp_path / "preds.json"), "--json")
     scores = json.loads(out)
-    assert code == 0 and len(scores["map"]) == 7 and all(0 <= m <= 1 for m in scores["map"])
+    assert code == 0 and len(scores["map_percent"]) == 7 and all(0 <= m <= 100 for m in scores["map_percent"])
 
 
 def test_head_alone_flag(tmp_path, capsys) -> None:
@@ -121,10 +121,11 @@ def test_predict_errors(tmp_path, capsys) -> None:
     assert code == 2 and "not an rskp checkpoint" in err
 
 
-@pytest.mark.parametrize("command", ["train", "predict"])
-def test_every_option_is_documented(command) -> None:
+@pytest.mark.parametrize("command", ["heads", "train", "predict", "evaluate", "make-synthetic"])
+def test_every_command_and_option_is_documented(command) -> None:
     parser, _ = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    assert sub.description and len(sub.description) > 40
     for action in sub._actions:
         assert action.help and len(action.help) > 10, action.option_strings
 
@@ -309,3 +310,18 @@ def test_make_synthetic_seed_out_of_range(tmp_path, capsys) -> None:
     for seed in ("-1", str(2**64)):
         code, _, err = run(capsys, "make-synthetic", "--out", str(tmp_path), "--seed", seed)
         assert code == 2 and f"--seed must be an integer from 0 to 2**64 - 1, got {seed}" in err
+
+
+def test_version(capsys) -> None:
+    import rskp_plugin
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"rskp (rskp-plugin) {rskp_plugin.__version__}, torch {torch.__version__}\n"
+
+
+def test_threads_flag_sets_the_config(tmp_path) -> None:
+    parser, _ = cli.build_parser()
+    args = parser.parse_args(["train", "--threads", "2"])
+    assert cli._train_values(args)["train.threads"] == 2

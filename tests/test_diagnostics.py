@@ -143,8 +143,8 @@ def test_metrics_file_has_every_branch_and_loss_term(datasets, tmp_path) -> None
             assert list(entry["per_tiou"]) == tiou
             assert np.isclose(entry["avg"], np.mean(list(entry["per_tiou"].values())))
         # the fused entry is what the run reports
-        assert line["branches"]["fused"]["avg"] == record["test"]["average"]
-        assert line["branches"]["fused"]["cmap"] == record["test"]["cmap"]
+        assert line["branches"]["fused"]["avg"] == record["test"]["avg_map_percent"]
+        assert line["branches"]["fused"]["cmap"] == record["test"]["cmap_percent"]
         assert set(line["time"]) == {"train_s", "eval_s", "diagnostics_s"} and line["time"]["train_s"] > 0
     # memory filled after epoch 1 (warm-up epoch index 0): epoch 1's inter and teacher already read it
     assert lines[0]["memory_ready"] and lines[0]["teacher_rule"] == "softmax"
@@ -171,7 +171,7 @@ def test_diagnostics_change_no_number(datasets, tmp_path) -> None:
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [r["test"] for r in fit_on.history] == [r["test"] for r in fit_off.history]
     assert lines[0]["losses"] == {} and lines[0]["branches"]["main"] is None
-    assert lines[0]["branches"]["fused"]["avg"] == fit_off.history[0]["test"]["average"]
+    assert lines[0]["branches"]["fused"]["avg"] == fit_off.history[0]["test"]["avg_map_percent"]
 
 
 def test_metrics_belong_to_one_run_overwrite_removes_them(datasets, tmp_path) -> None:
@@ -184,7 +184,7 @@ def test_metrics_belong_to_one_run_overwrite_removes_them(datasets, tmp_path) ->
     for name in ("last.pt", "best.pt", "results.json"):
         (tmp_path / name).unlink()
     # metrics.jsonl (or the figures and events) alone still make the folder another run's
-    with pytest.raises(OutputError, match=r"already holds a run \(metrics.jsonl, tensorboard/, plots/\)"):
+    with pytest.raises(OutputError, match=r"already holds a run \(metrics.jsonl, config.yaml, tensorboard/, plots/\)"):
         Trainer(config("facnet", "train.epochs=1", f"train.output_dir={tmp_path}"), datasets=datasets, progress=False)
     trainer = Trainer(config("facnet", "train.epochs=1", f"train.output_dir={tmp_path}"), datasets=datasets,
                       progress=False, overwrite=True)
@@ -210,7 +210,7 @@ def test_resume_continues_the_metrics_without_repeating_an_epoch(datasets, tmp_p
     fit = resumed.fit()
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
-    assert [line["branches"]["fused"]["avg"] for line in lines] == [r["test"]["average"] for r in fit.history]
+    assert [line["branches"]["fused"]["avg"] for line in lines] == [r["test"]["avg_map_percent"] for r in fit.history]
     # the same numbers as a run that was never interrupted
     whole = Trainer(attrs.evolve(cfg, train=attrs.evolve(cfg.train, output_dir=str(tmp_path / "whole"))),
                     datasets=datasets, progress=False).fit()
@@ -236,7 +236,7 @@ def test_tensorboard_switch(datasets, monkeypatch, tmp_path) -> None:
 def _run(average: float, epoch: int, **branches) -> dict:
     full = {name: None for name in BRANCHES}
     full.update({k: {"avg": v, "cmap": 50.0} for k, v in branches.items()})
-    return {"seed": 1, "average": average, "epoch": epoch,
+    return {"seed": 1, "avg_map_percent": average, "epoch": epoch,
             "diagnostics": [{"epoch": epoch, "branches": full, "losses": {"cls/main": 0.6, "att_norm": -0.1}}]}
 
 
@@ -254,8 +254,8 @@ def test_explain_gap_names_the_teacher_the_fusion_and_the_student() -> None:
 
 
 def test_metrics_line_without_diagnostics_still_has_the_fused_entry() -> None:
-    record = {"epoch": 2, "test": {"tiou": [0.1, 0.5], "map": [10.0, 20.0], "average": 15.0, "cmap": 70.0,
-                                   "detections": 3}, "train_loss": 1.0}
+    record = {"epoch": 2, "test": {"tiou": [0.1, 0.5], "map_percent": [10.0, 20.0], "avg_map_percent": 15.0,
+                                   "cmap_percent": 70.0, "detections": 3}, "train_loss": 1.0}
     line = metrics_line(record)
     assert line["branches"]["fused"] == {"avg": 15.0, "per_tiou": {"0.1": 10.0, "0.5": 20.0}, "cmap": 70.0,
                                          "detections": 3}

@@ -167,7 +167,7 @@ def test_heldout_selection_trains_on_the_rest(tmp_path) -> None:
     result = Trainer(cfg, datasets=data, progress=False).fit()
     assert result.selection == "heldout"
     assert all("heldout" in record for record in result.history)
-    assert result.best["heldout"]["average"] == max(r["heldout"]["average"] for r in result.history)
+    assert result.best["heldout"]["avg_map_percent"] == max(r["heldout"]["avg_map_percent"] for r in result.history)
 
 
 def test_results_record_environment_and_config(datasets, tmp_path) -> None:
@@ -180,7 +180,13 @@ def test_results_record_environment_and_config(datasets, tmp_path) -> None:
     env = data["environment"]
     assert env["torch"] == str(torch.__version__) and env["device"] == "cpu" and "bm" in env["heads"]
     assert data["config"]["head"]["name"] == "bm" and data["config"]["optimizer"]["accumulation"] == 5
-    assert len(data["best"]["test"]["map"]) == 7
+    best = data["best"]["test"]
+    assert len(best["map_percent"]) == 7 and 0 <= best["avg_map_percent"] <= 100
+    assert best["avg_map_percent"] == pytest.approx(np.mean(best["map_percent"]))
+    # per-class AP (%), one list per evaluated class; its mean over classes is the mAP
+    per_class = np.array(list(best["per_class_ap_percent"].values()))  # (C, thresholds)
+    assert set(best["per_class_ap_percent"]) <= set(datasets.train.class_names) and per_class.shape[1] == 7
+    np.testing.assert_allclose(per_class.mean(axis=0), best["map_percent"], atol=1e-9)
 
 
 def test_paper_yaml_is_the_library_default() -> None:
@@ -344,7 +350,7 @@ def test_a_new_run_refuses_a_folder_holding_another_run(datasets, tmp_path) -> N
                      progress=False, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     second.fit(stop_after=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
     assert torch.load(tmp_path / "best.pt", weights_only=True)["config"]["head"]["name"] == "stpn"
 
 
@@ -354,14 +360,16 @@ def test_resume_writes_beside_the_checkpoint_it_was_given_and_cleans_stray_temp_
     cfg = config("facnet", f"train.output_dir={tmp_path / 'run'}", "train.epochs=2")
     Trainer(cfg, datasets=datasets, progress=False).fit(stop_after=1)
     shutil.copytree(tmp_path / "run", tmp_path / "copy")
-    for stray in (".last.pt.k2j3h4.tmp", ".best.pt.x9y8.tmp", "results.json.tmp", "metrics.jsonl.tmp"):  # a kill
+    for stray in (".last.pt.k2j3h4.tmp", ".best.pt.x9y8.tmp", "results.json.tmp", "metrics.jsonl.tmp",
+                  "config.yaml.tmp"):  # a kill during a write
         (tmp_path / "copy" / stray).write_bytes(b"half")
     (tmp_path / "copy" / "notes.txt").write_text("mine")
     original = (tmp_path / "run" / "last.pt").read_bytes()
     resumed = Trainer.resume(tmp_path / "copy" / "last.pt", datasets=datasets, progress=False)
     assert resumed.output_dir == tmp_path / "copy" and resumed.last_checkpoint == (tmp_path / "copy" / "last.pt", 1)
     resumed.fit()
-    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["best.pt", "last.pt", "metrics.jsonl",
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["best.pt", "config.yaml", "last.pt",
+                                                                       "metrics.jsonl",
                                                                        "notes.txt", "results.json"]
     assert (tmp_path / "run" / "last.pt").read_bytes() == original  # the original folder is left alone
     assert torch.load(tmp_path / "copy" / "last.pt", weights_only=True)["epoch"] == 2
@@ -406,3 +414,69 @@ def test_unwritable_run_folders_are_refused_before_any_work(datasets, tmp_path, 
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     with pytest.raises(OutputError, match=r"cannot be written \(the file system is read-only\)"):
         Trainer(config("facnet", f"train.output_dir={tmp_path / 'run'}"), datasets=datasets, progress=False)
+
+
+def test_threads_default_to_one_unless_asked(monkeypatch, datasets) -> None:
+    from rskp_plugin.engine import resolve_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert resolve_threads(0) == 1 and resolve_threads(3) == 3
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert resolve_threads(0) == 2 and resolve_threads(1) == 1  # an explicit value wins over the variable
+        monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+        assert resolve_threads(0) == 1
+        Trainer(config("bm", "train.threads=2"), datasets=datasets, progress=False)
+        assert torch.get_num_threads() == 2
+        Trainer(config("bm"), datasets=datasets, progress=False)  # auto
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="train.threads"):
+            config("bm", "train.threads=-1")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_bar_ends_complete_with_eta_and_the_last_evaluation(datasets) -> None:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200)  # not a terminal: only the final state is printed
+    trainer = Trainer(config("bm", "train.epochs=2"), datasets=datasets, progress=True, console=console)
+    trainer.fit()
+    text = console.file.getvalue()
+    last = trainer.history[-1]["test"]["avg_map_percent"]
+    assert text.endswith("\n") and text.count("\n") == 1  # one finished bar, then a new line for what follows
+    assert "2/2" in text and "eta" in text and f"AVG mAP {last:.1f} % at epoch 2" in text
+
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["head.name=wum", "rskp_enabled=false", "train.tiou=[0.3, 0.5]", "optimizer.betas=[0.8, 0.9]", "train.threads=2",
+     "rskp.losses.distillation_temperature=1.0", "train.amp=bf16", "data.difficulty=0.5", "optimizer.lr=3.3e-4"],
+])
+def test_run_folder_config_yaml_round_trips(tmp_path, datasets, overrides) -> None:
+    cfg = config("bm", f"train.output_dir={tmp_path / 'run'}", "train.epochs=1", *overrides)
+    Trainer(cfg, datasets=datasets, progress=False).fit()
+    path = tmp_path / "run" / "config.yaml"
+    assert load_experiment(path) == cfg  # what `rskp train --config <run>/config.yaml` trains
+    text = path.read_text()
+    assert "accumulation: 5" in text and "num_representatives" not in text  # only the non-default values
+
+
+def test_resume_reads_a_checkpoint_from_before_the_keys_named_their_unit(tmp_path, datasets) -> None:
+    from rskp_plugin.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = config("bm", f"train.output_dir={tmp_path}", "train.epochs=2")
+    Trainer(cfg, datasets=datasets, progress=False).fit(stop_after=1)
+    data = load_checkpoint(tmp_path / "last.pt")
+    old = {"map_percent": "map", "avg_map_percent": "average", "cmap_percent": "cmap"}
+    legacy = lambda r: {**r, "test": {old.get(k, k): v for k, v in r["test"].items() if k != "per_class_ap_percent"}}
+    data["trainer"]["history"] = [legacy(r) for r in data["trainer"]["history"]]
+    data["trainer"]["best"] = legacy(data["trainer"]["best"])
+    assert "average" in data["trainer"]["best"]["test"]
+    save_checkpoint(tmp_path / "last.pt", data)
+    result = Trainer.resume(tmp_path, datasets=datasets, progress=False).fit()
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert all("avg_map_percent" in r["test"] and "average" not in r["test"] for r in result.history)

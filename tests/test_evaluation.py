@@ -17,6 +17,8 @@ from rskp_plugin.cli import main
 from rskp_plugin.errors import DataError, RSKPError
 from rskp_plugin.evaluation import (
     PROTOCOLS,
+    THUMOS_TIOU,
+    DetectionResult,
     EvaluationWarning,
     class_taxonomy,
     classification_map,
@@ -24,6 +26,7 @@ from rskp_plugin.evaluation import (
     load_ambiguous,
     load_wtalc_ground_truth,
     parse_tiou,
+    result_table,
     segment_iou,
     snippet_iou,
 )
@@ -430,11 +433,12 @@ def test_cli_table_and_json(tmp_path, capsys):
     assert main(args + ["--tiou", "0.5,0.9", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tiou"] == [0.5, 0.9]
-    assert out["map"] == pytest.approx([2 / 3, 2 / 3])
-    assert out["average"] == pytest.approx(2 / 3)
+    assert out["map_percent"] == pytest.approx([200 / 3, 200 / 3])  # percent, as results.json of train and bench
+    assert out["avg_map_percent"] == pytest.approx(200 / 3)
+    assert out["per_class_ap_percent"] == {"x": pytest.approx([200 / 3, 200 / 3])}
     assert main(args + ["--per-class"]) == 0
     table = capsys.readouterr().out
-    assert "66.67" in table and "@0.7" in table and "avg 0.1:0.7" in table
+    assert "66.67" in table and "@0.7" in table and "0.1:0.7" in table
     assert main(["evaluate", "--ground-truth", str(tmp_path / "gt.json"), "--predictions",
                  str(tmp_path / "nope.json")]) == 2
     assert "nope.json does not exist" in " ".join(capsys.readouterr().err.split())
@@ -443,9 +447,28 @@ def test_cli_table_and_json(tmp_path, capsys):
     base = ["evaluate", "--ground-truth", str(tmp_path / "mixed.json"), "--predictions", str(tmp_path / "pred.json")]
     assert main(base + ["--json"]) == 0
     captured = capsys.readouterr()
-    assert "pass --subset" in " ".join(captured.err.split()) and json.loads(captured.out)["average"] < 2 / 3
+    assert "pass --subset" in " ".join(captured.err.split())
+    assert json.loads(captured.out)["avg_map_percent"] < 200 / 3
     assert main(base + ["--json", "--subset", "test"]) == 0
-    assert json.loads(capsys.readouterr().out)["average"] == pytest.approx(2 / 3)
+    assert json.loads(capsys.readouterr().out)["avg_map_percent"] == pytest.approx(200 / 3)
+
+
+def test_per_class_table_keeps_class_names_at_80_columns():
+    from rich.console import Console
+
+    names = ["BaseballPitch", "BasketballDunk", "VolleyballSpiking", "ThrowDiscus", "CricketBowling"]
+    ap = np.full((7, len(names)), 1.0)  # "100.00": the widest number
+    result = DetectionResult(
+        tiou=THUMOS_TIOU, map=ap.mean(1), average=1.0, per_class_ap=ap, class_names=tuple(names),
+        protocol="activitynet", num_predictions=5, num_ground_truth=5, missing_classes=(), per_class_recall=ap,
+    )
+    console = Console(width=80, record=True)
+    console.print(result_table(result, per_class=True))
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    for name in names:  # whole, on one line, with all 8 numbers of its row
+        row = next(line for line in lines if line.strip().startswith(name))
+        assert row.split()[1:] == ["100.00"] * 8
 
 
 def test_cli_compat_warnings_and_notes(tmp_path, capsys):
@@ -460,7 +483,7 @@ def test_cli_compat_warnings_and_notes(tmp_path, capsys):
     assert main(base + ["--compat"]) == 0
     captured = capsys.readouterr()
     assert "warning: " in captured.err and "ends before it starts" in " ".join(captured.err.split())
-    assert json.loads(captured.out)["average"] == pytest.approx(0.5)  # x found (the quirk), y missed
+    assert json.loads(captured.out)["avg_map_percent"] == pytest.approx(50.0)  # x found (the quirk), y missed
     (tmp_path / "pred.json").write_text(json.dumps(pred_obj({"c": [(10, 20, "x", 0.9)]})))
     assert main(base) == 0
     err = " ".join(capsys.readouterr().err.split())
@@ -471,7 +494,7 @@ def test_cli_compat_warnings_and_notes(tmp_path, capsys):
     assert main(base) == 0
     captured = capsys.readouterr()
     assert "note: 1 predictions of classes without ground truth" in " ".join(captured.err.split())
-    assert json.loads(captured.out)["average"] == pytest.approx(1.0)
+    assert json.loads(captured.out)["avg_map_percent"] == pytest.approx(100.0)
 
 
 # --------------------------------------------------------------------------- real annotations

@@ -226,3 +226,16 @@ def test_heads_import_without_the_wrapper():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+class CrashesInPool(GoodHead):
+    def pool(self, tcam, mask):
+        return masked_mean(tcam, mask, dim=1)  # masked_mean(x, mask) takes no dim
+
+
+def test_a_crash_names_the_line_that_raised():
+    with pytest.raises(HeadCheckError) as info:
+        check_head(CrashesInPool, checks=["shapes_and_dtypes"])
+    message = str(info.value)
+    assert "raised TypeError" in message and f"{__file__}:" in message
+    assert "in pool: `return masked_mean(tcam, mask, dim=1)" in message

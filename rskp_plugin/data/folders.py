@@ -199,3 +199,46 @@ def load_folders(
         snippets_per_second=snippets_per_second,
         skipped=tuple(skipped),
     )
+
+
+def write_folders(
+    train: VideoDataset,
+    test: VideoDataset,
+    out_dir: str | os.PathLike,
+    *,
+    modalities: Sequence[str] = ("rgb", "flow"),
+) -> Path:
+    """Write two sets in the per-video folder layout that ``load_folders`` reads back (subsets "train", "test").
+
+    Features are split along D into ``len(modalities)`` equal parts (rgb first, as ``load_folders`` concatenates
+    them) and saved as ``features/<subset>/<modality>/<video>.npy``; ``gt.json`` holds both subsets' segments
+    (seconds), labels and durations.
+
+    Returns:
+        The folder written (``out_dir``); ``load_folders(out_dir, out_dir / "gt.json", "test")`` reads the test set.
+    """
+    if train.class_names != test.class_names:
+        raise DataError("write_folders: train and test must have the same class list")
+    width = train.feature_dim or test.feature_dim
+    if width % len(modalities):
+        raise DataError(f"write_folders: feature width {width} does not split into {len(modalities)} modalities")
+    out = Path(out_dir)
+    database: dict[str, Any] = {}
+    for subset, ds in (("train", train), ("test", test)):
+        for modality in modalities:
+            try:
+                (out / "features" / subset / modality).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot create {out / 'features' / subset / modality}: {exc}") from exc
+        for video in ds.videos:
+            parts = np.split(np.asarray(video.features), len(modalities), axis=1)
+            for modality, part in zip(modalities, parts):
+                np.save(out / "features" / subset / modality / f"{video.name}.npy", part)
+            database[video.name] = {
+                "subset": subset,
+                "duration": float(video.duration),
+                "annotations": [{"segment": [float(s), float(e)], "label": ds.class_names[int(c)]}
+                                for (s, e), c in zip(video.segments.tolist(), video.segment_labels.tolist())],
+            }
+    (out / "gt.json").write_text(json.dumps({"version": f"rskp {train.name}", "database": database}, indent=1))
+    return out

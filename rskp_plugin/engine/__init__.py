@@ -3,10 +3,10 @@
     from rskp_plugin.engine import Trainer, load_experiment
     trainer = Trainer(load_experiment("quick", ["head.name=wum"]))
     result = trainer.fit()
-    result.best["test"]["average"]          # AVG mAP (%) of the selected evaluation
+    result.best["test"]["avg_map_percent"]  # AVG mAP (%) of the selected evaluation
 """
 
-from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
+from .build import Datasets, build_datasets, build_model, resolve_device, resolve_threads, seed_everything, set_threads
 from .config import (
     DataConfig,
     ExperimentConfig,
@@ -14,6 +14,7 @@ from .config import (
     OptimizerConfig,
     TrainConfig,
     config_to_dict,
+    config_to_yaml,
     load_experiment,
     packaged_configs,
     resolve_config_path,
@@ -35,6 +36,7 @@ __all__ = [
     "build_model",
     "collect_outputs",
     "config_to_dict",
+    "config_to_yaml",
     "environment",
     "evaluate_model",
     "forward_batches",
@@ -44,5 +46,7 @@ __all__ = [
     "predict_detections",
     "resolve_config_path",
     "resolve_device",
+    "resolve_threads",
     "seed_everything",
+    "set_threads",
 ]

@@ -62,6 +62,30 @@ def resolve_device(name: str, *, setting: str = "train.device (--device)") -> to
     return device
 
 
+def resolve_threads(threads: int = 0) -> int:
+    """The number of CPU threads for torch: ``threads`` if positive, else (auto) ``OMP_NUM_THREADS`` when it is set
+    to a positive integer, else 1.
+
+    One thread by default: torch's worker threads spin-wait, so on 2 cores shared with other busy processes, 2
+    threads made an epoch 13-26x slower than 1 thread (benchmarks/RESULTS.md, "Threads on a busy machine").
+    """
+    if threads > 0:
+        return threads
+    try:
+        env = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        env = 0
+    return env if env > 0 else 1
+
+
+def set_threads(threads: int = 0) -> int:
+    """``torch.set_num_threads(resolve_threads(threads))``; returns the number set."""
+    count = resolve_threads(threads)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
     random.seed(seed)
@@ -92,19 +116,8 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
             seed=d.seed, feature_dim=d.feature_dim, difficulty=d.difficulty, num_train=d.num_train,
             num_test=d.num_test,
         )
-    elif d.source == "wtalc":
-        root = _root(config)
-        train_subset, test_subset = data_mod.default_subsets(d.dataset_name)
-        # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
-        train = data_mod.load_wtalc(root, d.dataset_name, d.train_subset or train_subset, out_of_range="keep",
-                                    on_error=d.on_error)
-        test = data_mod.load_wtalc(root, d.dataset_name, d.test_subset or test_subset, out_of_range="keep",
-                                   on_error=d.on_error)
     else:
-        root = _root(config)
-        gt = root / (d.gt_json or "gt.json")  # a relative gt_json lies under root; an absolute one stays as it is
-        train = data_mod.load_folders(root, gt, d.train_subset or "train", out_of_range="keep", on_error=d.on_error)
-        test = data_mod.load_folders(root, gt, d.test_subset or "test", out_of_range="keep", on_error=d.on_error)
+        train, test = load_split(config, "train"), load_split(config, "test")
     for name, ds in (("training", train), ("test", test)):
         if not len(ds.videos):
             raise DataError(f"the {name} set of {d.source} data at {d.root or '(synthetic)'} holds no videos")
@@ -112,6 +125,29 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
     if config.train.selection == "heldout":
         train, heldout = train.split(config.train.heldout_fraction, seed=d.seed)
     return Datasets(train=train, test=test, heldout=heldout)
+
+
+def load_split(config: ExperimentConfig, which: str) -> Any:
+    """The training (``which="train"``) or test set of ``config.data``, loaded exactly as ``build_datasets`` does
+    (``rskp evaluate --data`` scores predictions against the same test set a run was evaluated on)."""
+    from .. import data as data_mod
+
+    d = config.data
+    if d.source == "synthetic":
+        train, test = data_mod.make_synthetic(
+            seed=d.seed, feature_dim=d.feature_dim, difficulty=d.difficulty, num_train=d.num_train,
+            num_test=d.num_test,
+        )
+        return train if which == "train" else test
+    root = _root(config)
+    if d.source == "wtalc":
+        train_subset, test_subset = data_mod.default_subsets(d.dataset_name)
+        subset = (d.train_subset or train_subset) if which == "train" else (d.test_subset or test_subset)
+        # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
+        return data_mod.load_wtalc(root, d.dataset_name, subset, out_of_range="keep", on_error=d.on_error)
+    gt = root / (d.gt_json or "gt.json")  # a relative gt_json lies under root; an absolute one stays as it is
+    subset = (d.train_subset or "train") if which == "train" else (d.test_subset or "test")
+    return data_mod.load_folders(root, gt, subset, out_of_range="keep", on_error=d.on_error)
 
 
 def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int) -> nn.Module:

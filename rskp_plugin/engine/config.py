@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
-from ..config import RSKPConfig, apply_overrides, load_yaml, set_values
+from ..config import RSKPConfig, apply_overrides, load_yaml, non_default_mapping, set_values
 from ..errors import ConfigError
 
 DATA_SOURCES = ("synthetic", "wtalc", "folders")
@@ -171,6 +171,10 @@ class TrainConfig:
             costs a few percent of training time). False records only the reported (fused) numbers.
         tensorboard: also write the metrics as TensorBoard scalars to ``<output_dir>/tensorboard`` (needs the
             ``tensorboard`` package).
+        threads: CPU threads of torch's intra-op pool (``torch.set_num_threads``), set when a ``Trainer`` is built;
+            0 = auto: ``OMP_NUM_THREADS`` when set, else 1. One thread is the default because torch's threads
+            spin-wait: on 2 cores shared with other busy processes, 2 threads ran an epoch 13-26x slower than
+            1 thread (benchmarks/RESULTS.md, "Threads on a busy machine").
     """
 
     epochs: int = attrs.field(default=200, validator=ge(1))
@@ -187,6 +191,7 @@ class TrainConfig:
     output_dir: str = DEFAULT_OUTPUT_DIR
     diagnostics: bool = True
     tensorboard: bool = False
+    threads: int = attrs.field(default=0, validator=ge(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -270,3 +275,11 @@ def expand_output_dir(config: ExperimentConfig, name: str = "default") -> Experi
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain-data form (lists, dicts, numbers) for JSON files and checkpoints; ``from_mapping`` reads it back."""
     return attrs.asdict(config)
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    """The config as a YAML experiment file holding only its non-default values (``rskp train --config`` reads it
+    back to an equal config)."""
+    import yaml
+
+    return yaml.safe_dump(non_default_mapping(config), sort_keys=False, default_flow_style=False)

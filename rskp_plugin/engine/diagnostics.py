@@ -227,8 +227,11 @@ def score_arrays(detections: Sequence[Any], scores: Sequence[np.ndarray], datase
     labels = np.stack([np.asarray(v.labels, dtype=np.float64) for v in dataset.videos])
     cmap = classification_map(np.stack(scores).astype(np.float64), labels, skip_empty=True)
     maps = tuple(100.0 * x for x in np.asarray(result.map, dtype=np.float64).tolist())
+    per_class = np.asarray(result.per_class_ap, dtype=np.float64)  # (n, C) fractions
     return EvalResult(tiou=tuple(float(t) for t in tiou), map=maps, average=100.0 * float(result.average),
-                      cmap=100.0 * float(cmap), detections=int(sum(len(d.labels) for d in detections)))
+                      cmap=100.0 * float(cmap), detections=int(sum(len(d.labels) for d in detections)),
+                      per_class_ap={name: tuple(100.0 * x for x in per_class[:, c].tolist())
+                                    for c, name in enumerate(result.class_names)})
 
 
 def entry(result: EvalResult) -> dict[str, Any]:
@@ -304,8 +307,9 @@ def metrics_line(record: dict[str, Any], timing: dict[str, float] | None = None)
     if branches.get("fused") is None and "test" in record:
         test = record["test"]
         branches = {**branches, "fused": {
-            "avg": test["average"], "per_tiou": {f"{t:g}": m for t, m in zip(test["tiou"], test["map"])},
-            "cmap": test["cmap"], "detections": test["detections"],
+            "avg": test["avg_map_percent"],
+            "per_tiou": {f"{t:g}": m for t, m in zip(test["tiou"], test["map_percent"])},
+            "cmap": test["cmap_percent"], "detections": test["detections"],
         }}
     heldout = record.get("heldout")
     return {
@@ -315,7 +319,7 @@ def metrics_line(record: dict[str, Any], timing: dict[str, float] | None = None)
         "memory_ready": diag.get("memory_ready"),
         "eval_set": "test",
         "branches": branches,
-        "heldout": {"avg": heldout["average"], "cmap": heldout["cmap"]} if heldout else None,
+        "heldout": {"avg": heldout["avg_map_percent"], "cmap": heldout["cmap_percent"]} if heldout else None,
         "teacher_rule": diag.get("teacher_rule"),
         "inter_classes": diag.get("inter_classes"),
         "time": dict(timing or {}),
@@ -415,12 +419,12 @@ def explain_gap(head_run: dict[str, Any], rskp_run: dict[str, Any]) -> dict[str,
     4. none of these: the AVGs of main and teacher are stated.
 
     Args:
-        head_run, rskp_run: per-seed entries of ``rskp-bench`` (``average``, ``epoch``, ``diagnostics``).
+        head_run, rskp_run: per-seed entries of ``rskp-bench`` (``avg_map_percent``, ``epoch``, ``diagnostics``).
 
     Returns:
         None when RSKP is not below the head; else {"seed", "gap", "epoch", "findings": [...], "message"}.
     """
-    gap = rskp_run["average"] - head_run["average"]
+    gap = rskp_run["avg_map_percent"] - head_run["avg_map_percent"]
     if gap >= 0:
         return None
     epoch = rskp_run["epoch"]
@@ -439,9 +443,9 @@ def explain_gap(head_run: dict[str, Any], rskp_run: dict[str, Any]) -> dict[str,
         if fused < main:
             findings.append(f"fused AVG {fused:.1f} < main {main:.1f}: fusing the intra branch at test time costs "
                             f"{main - fused:.1f}")
-        if main < head_run["average"]:
-            text = (f"RSKP's main branch {main:.1f} < head alone {head_run['average']:.1f}: training with RSKP made "
-                    "the head itself worse")
+        if main < head_run["avg_map_percent"]:
+            text = (f"RSKP's main branch {main:.1f} < head alone {head_run['avg_map_percent']:.1f}: training with "
+                    "RSKP made the head itself worse")
             term = _grown_term(line.get("losses", {}), (alone.get(epoch) or {}).get("losses", {}))
             if term is not None:
                 name, ours, theirs = term

@@ -11,9 +11,13 @@ import torch
 from torch import Tensor, nn
 
 
+#: Keys of an evaluation record (``EvalResult.to_dict``) before they named their unit; ``upgrade_record`` maps them.
+LEGACY_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent"}
+
+
 @attrs.frozen
 class EvalResult:
-    """Metrics of one evaluation pass.
+    """Metrics of one evaluation pass, in percent (as the paper reports them).
 
     Attributes:
         tiou: IoU thresholds.
@@ -21,6 +25,7 @@ class EvalResult:
         average: mean of ``map`` (the paper's AVG).
         cmap: video-level classification mAP (%).
         detections: number of detections produced.
+        per_class_ap: AP (%) per threshold of every evaluated class (the classes with ground truth), by name.
     """
 
     tiou: tuple[float, ...]
@@ -28,12 +33,28 @@ class EvalResult:
     average: float
     cmap: float
     detections: int
+    per_class_ap: dict[str, tuple[float, ...]] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record stored in ``results.json`` and checkpoints; keys name their unit (percent)."""
         return {
-            "tiou": list(self.tiou), "map": list(self.map), "average": self.average, "cmap": self.cmap,
-            "detections": self.detections,
+            "tiou": list(self.tiou), "map_percent": list(self.map), "avg_map_percent": self.average,
+            "cmap_percent": self.cmap, "detections": self.detections,
+            "per_class_ap_percent": {name: list(ap) for name, ap in self.per_class_ap.items()},
         }
+
+
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation record with today's keys: files written before the keys named their unit used "map",
+    "average" and "cmap" (already percent). Records of a run (``{"epoch", "test", "heldout", ...}``) are
+    upgraded entry by entry; anything else is returned unchanged."""
+    if not isinstance(record, dict):
+        return record
+    out = {LEGACY_KEYS.get(k, k) if "tiou" in record else k: v for k, v in record.items()}
+    for which in ("test", "heldout"):
+        if isinstance(out.get(which), dict):
+            out[which] = upgrade_record(out[which])
+    return out
 
 
 def forward_batches(
@@ -177,9 +198,12 @@ def score_detections(
     cmap = classification_map(np.stack(scores).astype(np.float64), labels, skip_empty=True)
     count = sum(len(v) for v in detections.get("results", {}).values())
     maps = tuple(_percent(x) for x in np.asarray(result.map, dtype=np.float64).tolist())
+    per_class = np.asarray(result.per_class_ap, dtype=np.float64)  # (n, C) fractions
     return EvalResult(
         tiou=tuple(float(t) for t in tiou), map=maps, average=_percent(float(result.average)),
         cmap=_percent(float(cmap)), detections=count,
+        per_class_ap={name: tuple(_percent(x) for x in per_class[:, c].tolist())
+                      for c, name in enumerate(result.class_names)},
     )
 
 

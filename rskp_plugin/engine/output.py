@@ -1,6 +1,7 @@
 """Where runs and predictions are written: checked before any work, never over another run or an input file.
 
-A run folder holds ``last.pt``, ``best.pt``, ``results.json`` and ``metrics.jsonl`` (``RUN_FILES``), and may hold
+A run folder holds ``last.pt``, ``best.pt``, ``results.json``, ``metrics.jsonl`` and ``config.yaml`` (``RUN_FILES``),
+and may hold
 ``tensorboard/`` and ``plots/`` (``RUN_DIRS``, written by ``train.tensorboard`` and ``rskp plot``). A new run refuses
 a folder that already holds one of them unless told to overwrite (then the old ones are removed first, so nothing of
 the old run is left beside the new one: no metrics line, event file or figure); a resumed run continues in the
@@ -19,11 +20,11 @@ from typing import Sequence
 
 from ..errors import OutputError
 
-RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl")
+RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl", "config.yaml")
 RUN_DIRS = ("tensorboard", "plots")
-# The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results and
-# diagnostics.write_metrics.
-TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp")
+# The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results,
+# diagnostics.write_metrics and Trainer.write_config.
+TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp", "config.yaml.tmp")
 
 
 def _reason(exc: OSError) -> str:

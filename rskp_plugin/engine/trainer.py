@@ -47,10 +47,10 @@ from ..checkpoint import (
 from ..config import from_mapping
 from ..errors import CheckpointError, ConfigError, TrainingError
 from . import distributed
-from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything
-from .config import ExperimentConfig, config_to_dict, expand_output_dir
+from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
+from .config import ExperimentConfig, config_to_dict, config_to_yaml, expand_output_dir
 from .diagnostics import LossMeter, TensorBoardLogger, evaluate_branches, metrics_line, write_metrics
-from .inference import EvalResult, evaluate_model, forward_batches
+from .inference import EvalResult, evaluate_model, forward_batches, upgrade_record
 from .output import prepare_run_dir
 
 
@@ -111,6 +111,7 @@ class Trainer:
 
         self.config = config = expand_output_dir(config)  # placeholders left by a config built in code
         self.console = console if console is not None else Console(stderr=True)
+        set_threads(config.train.threads)  # before any torch work: see resolve_threads
         self.device, self._owns_process_group = distributed.setup(resolve_device(config.train.device))
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
@@ -342,7 +343,7 @@ class Trainer:
         sel = self.config.train.selection
         if sel == "last":
             return float(record["epoch"])
-        return float(record["heldout" if sel == "heldout" else "test"]["average"])
+        return float(record["heldout" if sel == "heldout" else "test"]["avg_map_percent"])
 
     # ------------------------------------------------------------------------------------------ loop
     def fit(self, *, stop_after: int | None = None) -> FitResult:
@@ -376,10 +377,14 @@ class Trainer:
     def _fit(self, stop_after: int | None) -> FitResult:
         t = self.config.train
         last = t.epochs if stop_after is None else min(t.epochs, stop_after)
+        owns_progress = isinstance(self.show_progress, bool)
+        if self.output_dir is not None and self.is_main_process:
+            self.write_config()
         with self._progress() as progress:
             task = None
             if progress is not None:
-                task = progress.add_task("training", total=t.epochs, completed=self.epoch)
+                task = progress.add_task(self._progress_label(None), total=t.epochs, completed=self.epoch)
+            loss = None
             while self.epoch < last:
                 started = time.perf_counter()
                 loss = self.train_epoch(self.epoch, progress)
@@ -406,9 +411,13 @@ class Trainer:
                 ):
                     self.save(self.output_dir / "last.pt")
                 if task is not None:
-                    progress.update(task, completed=self.epoch, description=f"training (loss {loss:.4f})")
+                    progress.update(task, completed=self.epoch, description=self._progress_label(loss))
             if task is not None:
-                progress.remove_task(task)
+                if owns_progress:  # the bar stays on screen, finished, with the last loss and evaluation
+                    progress.update(task, completed=self.epoch, description=self._progress_label(loss))
+                    progress.refresh()
+                else:  # a caller's progress (the benchmark) keeps its own bars only
+                    progress.remove_task(task)
         final = self.history[-1] if self.history else {}
         result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times, self.eval_times)
         if self.output_dir is not None and self.epoch == t.epochs and self.is_main_process:
@@ -417,17 +426,20 @@ class Trainer:
             distributed.barrier()  # every rank returns once rank 0 has written the run folder
         return result
 
+    def _progress_label(self, loss: float | None) -> str:
+        """The training bar's description: the latest loss and evaluation (AVG mAP of the test set)."""
+        parts = [] if loss is None else [f"loss {loss:.4f}"]
+        if self.history:
+            last = self.history[-1]
+            parts.append(f"AVG mAP {last['test']['avg_map_percent']:.1f} % at epoch {last['epoch']}")
+        return f"training ({', '.join(parts)})" if parts else "training"
+
     def _progress(self) -> contextlib.AbstractContextManager:
         if not isinstance(self.show_progress, bool):  # a running Progress owned by the caller
             return contextlib.nullcontext(self.show_progress)
         if not self.show_progress:
             return contextlib.nullcontext(None)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        return Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self.console, transient=True,
-        )
+        return progress_bar(self.console)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -475,8 +487,8 @@ class Trainer:
             ) from exc
         self.epoch = int(data["epoch"])
         trainer = data["trainer"]
-        self.history = list(trainer.get("history", []))
-        self.best = trainer.get("best")
+        self.history = [upgrade_record(r) for r in trainer.get("history", [])]
+        self.best = upgrade_record(trainer.get("best"))
         self.epoch_times = list(trainer.get("epoch_times", []))
         self.eval_times = list(trainer.get("eval_times", [{} for _ in self.history]))
         rank_rng = trainer.get("rank_rng")
@@ -531,6 +543,20 @@ class Trainer:
             write_metrics(trainer.output_dir / "metrics.jsonl", trainer.history, trainer.eval_times)
         return trainer
 
+    def write_config(self) -> Path:
+        """``config.yaml`` in the run folder: the resolved config, non-default values only, so that
+        ``rskp train --config <run folder>/config.yaml`` trains the same run again (into the same output folder
+        unless ``--output-dir`` says otherwise)."""
+        assert self.output_dir is not None
+        path = self.output_dir / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = (f"# The resolved config of this run (only the values that differ from the defaults).\n"
+                  f"# Train it again: rskp train --config {path.as_posix()} --output-dir <new folder>\n")
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(header + config_to_yaml(self.config))
+        os.replace(tmp, path)
+        return path
+
     def write_results(self, result: FitResult) -> Path:
         """``results.json`` in the run folder: best/final metrics, history, environment and resolved config."""
         import json
@@ -572,6 +598,22 @@ def _check_same_run(config: ExperimentConfig, expect: ExperimentConfig, checkpoi
             f"from --config ({shown}{more}). Drop --config to resume as stored (--set KEY=VALUE changes a key), or "
             "start a new run without --resume"
         )
+
+
+def progress_bar(console: Any) -> Any:
+    """The progress display of ``rskp train`` and ``rskp-bench``: description, bar, count, elapsed time and ETA.
+
+    Not transient: when it stops, the finished bars stay as they were last updated (complete, with the final
+    loss and evaluation) and the next output starts on a new line, also where the terminal cannot erase lines.
+    """
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+    )
 
 
 def plan_microbatches(

@@ -60,8 +60,22 @@ class DetectionResult:
     num_unscored: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"tiou": [...], "map": [...], "average": x}`` (what ``rskp evaluate --json`` prints)."""
-        return {"tiou": self.tiou.tolist(), "map": self.map.tolist(), "average": float(self.average)}
+        """What ``rskp evaluate --json`` prints: ``{"tiou": [...], "map_percent": [...], "avg_map_percent": x,
+        "per_class_ap_percent": {class: [AP per threshold]}, "protocol", "num_predictions", "num_ground_truth",
+        "missing_classes", "num_unscored"}``. Percent, as ``results.json`` of ``rskp train`` and ``rskp-bench`` (the attributes of
+        this object stay fractions)."""
+        return {
+            "tiou": self.tiou.tolist(),
+            "map_percent": (100.0 * self.map).tolist(),
+            "avg_map_percent": 100.0 * float(self.average),
+            "per_class_ap_percent": {name: (100.0 * self.per_class_ap[:, c]).tolist()
+                                     for c, name in enumerate(self.class_names)},
+            "protocol": self.protocol,
+            "num_predictions": int(self.num_predictions),
+            "num_ground_truth": int(self.num_ground_truth),
+            "missing_classes": list(self.missing_classes),
+            "num_unscored": int(self.num_unscored),
+        }
 
 
 def _stable_order(keys: np.ndarray) -> np.ndarray:
@@ -504,14 +518,24 @@ def parse_tiou(spec: str) -> np.ndarray:
 
 def result_table(result: DetectionResult, *, per_class: bool = False) -> Any:
     """A rich table of the mAP per threshold (percent) and its average; with ``per_class`` one row per class."""
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"Detection mAP (%), {result.protocol} protocol, {result.num_predictions} predictions, "
                         f"{result.num_ground_truth} GT instances")
-    table.add_column("class" if per_class else "", style="bold")
+    avg = f"avg {result.tiou.min():g}:{result.tiou.max():g}"
+    if per_class:
+        # 20 THUMOS14 class names and 8 columns of numbers fit in 80 columns only without vertical rules; a name
+        # too long for the terminal folds onto a second line instead of being cut.
+        table.box, table.pad_edge, table.padding = box.SIMPLE_HEAD, False, (0, 0)  # columns apart by one space
+        longest = max((len(n) for n in result.class_names), default=5)
+        table.add_column("class", style="bold", overflow="fold", min_width=min(longest, 20))
+        avg = avg.replace(" ", "\n")
+    else:
+        table.add_column("", style="bold")
     for t in result.tiou:
-        table.add_column(f"@{t:g}", justify="right")
-    table.add_column(f"avg {result.tiou.min():g}:{result.tiou.max():g}", justify="right")
+        table.add_column(f"@{t:g}", justify="right", no_wrap=True)
+    table.add_column(avg, justify="right", no_wrap=True)
     if per_class:
         for c, name in enumerate(result.class_names):
             ap = result.per_class_ap[:, c]
