@@ -58,20 +58,22 @@ class LossConfig:
 
 @attrs.frozen(kw_only=True)
 class TeacherConfig:
-    """How the pseudo-labels T^f that the main branch distils (eq. 7) are formed."""
+    """How the pseudo-labels T^f that the main branch distils (eq. 7) are formed.
 
-    # "propagated": T^f from the propagated branches only, 0.8 intra + 0.2 inter logits (official);
-    # "ensemble": the test-time prediction, main fused with them (main weight ``fusion.test_main``).
-    source: str = attrs.field(default="propagated", validator=in_(("propagated", "ensemble")))
+    Defaults differ from the official code (``RSKPConfig.official()`` restores it): on recorded signals the
+    propagated branches localise worse than the main branch, so the official teacher (propagated branches only,
+    every snippet weighted alike) pulls the student down (benchmarks/RESULTS.md, "Transfer").
+    """
+
+    # "ensemble" (default): the main branch fused with the propagated ones as the official test-time prediction
+    # fuses them, main weight ``fusion.test_main``; "propagated": 0.8 intra + 0.2 inter logits alone (official).
+    source: str = attrs.field(default="ensemble", validator=in_(("propagated", "ensemble")))
     # True: the teacher's absent classes (not in the video's labels) are removed before the softmax; the background
-    # column, where the head has one, stays. False: all classes (official).
+    # column, where the head has one, stays. False: all classes (official). Measured harmful (RESULTS.md).
     label_mask: bool = False
-    # "uniform": every snippet counts the same (official); "confidence": each snippet's term is weighted by the
-    # teacher's confidence, 1 - normalised entropy of T^f at the distillation temperature.
-    weighting: str = attrs.field(default="uniform", validator=in_(("uniform", "confidence")))
-    # "all": distil the whole TCAM distribution, background column included (official); "classes": for heads with
-    # a background column, distil only the distribution over the C action classes (which class, not where).
-    target: str = attrs.field(default="all", validator=in_(("all", "classes")))
+    # "confidence" (default): each snippet's term is weighted by the teacher's confidence, 1 - normalised entropy of
+    # T^f at the distillation temperature; "uniform": every snippet counts the same (official).
+    weighting: str = attrs.field(default="confidence", validator=in_(("uniform", "confidence")))
 
 
 @attrs.frozen(kw_only=True)
@@ -80,7 +82,9 @@ class FusionConfig:
 
     pseudo_label_intra: float = attrs.field(default=0.8, validator=and_(ge(0), le(1)))  # T^f = 0.8 T^a + 0.2 T^e
     test_main: float = attrs.field(default=0.6, validator=and_(ge(0), le(1)))  # inference: 0.6 main + 0.4 intra
-    use_intra_at_test: bool = True
+    # False (default): the main branch alone at test, which the ensemble teacher has distilled the fusion into;
+    # True: 0.6 main + 0.4 intra (official; it spreads the CAS of heads whose intra branch localises worse).
+    use_intra_at_test: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -100,6 +104,14 @@ class RSKPConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> "RSKPConfig":
         return load_yaml(cls, path)
+
+    @classmethod
+    def official(cls) -> "RSKPConfig":
+        """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
+        branches alone, every snippet weighted alike, and main fused with intra at test (``--set`` keys:
+        rskp.teacher.source=propagated rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true)."""
+        return cls(teacher=TeacherConfig(source="propagated", weighting="uniform"),
+                   fusion=FusionConfig(use_intra_at_test=True))
 
 
 def _field_types(cls: type) -> dict[str, Any]:

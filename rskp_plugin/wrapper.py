@@ -268,10 +268,7 @@ class RSKPWrapper(nn.Module):
             tau = self.distillation_temperature
             weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
             alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
-            student = main.tcam
-            if cfg.teacher.target == "classes":
-                student, teacher = student[..., : head.num_classes], teacher[..., : head.num_classes]
-            losses["distill"] = alpha * distillation(student, teacher, mask, temperature=tau, weights=weights)
+            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)

@@ -27,6 +27,8 @@ from rskp_plugin.localization import preset
 from rskp_plugin.wrapper import RSKPWrapper
 
 HEADS = ("facnet", "stpn", "bm", "wum")
+# the official code's teacher and test-time fusion (RSKPConfig.official()), whose formulas these tests spell out
+OFFICIAL = ("rskp.teacher.source=propagated", "rskp.teacher.weighting=uniform", "rskp.fusion.use_intra_at_test=true")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def _batch(dataset):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_branch_outputs_keep_the_prediction_and_give_the_teacher(head, datasets) -> None:
-    trainer = train_epochs(config(head, "rskp.memory.warmup_epochs=0"), datasets, 2)
+    trainer = train_epochs(config(head, "rskp.memory.warmup_epochs=0", *OFFICIAL), datasets, 2)
     model = trainer.model.eval()
     assert model.memory_ready
     features, mask, labels = _batch(datasets.test)
@@ -91,7 +93,7 @@ def test_the_teacher_follows_the_teacher_options(head, warm, datasets) -> None:
 
 
 def test_the_teacher_is_the_intra_branch_during_warmup(datasets) -> None:
-    trainer = train_epochs(config("facnet", "rskp.memory.warmup_epochs=5"), datasets, 1)
+    trainer = train_epochs(config("facnet", "rskp.memory.warmup_epochs=5", *OFFICIAL), datasets, 1)
     features, mask, labels = _batch(datasets.test)
     b = trainer.model.eval().branch_outputs(features, mask, labels)
     assert b.teacher_rule == "intra" and b.teacher is b.output.intra and b.output.inter is None
