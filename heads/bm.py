@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_gaussian_smooth, masked_mean, masked_sum, relu_dropout
+from rskp_plugin.functional import embed_linear, masked_gaussian_smooth, masked_mean, masked_sum, stack_affine
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.shapes import as_mask, expect
 
 
 def bm_localization() -> LocalizationSettings:
@@ -124,9 +124,7 @@ class BMHead(nn.Module):
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
-        sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
-        mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
+        return embed_linear(features, mask, self.embedding, self.dropout.p, self.training)
 
     def classify(self, x: Tensor) -> Tensor:
         """S = W x + b over C+1 classes, snippet-wise. x (..., d) -> (..., C+1)."""
@@ -164,8 +162,7 @@ class BMHead(nn.Module):
 
     def _stem(self) -> tuple[Tensor, Tensor]:
         """The affine maps BM applies to x, stacked (attention input, classifier, cluster): (h, d), (h,)."""
-        layers = self._layers()
-        return torch.cat([l.weight for l in layers]), torch.cat([l.bias for l in layers])
+        return stack_affine(self._layers())
 
     def _from_products(self, products: Tensor, mask: Tensor) -> HeadOutput:
         """Everything after the affine maps: products (B, T, h) = x W_stem^T + b_stem, mask (B, T) -> HeadOutput."""

@@ -14,11 +14,11 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import relu_dropout
+from rskp_plugin.functional import embed_linear
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
+from rskp_plugin.shapes import as_mask, expect
 
 
 def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tensor:
@@ -85,9 +85,7 @@ class FACNetHead(nn.Module):
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
-        sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
-        mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
+        return embed_linear(features, mask, self.embedding, self.dropout.p, self.training)
 
     def classify(self, x: Tensor) -> Tensor:
         """TCAM logits S = s cos(x, A), snippet-wise (heads.md 1.3 step 1). x (..., d) -> (..., C+1)."""

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rskp_plugin._shapes import as_mask, expect
-from rskp_plugin.functional import masked_sum, relu_dropout
+from rskp_plugin.functional import embed_linear, masked_sum, stack_affine
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.shapes import as_mask, expect
 
 
 def stpn_localization() -> LocalizationSettings:
@@ -89,9 +89,7 @@ class STPNHead(nn.Module):
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
-        sizes = expect(features, "B T D", name="features", sizes={"D": self.feature_dim})
-        mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-        return relu_dropout(self.embedding(features), self.dropout.p, self.training, mask)
+        return embed_linear(features, mask, self.embedding, self.dropout.p, self.training)
 
     def classify(self, x: Tensor) -> Tensor:
         """T-CAM logits a_t = W x_t + b, snippet-wise. x (..., d) -> (..., C)."""
@@ -104,7 +102,7 @@ class STPNHead(nn.Module):
             video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
             (0 on padding); cas (B, T, C) = g_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md 3.4)
             gated by g = lambda (``"mean"``, ``"sum"``) or lambda / max_t lambda (``"attention"``); extras
-            ``video_logits`` (B, C) and ``score_cas`` (B, T, C) = g_t W x_t, the signal STPN scores proposals on
+            ``video_logits`` (B, C); score_cas (B, T, C) = g_t W x_t, the signal STPN scores proposals on
             (``localize(..., score_cas=...)``).
         """
         sizes = expect(x, "B T d", name="features", sizes={"d": self.embed_dim})
@@ -120,8 +118,7 @@ class STPNHead(nn.Module):
 
     def _stem(self) -> tuple[Tensor, Tensor]:
         """The affine maps STPN applies to x, stacked: attention's first layer, then the classifier: (h, d), (h,)."""
-        layers = (self.attention[0], self.classifier)
-        return torch.cat([l.weight for l in layers]), torch.cat([l.bias for l in layers])
+        return stack_affine((self.attention[0], self.classifier))
 
     def _from_products(self, products: Tensor, mask: Tensor) -> HeadOutput:
         """Everything after the affine maps: products (B, T, 256 + C), mask (B, T) -> HeadOutput."""
@@ -140,8 +137,8 @@ class STPNHead(nn.Module):
             gate = lam / lam.amax(dim=1, keepdim=True).clamp(min=self.attention_eps)
         cas = gate[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
         score_cas = gate[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
-        return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas,
-                          {"video_logits": video_logits, "score_cas": score_cas})
+        return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas, {"video_logits": video_logits},
+                          score_cas=score_cas)
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
         """L_class = BCE-with-logits(video logits, y), mean over B x C (heads.md 3.2). labels (B, C) multi-hot."""

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rskp_plugin._shapes import as_mask, expect
 from rskp_plugin.functional import dropout, masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.shapes import as_mask, expect
 
 
 def wum_localization() -> LocalizationSettings:

@@ -1,6 +1,6 @@
 """``rskp-bench``: the paper's Table 6 for one head or all of them (head alone vs head wrapped by RSKP).
 
-For every seed, the head alone (``PlainHead``) and the head inside ``RSKPWrapper`` are trained on the same videos
+For every seed, the head alone (``HeadOnlyModel``) and the head inside ``RSKPWrapper`` are trained on the same videos
 with the same seed (so the head starts from the same weights) and the same recipe; the table shows detection
 mAP at IoU 0.1 ... 0.7 and their average, mean +- sample standard deviation over seeds, and the gain of RSKP
 (computed per seed, then averaged). Which evaluation a row reports is the recipe's ``train.selection``: by

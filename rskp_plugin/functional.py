@@ -1,9 +1,14 @@
-"""Masked temporal pooling shared by heads and losses. mask (B, T) is True on real snippets, False on padding."""
+"""Masked temporal pooling and the embedding/affine stems shared by heads and losses (public: third-party heads
+use them as the built-in ones do). mask (B, T) is True on real snippets, False on padding."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from .shapes import as_mask, expect
 
 
 def valid_lengths(mask: Tensor) -> Tensor:
@@ -154,3 +159,29 @@ def relu_dropout(y: Tensor, p: float, training: bool, mask: Tensor) -> Tensor:
     if not training or p == 0.0:
         return torch.relu(y) * mask[..., None].to(y.dtype)
     return _DropoutMultiplier.apply(y, float(p), True, mask)
+
+
+def embed_linear(features: Tensor, mask: Tensor | None, layer: nn.Linear, p: float, training: bool) -> Tensor:
+    """The embedding stem of FAC-Net, STPN and BM: X = Dropout(ReLU(W_e F + b_e)), zero on padding (``relu_dropout``).
+
+    Args:
+        features: (B, T, D) backbone features, D = ``layer.in_features`` (checked).
+        mask: (B, T) bool, True on real snippets (None: all real).
+        layer: the embedding ``nn.Linear(D, d)``.
+        p: dropout probability in [0, 1); training: draw dropout only in training mode.
+
+    Returns:
+        (B, T, d).
+    """
+    sizes = expect(features, "B T D", name="features", sizes={"D": layer.in_features})
+    mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
+    return relu_dropout(layer(features), p, training, mask)
+
+
+def stack_affine(layers: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:
+    """The affine maps a head applies to its input x, stacked into one: (sum h_i, d) weight and (sum h_i,) bias.
+
+    One product ``F.linear(x, *stack_affine(layers))`` then serves every layer (``protocols.affine_branches``
+    shares it between RSKP's branches); ``split([l.out_features for l in layers], dim=-1)`` recovers each.
+    """
+    return torch.cat([layer.weight for layer in layers]), torch.cat([layer.bias for layer in layers])

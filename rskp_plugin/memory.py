@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._shapes import expect
+from .shapes import expect
 
 
 class MemoryBank(nn.Module):

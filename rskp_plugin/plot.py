@@ -197,7 +197,6 @@ def trace_videos(model: Any, dataset: Any, *, names: Sequence[str] | None = None
 
     from .engine.diagnostics import collect_branches
     from .localization import localize
-    from .protocols import localization_settings
 
     if names is not None:
         for name in names:
@@ -216,7 +215,7 @@ def trace_videos(model: Any, dataset: Any, *, names: Sequence[str] | None = None
             order = np.arange(len(videos))
         names = [videos[i].name for i in order[:num_videos]]
     chosen = [index[n] for n in names]
-    settings = localization_settings(getattr(model, "head", model))
+    settings = model.traits.settings
     detections = localize(
         [videos[i].name for i in chosen], [fused[0][i] for i in chosen], [fused[1][i] for i in chosen],
         None if fused[2] is None else [fused[2][i] for i in chosen], settings, list(dataset.class_names),

@@ -21,7 +21,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-from ._shapes import expect, expect_finite
+from .shapes import expect, expect_finite
 from .errors import ShapeError
 from .protocols import Propagated
 

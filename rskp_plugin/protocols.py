@@ -6,7 +6,7 @@ head has a background class, which is then the last column).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
@@ -25,6 +25,9 @@ class HeadOutput(NamedTuple):
         attention: (B, T) foreground attention / actionness in [0, 1], or None if the head has none.
         cas: (B, T, C) class activation sequence that localisation thresholds.
         extras: tensors a head's own losses need beyond the above (e.g. feature magnitudes); may be empty.
+        score_cas: (B, T, C) the signal proposals are scored on when a head scores them on something other than
+            ``cas`` (STPN's weighted T-CAM, heads.md 3.4), else None. The wrapper fuses it over branches like the
+            CAS; localisation passes it on (``localize(..., score_cas=...)``).
     """
 
     video_scores: Tensor
@@ -32,6 +35,7 @@ class HeadOutput(NamedTuple):
     attention: Tensor | None
     cas: Tensor
     extras: dict[str, Tensor] = {}
+    score_cas: Tensor | None = None
 
 
 class Propagated(NamedTuple):
@@ -117,6 +121,7 @@ class Head(Protocol):
     """
 
     num_classes: int
+    embed_dim: int  # d: the size of what ``embed`` returns (the summariser and memory bank are built for it)
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """Learnable embedding of frozen backbone features: (B, T, D), mask (B, T) -> (B, T, d), zero on padding."""
@@ -138,12 +143,97 @@ class Head(Protocol):
         """The head's own extra loss terms, already weighted (main branch only); may be empty."""
         ...
 
-    # Optional, for speed: ``forward_branches(x, mask, walked) -> [HeadOutput, ...]`` where ``walked`` is a list of
-    # ``rskp_plugin.propagation.Propagated`` (the BiRW outputs F* = s F + Z M kept factored). It must return
-    # ``[self(x, mask)] + [self(p.dense(), mask) for p in walked]`` (``check_head`` compares them) and may share
-    # its products over x between the branches (``Propagated.linear``, ``.pool``, ``.squared_norms``). A head
-    # whose forward draws dropout or applies a non-linearity to x before its first linear map cannot share them
-    # and should not define it.
+    # Optional parts: see ``HeadTraits`` (attributes) and ``FusesBranches``, ``ForwardsBranches``,
+    # ``ScoresRepresentatives`` (methods); ``head_traits`` resolves them once, when a model is built.
+
+
+@runtime_checkable
+class ForwardsBranches(Protocol):
+    """Optional, for speed: the head on F and on every walked F* at once, sharing its products over F.
+
+    ``forward_branches(x, mask, walked)`` must return ``[self(x, mask)] + [self(p.dense(), mask) for p in walked]``
+    (``check_head`` compares them) and may share its products over x between the branches (``Propagated.linear``,
+    ``.pool``, ``.squared_norms``). A head whose forward draws dropout or applies a non-linearity to x before its
+    first linear map cannot share them and should not define it.
+    """
+
+    def forward_branches(self, x: Tensor, mask: Tensor, walked: Sequence[Propagated]) -> list[HeadOutput]:
+        """x (B, T, d), mask (B, T), walked: the BiRW outputs kept factored -> [main, one per walk]."""
+        ...
+
+
+@runtime_checkable
+class FusesBranches(Protocol):
+    """Optional: the head's own test-time fusion of branch outputs (default: a weighted sum of video scores, TCAM
+    and CAS with the first branch's attention). ``score_cas`` is fused by the wrapper, whatever ``fuse`` returns."""
+
+    def fuse(self, outputs: Sequence[HeadOutput], weights: Sequence[float]) -> HeadOutput:
+        """outputs[0] is the main branch; weights sum to 1. Shapes as in ``Head.__call__``."""
+        ...
+
+
+@runtime_checkable
+class ScoresRepresentatives(Protocol):
+    """Optional: class probabilities of representative snippets, used to rank memory bank entries (default:
+    softmax of ``classify`` over the action classes)."""
+
+    def representative_scores(self, reps: Tensor) -> Tensor:
+        """reps (B, n, d) -> (B, n, C) probabilities in [0, 1]."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class HeadTraits:
+    """What a head declares beyond the required ``Head`` protocol, resolved once by ``head_traits``.
+
+    Attributes:
+        localization: the head's ``localization`` attribute (a ``LocalizationSettings``) or None for the RSKP
+            defaults; ``settings`` gives the one to use.
+        attention_normalization: the head's ``attention_normalization`` (default True): whether the wrapper adds
+            beta * L_att on the main branch's attention.
+        distillation_temperature: the head's ``distillation_temperature`` (tau of eq. 7), or None for the
+            official 0.2 (a config value overrides both).
+        fuse: the head defines ``fuse`` (``FusesBranches``).
+        forward_branches: the head defines ``forward_branches`` (``ForwardsBranches``).
+        representative_scores: the head defines ``representative_scores`` (``ScoresRepresentatives``).
+    """
+
+    localization: Any = None
+    attention_normalization: Any = True
+    distillation_temperature: Any = None
+    fuse: bool = False
+    forward_branches: bool = False
+    representative_scores: bool = False
+
+    @property
+    def settings(self) -> "LocalizationSettings":
+        """The localisation settings the head asks for, or the RSKP defaults if it declares none."""
+        from .localization import LocalizationSettings
+
+        return self.localization if self.localization is not None else LocalizationSettings()
+
+
+# The only place that looks a head's optional parts up by name: everything else reads ``HeadTraits``.
+_TRAIT_DEFAULTS = {"localization": None, "attention_normalization": True, "distillation_temperature": None}
+
+
+def head_traits(head: Any) -> HeadTraits:
+    """The optional parts ``head`` declares (``HeadTraits``); models resolve them once, when built."""
+    declared = {name: getattr(head, name, default) for name, default in _TRAIT_DEFAULTS.items()}
+    return HeadTraits(
+        **declared,
+        fuse=isinstance(head, FusesBranches),
+        forward_branches=isinstance(head, ForwardsBranches),
+        representative_scores=isinstance(head, ScoresRepresentatives),
+    )
+
+
+def missing_head_parts(head: Any) -> tuple[list[str], list[str]]:
+    """The required ``Head`` parts ``head`` lacks: (int attributes, methods), each in protocol order."""
+    attributes = [a for a in ("num_classes", "embed_dim") if not isinstance(getattr(head, a, None), int)]
+    methods = [m for m in ("embed", "classify", "classification_loss", "auxiliary_loss")
+               if not callable(getattr(head, m, None))]
+    return attributes, methods
 
 
 @attrs.frozen(kw_only=True)
@@ -167,7 +257,4 @@ class HeadSpec:
 
 def localization_settings(head: Any) -> "LocalizationSettings":
     """The localisation settings a head asks for, or the RSKP defaults if it declares none."""
-    from .localization import LocalizationSettings
-
-    settings = getattr(head, "localization", None)
-    return settings if settings is not None else LocalizationSettings()
+    return head_traits(head).settings

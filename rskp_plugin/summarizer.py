@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._shapes import as_mask, expect
+from .shapes import as_mask, expect
 from .propagation import _EPS, _affinity_parts, _float32, column_normalize
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from .protocols import HeadOutput
+from .protocols import HeadOutput, head_traits, missing_head_parts
 
 CHECKS = (
     "structure",
@@ -123,16 +123,14 @@ def _check_structure(factory: Callable[..., Any], case: _Case, c: int, d_in: int
     head = factory(num_classes=c, feature_dim=d_in)
     if not isinstance(head, torch.nn.Module):
         _fail(f"the factory must return a torch.nn.Module, got {type(head).__name__}")
-    for attr in ("num_classes", "embed_dim"):
-        if not isinstance(getattr(head, attr, None), int):
-            _fail(f"the head needs an int attribute {attr!r}")
+    attributes, missing = missing_head_parts(head)
+    if attributes:
+        _fail(f"the head needs an int attribute {attributes[0]!r}")
     if head.num_classes != c:
         _fail(f"num_classes is {head.num_classes}, but the factory was asked for {c}")
-    methods = ("embed", "classify", "classification_loss", "auxiliary_loss")
-    missing = [m for m in methods if not callable(getattr(head, m, None))]
     if missing:
         _fail(f"missing methods: {', '.join(missing)}")
-    settings = getattr(head, "localization", None)
+    settings = head_traits(head).localization
     if settings is not None:
         from .localization import LocalizationSettings
 
@@ -248,23 +246,22 @@ def _check_classify(factory: Callable[..., Any], case: _Case, c: int, d_in: int,
 
 def _check_optional(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
     head = factory(num_classes=c, feature_dim=d_in).eval()
-    flag = getattr(type(head), "attention_normalization", True)
+    traits = head_traits(head)
+    flag = traits.attention_normalization
     if not isinstance(flag, bool):
         _fail(f"attention_normalization must be a bool class attribute, got {flag!r}")
     with torch.no_grad():
         _, out = _run(head, case.features, case.mask)
-        scorer = getattr(head, "representative_scores", None)
-        if scorer is not None:
+        if traits.representative_scores:
             reps = torch.randn(2, 5, head.embed_dim, generator=torch.Generator().manual_seed(3))  # (B, n, d)
-            scores = scorer(reps)
+            scores = head.representative_scores(reps)
             if tuple(scores.shape) != (2, 5, c):
                 _fail(f"representative_scores maps (B, n, d) = (2, 5, {head.embed_dim}) to {tuple(scores.shape)}, "
                       f"expected (B, n, C) = (2, 5, {c})")
             if not bool(((scores >= 0) & (scores <= 1)).all()):
                 _fail("representative_scores must be probabilities in [0, 1]")
-        fuse = getattr(head, "fuse", None)
-        if fuse is not None:
-            fused = fuse([out, out], [0.6, 0.4])
+        if traits.fuse:
+            fused = head.fuse([out, out], [0.6, 0.4])
             if not isinstance(fused, HeadOutput):
                 _fail(f"fuse must return a HeadOutput, got {type(fused).__name__}")
             for name, value in _fields(out).items():
@@ -277,8 +274,7 @@ def _check_optional(factory: Callable[..., Any], case: _Case, c: int, d_in: int,
 def _check_factored(factory: Callable[..., Any], case: _Case, c: int, d_in: int, atol: float, rtol: float) -> None:
     """``forward_branches`` (optional) equals the head on each walked feature tensor, values and gradients."""
     head = factory(num_classes=c, feature_dim=d_in).double().eval()
-    own = getattr(head, "forward_branches", None)
-    if own is None:
+    if not head_traits(head).forward_branches:
         return
     from .propagation import birw_factors
 
@@ -290,7 +286,7 @@ def _check_factored(factory: Callable[..., Any], case: _Case, c: int, d_in: int,
     memory_mask = torch.rand(batch, 6, generator=gen) < 0.7
     walked = [birw_factors(feats, reps, 0.5, 5.0, case.mask),
               birw_factors(feats, memory, 0.5, 5.0, case.mask, reps_mask=memory_mask)]
-    fast = list(own(feats, case.mask, walked))
+    fast = list(head.forward_branches(feats, case.mask, walked))
     slow = [head(feats, case.mask)] + [head(w.dense(), case.mask) for w in walked]
     if len(fast) != len(slow):
         _fail(f"forward_branches returned {len(fast)} outputs for 2 walks; expected 3 (main first)")

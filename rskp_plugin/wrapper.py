@@ -12,108 +12,52 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+import warnings
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
 
-from ._shapes import as_mask, expect, expect_finite
 from .config import RSKPConfig
-from .errors import ShapeError
-from .losses import attention_normalization, distillation, teacher_confidence
+from .losses import distillation, teacher_confidence
 from .memory import MemoryBank
+from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
 from .propagation import birw_walks
-from .protocols import Head, HeadOutput, Propagated
+from .protocols import Head, HeadOutput, HeadTraits, Propagated, head_traits
 from .summarizer import EMSummarizer
 
-
-class RSKPOutput(NamedTuple):
-    """Everything one forward returns (the same type in training and inference).
-
-    Attributes:
-        video_scores: (B, C) inference video scores (main fused with intra, as configured).
-        cas: (B, T, C) inference class activation sequence.
-        attention: (B, T) main-branch attention, or None.
-        main, intra, inter: the branch outputs (intra/inter None where the branch did not run).
-        representatives: (B, n, d) online representative snippets mu^a, or None.
-        losses: named, weighted loss terms (empty without labels).
-        loss: their sum, or None without labels.
-    """
-
-    video_scores: Tensor
-    cas: Tensor
-    attention: Tensor | None
-    main: HeadOutput
-    intra: HeadOutput | None
-    inter: HeadOutput | None
-    representatives: Tensor | None
-    losses: dict[str, Tensor]
-    loss: Tensor | None
-
-
-class Branches(NamedTuple):
-    """Every prediction of one inference pass, for diagnostics (``RSKPWrapper.branch_outputs``).
-
-    Attributes:
-        output: what ``forward(features, mask)`` returns, the same numbers (the fused prediction the run reports),
-            with ``inter`` filled in where labels were given and the memory bank is ready.
-        teacher: the distillation teacher as a prediction (its ``tcam`` is exactly the pseudo-label TCAM; see
-            ``RSKPWrapper.branch_outputs``), or None for the head alone.
-        teacher_rule: how the teacher's CAS was made: "intra" (memory not ready: the teacher is the intra branch),
-            "head" (the head's own rules, exact) or "softmax" (softmax(T)[..., :C] x attention); "" without RSKP.
-    """
-
-    output: "RSKPOutput"
-    teacher: HeadOutput | None
-    teacher_rule: str
-
-
-def _validate(head: Head, features: Tensor, mask: Tensor | None, labels: Tensor | None) -> tuple[Tensor, Tensor]:
-    sizes = expect(features, "B T D", name="features")
-    if sizes["T"] == 0:
-        raise ShapeError("features have no snippets (T = 0); drop empty videos before the forward pass")
-    expect_finite(features, name="features")
-    mask = as_mask(mask, sizes["B"], sizes["T"], features.device)
-    if not bool(mask.any(dim=1).all()):
-        raise ShapeError("a video in the batch has no real snippet (its mask row is all False); drop empty videos")
-    if labels is not None:
-        expect(labels, "B C", name="labels", sizes={"B": sizes["B"], "C": head.num_classes})
-    return features, mask
+__all__ = ["Branches", "HeadOnlyModel", "RSKPOutput", "RSKPWrapper", "fuse_outputs"]
 
 
 def _weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
     return sum((w * t for t, w in zip(tensors[1:], weights[1:])), weights[0] * tensors[0])
 
 
-def fuse_outputs(head: Head, outputs: list[HeadOutput], weights: list[float]) -> HeadOutput:
-    """Test-time fusion of branch outputs: the head's own ``fuse`` if it has one, else a weighted sum of
-    video scores, CAS and TCAM logits with the first branch's attention."""
+def fuse_outputs(head: Head, outputs: list[HeadOutput], weights: list[float],
+                 traits: HeadTraits | None = None) -> HeadOutput:
+    """Test-time fusion of branch outputs, the one place branches are fused: the head's own ``fuse`` if it has
+    one, else a weighted sum of video scores, CAS and TCAM logits with the first branch's attention; either way
+    ``score_cas`` is the weighted sum of the branches' (the first branch's where another has none, None where the
+    first has none). ``traits``: the head's, where the caller resolved them already."""
     if len(outputs) == 1:
         return outputs[0]
-    own = getattr(head, "fuse", None)
-    if own is not None:
-        return own(outputs, weights)
+    traits = head_traits(head) if traits is None else traits
     first = outputs[0]
-    return HeadOutput(
-        video_scores=_weighted_sum([o.video_scores for o in outputs], weights),
-        tcam=_weighted_sum([o.tcam for o in outputs], weights),
-        attention=first.attention,
-        cas=_weighted_sum([o.cas for o in outputs], weights),
-        extras=first.extras,
-    )
-
-
-def _head_losses(head: Head, main: HeadOutput, labels: Tensor, mask: Tensor, config: RSKPConfig) -> dict[str, Tensor]:
-    """Losses of the main branch that do not depend on RSKP: the head's own terms and L_att."""
-    losses = {"cls/main": head.classification_loss(main, labels, mask)}
-    for name, value in head.auxiliary_loss(main, labels, mask).items():
-        losses[f"aux/{name}"] = value
-    beta = config.losses.attention_normalization
-    if beta > 0 and main.attention is not None and getattr(head, "attention_normalization", True):
-        losses["att_norm"] = beta * attention_normalization(
-            main.attention, mask, ratio=config.losses.attention_topk_ratio
+    if traits.fuse:
+        fused = head.fuse(outputs, weights)  # type: ignore[attr-defined]
+    else:
+        fused = HeadOutput(
+            video_scores=_weighted_sum([o.video_scores for o in outputs], weights),
+            tcam=_weighted_sum([o.tcam for o in outputs], weights),
+            attention=first.attention,
+            cas=_weighted_sum([o.cas for o in outputs], weights),
+            extras=first.extras,
         )
-    return losses
+    signals = [o.score_cas for o in outputs]
+    score_cas = first.score_cas
+    if score_cas is not None and all(x is not None for x in signals):
+        score_cas = _weighted_sum(signals, weights)  # type: ignore[arg-type]
+    return fused._replace(score_cas=score_cas)
 
 
 class RSKPWrapper(nn.Module):
@@ -132,13 +76,7 @@ class RSKPWrapper(nn.Module):
     def __init__(self, head: Head, config: RSKPConfig | None = None) -> None:
         super().__init__()
         config = RSKPConfig() if config is None else config
-        missing = [a for a in ("num_classes", "embed_dim") if not isinstance(getattr(head, a, None), int)]
-        missing += [m for m in ("embed", "classify", "classification_loss", "auxiliary_loss") if not hasattr(head, m)]
-        if missing or not callable(head):
-            raise TypeError(
-                f"{type(head).__name__} does not follow the Head protocol (rskp_plugin.Head): missing "
-                f"{', '.join(missing) or '__call__'}; int attributes num_classes and embed_dim are required too"
-            )
+        self.traits = check_head(head)  # the head's optional parts, resolved once
         self.head = head
         self.config = config
         s = config.summarizer
@@ -153,7 +91,8 @@ class RSKPWrapper(nn.Module):
         configured = self.config.losses.distillation_temperature
         if configured is not None:
             return configured
-        return float(getattr(self.head, "distillation_temperature", 0.2))
+        declared = self.traits.distillation_temperature
+        return float(declared if declared is not None else 0.2)
 
     @property
     def memory_ready(self) -> bool:
@@ -162,9 +101,8 @@ class RSKPWrapper(nn.Module):
 
     def representative_scores(self, reps: Tensor) -> Tensor:
         """Class probabilities of representative snippets (B, n, d) -> (B, n, C), used to rank memory entries."""
-        own = getattr(self.head, "representative_scores", None)
-        if own is not None:
-            return own(reps)
+        if self.traits.representative_scores:
+            return self.head.representative_scores(reps)  # type: ignore[attr-defined]
         return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
 
     def pseudo_labels(
@@ -212,16 +150,16 @@ class RSKPWrapper(nn.Module):
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        own = getattr(head, "forward_branches", None) if self.config.factored_branches else None
-        if own is None:
+        if not (self.traits.forward_branches and self.config.factored_branches):
             return [head(feats, mask)] + [head(p.dense(), mask) for p in walked]
-        return list(own(feats, mask, walked))
+        return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
 
     def _fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
         """The test-time prediction: main fused with intra (``config.fusion``), or main alone."""
         cfg = self.config
         if cfg.fusion.use_intra_at_test:
-            return fuse_outputs(self.head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main])
+            return fuse_outputs(self.head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main],
+                                self.traits)
         return main
 
     def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
@@ -235,7 +173,7 @@ class RSKPWrapper(nn.Module):
         Returns:
             RSKPOutput.
         """
-        features, mask = _validate(self.head, features, mask, labels)
+        features, mask = validate_inputs(self.head, features, mask, labels)
         head, cfg = self.head, self.config
         feats = self._embed(features, mask)  # (B, T, d)
         reps = self.summarizer(feats, mask)  # (B, n, d)
@@ -259,7 +197,7 @@ class RSKPWrapper(nn.Module):
         losses: dict[str, Tensor] = {}
         loss = None
         if labels is not None:
-            losses = _head_losses(head, main, labels, mask, cfg)
+            losses = head_losses(head, self.traits, main, labels, mask, cfg)
             lc = cfg.losses
             losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
             if inter is not None:
@@ -272,7 +210,8 @@ class RSKPWrapper(nn.Module):
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)
-        return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss)
+        return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss,
+                          fused.score_cas)
 
     @torch.no_grad()
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
@@ -299,7 +238,7 @@ class RSKPWrapper(nn.Module):
         Returns:
             Branches.
         """
-        features, mask = _validate(self.head, features, mask, labels)
+        features, mask = validate_inputs(self.head, features, mask, labels)
         cfg = self.config
         feats = self._embed(features, mask)  # (B, T, d)
         reps = self.summarizer(feats, mask)  # (B, n, d)
@@ -313,7 +252,8 @@ class RSKPWrapper(nn.Module):
             (walk_e,) = birw_walks(feats, [(mem.to(feats.dtype), mem_mask)], cfg.walk_weight, cfg.walk_temperature,
                                    mask, check_finite=False)
         inter, teacher, rule = self._teacher(feats, mask, labels, main, intra, walk_a, walk_e)
-        output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None)
+        output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None,
+                            fused.score_cas)
         return Branches(output, teacher, rule)
 
     def _teacher(self, feats: Tensor, mask: Tensor, labels: Tensor | None, main: HeadOutput, intra: HeadOutput,
@@ -350,8 +290,7 @@ class RSKPWrapper(nn.Module):
             probs = torch.softmax(target.float(), dim=-1)[..., : self.head.num_classes].to(on_blend.cas.dtype)
             attention = on_blend.attention
             cas = probs * attention[..., None] if attention is not None else probs
-            extras = {k: v for k, v in on_blend.extras.items() if k != "score_cas"}  # score the recomputed CAS
-            teacher, rule = on_blend._replace(tcam=target, cas=cas, extras=extras), "softmax"
+            teacher, rule = on_blend._replace(tcam=target, cas=cas, score_cas=None), "softmax"  # score the new CAS
         return inter, teacher, rule
 
     @torch.no_grad()
@@ -366,55 +305,22 @@ class RSKPWrapper(nn.Module):
         self.memory.reset()
         try:
             for features, mask, labels in batches:
-                features, mask = _validate(self.head, features, mask, labels)
+                features, mask = validate_inputs(self.head, features, mask, labels)
                 reps = self.summarizer(self._embed(features, mask), mask)
                 self.memory.update(reps, self.representative_scores(reps), labels)
         finally:
             self.train(was_training)
         self.memory.ready.fill_(self.config.memory.enabled)
 
-    @torch.inference_mode()
     def predict(self, features: Tensor, mask: Tensor | None = None) -> RSKPOutput:
         """Inference in eval mode: fused video scores (B, C) and CAS (B, T, C); the caller's mode is restored."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(features, mask)
-        finally:
-            self.train(was_training)
+        return predict(self, features, mask)
 
 
-class PlainHead(nn.Module):
-    """The head alone, with the same forward/RSKPOutput API (the "without RSKP" rows of Table 6).
+def __getattr__(name: str) -> Any:
+    if name == "PlainHead":  # the old name: it is a whole model, not a head
+        warnings.warn("PlainHead is deprecated: use rskp_plugin.model.HeadOnlyModel", DeprecationWarning, stacklevel=2)
+        return HeadOnlyModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    Its loss is the head's classification and auxiliary losses plus beta * L_att where the head has attention
-    (the same main-branch terms RSKPWrapper uses), so the comparison isolates RSKP's additions.
-    """
 
-    memory = None
-    memory_ready = False
-
-    def __init__(self, head: Head, config: RSKPConfig | None = None) -> None:
-        super().__init__()
-        self.head = head
-        self.config = RSKPConfig() if config is None else config
-
-    def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
-        features, mask = _validate(self.head, features, mask, labels)
-        main = self.head(self.head.embed(features, mask), mask)
-        losses: dict[str, Tensor] = {}
-        loss = None
-        if labels is not None:
-            losses = _head_losses(self.head, main, labels, mask, self.config)
-            loss = torch.stack(list(losses.values())).sum()
-        return RSKPOutput(main.video_scores, main.cas, main.attention, main, None, None, None, losses, loss)
-
-    def initialize_memory(self, batches: Iterable) -> None:
-        """No memory without RSKP; present so training loops treat both models alike."""
-
-    @torch.no_grad()
-    def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
-        """``RSKPWrapper.branch_outputs`` for the head alone: its one branch (main), no teacher."""
-        return Branches(self(features, mask), None, "")
-
-    predict = RSKPWrapper.predict

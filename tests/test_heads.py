@@ -188,7 +188,7 @@ def test_stpn_forward_and_losses_match_hand_computed(stpn):
         psi = lam[:, None] * sigmoid(xb @ W3[:3].T)  # localisation uses the bias-free T-CAM
         np.testing.assert_allclose(out.cas[b, :n].numpy(), psi, atol=1e-12)
         score = lam[:, None] * (xb @ W3[:3].T)  # proposals are scored on the raw T-CAM weighted by attention
-        np.testing.assert_allclose(out.extras["score_cas"][b, :n].numpy(), score, atol=1e-12)
+        np.testing.assert_allclose(out.score_cas[b, :n].numpy(), score, atol=1e-12)
         y = labels[b].numpy()
         bce.append(-np.mean(y * np.log(sigmoid(logits)) + (1 - y) * np.log(1 - sigmoid(logits))))
         sparsity.append(np.abs(lam).sum())
@@ -219,7 +219,7 @@ def test_stpn_attention_pooling_normalises_by_the_attention(stpn):
         np.testing.assert_allclose(out.extras["video_logits"][b].numpy(), logits, atol=1e-12)
         gate = lam / lam.max()
         np.testing.assert_allclose(out.cas[b, :n].numpy(), gate[:, None] * sigmoid(xb @ W3[:3].T), atol=1e-12)
-        np.testing.assert_allclose(out.extras["score_cas"][b, :n].numpy(), gate[:, None] * (xb @ W3[:3].T), atol=1e-12)
+        np.testing.assert_allclose(out.score_cas[b, :n].numpy(), gate[:, None] * (xb @ W3[:3].T), atol=1e-12)
 
 
 def test_stpn_defaults_and_scores():

@@ -7,7 +7,7 @@ from _toy import ToyHead
 from rskp_plugin import RSKPConfig, RSKPWrapper
 from rskp_plugin.config import MemoryConfig
 from rskp_plugin.errors import ShapeError
-from rskp_plugin.wrapper import PlainHead
+from rskp_plugin.model import HeadOnlyModel
 
 
 def _batch(lengths, feature_dim=8, classes=3, seed=0, dtype=torch.float64):
@@ -171,7 +171,7 @@ def _separable(seed, videos=48, length=24, classes=3, dim=8):
     return x, torch.ones(videos, length, dtype=torch.bool), labels
 
 
-@pytest.mark.parametrize("wrap", [RSKPWrapper, PlainHead])
+@pytest.mark.parametrize("wrap", [RSKPWrapper, HeadOnlyModel])
 def test_toy_head_learns_a_separable_problem(wrap):
     torch.manual_seed(0)
     model = wrap(ToyHead(feature_dim=8, embed_dim=16))

@@ -151,9 +151,10 @@ def load_split(config: ExperimentConfig, which: str) -> Any:
 
 
 def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int) -> nn.Module:
-    """The head named by ``config.head``, wrapped by RSKP (``rskp_enabled``) or alone (``PlainHead``)."""
+    """The head named by ``config.head``, wrapped by RSKP (``rskp_enabled``) or alone (``HeadOnlyModel``)."""
     from ..plugins import create_head
-    from ..wrapper import PlainHead, RSKPWrapper
+    from ..model import HeadOnlyModel
+    from ..wrapper import RSKPWrapper
 
     options = dict(config.head.options)
     try:
@@ -167,4 +168,4 @@ def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int)
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else '?'}. "
             "Check head.options (--set head.options.KEY=VALUE) against the head's documented keywords"
         ) from exc
-    return RSKPWrapper(head, config.rskp) if config.rskp_enabled else PlainHead(head, config.rskp)
+    return RSKPWrapper(head, config.rskp) if config.rskp_enabled else HeadOnlyModel(head, config.rskp)

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, MissingDependencyError
-from .inference import EvalResult, forward_batches, fused_score_cas, score_detections
+from .inference import EvalResult, forward_batches, score_detections
 
 BRANCHES = ("fused", "main", "intra", "inter", "teacher")
 INTER_CLASSES = "ground_truth"  # which classes the inter branch reads the memory of at test time
@@ -74,8 +74,7 @@ def _arrays(out: Any, rows: int, lengths: list[int]) -> list[tuple[Any, Any, Any
     vs = out.video_scores.float().cpu().numpy()
     cs = out.cas.float().cpu().numpy()
     att = out.attention.float().cpu().numpy() if out.attention is not None else None
-    sc = out.extras.get("score_cas") if getattr(out, "extras", None) else None
-    sc = sc.float().cpu().numpy() if sc is not None else None
+    sc = out.score_cas.float().cpu().numpy() if out.score_cas is not None else None
     return [
         (vs[r], cs[r, :n], att[r, :n] if att is not None else None, sc[r, :n] if sc is not None else None)
         for r, n in zip(range(rows), lengths)
@@ -107,9 +106,8 @@ def collect_branches(
                 out = b.output
                 lengths = mask.sum(dim=1).tolist()
                 # the fused prediction exactly as ``collect_outputs`` reads it
-                sc = fused_score_cas(model, out)
                 fake = out.main._replace(video_scores=out.video_scores, cas=out.cas, attention=out.attention,
-                                         extras={"score_cas": sc} if sc is not None else {})
+                                         score_cas=out.score_cas)
                 for i, arrays in zip(idx, _arrays(fake, len(idx), lengths)):
                     for j in range(4):
                         fused[j][i] = arrays[j]
@@ -258,16 +256,13 @@ def evaluate_branches(
         localisation, in proportion to their number, plus their mAP)}.
     """
     from ..evaluation._io import load_ground_truth
-    from ..protocols import localization_settings
-
-    settings = localization_settings(getattr(model, "head", model))
+    settings = model.traits.settings
     fused_out, outputs, rule = collect_branches(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,
         label=f"evaluating on {label}",
     )
-    config = getattr(model, "config", None)
     copies = {}  # branches whose prediction is another one's: scored once
-    if "intra" not in outputs or (config is not None and not config.fusion.use_intra_at_test):
+    if "intra" not in outputs or not model.config.fusion.use_intra_at_test:
         copies["main"] = "fused"
     if rule == "intra":
         copies["teacher"] = "intra"

@@ -81,27 +81,12 @@ def forward_batches(
         )
 
 
-def fused_score_cas(model: nn.Module, out: Any) -> Tensor | None:
-    """The signal proposals are scored on when a head scores them on something other than its CAS (STPN's
-    ``extras["score_cas"]``, heads.md 3.4), fused over branches like the CAS: ``test_main`` x main + the rest x
-    intra. Shapes: (B, T, C) or None when the head has no such signal."""
-    main = out.main.extras.get("score_cas") if out.main is not None else None
-    if main is None:
-        return None
-    intra = out.intra.extras.get("score_cas") if getattr(out, "intra", None) is not None else None
-    config = getattr(model, "config", None)
-    if intra is not None and config is not None and config.fusion.use_intra_at_test:
-        w = config.fusion.test_main
-        return w * main + (1.0 - w) * intra
-    return main
-
-
 def collect_outputs(
     model: nn.Module, dataset: Any, *, collate: Callable[[Sequence[Any]], Any], device: torch.device,
     batch_size: int = 16, progress: Any = None, label: str = "evaluating",
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None], list[np.ndarray] | None]:
     """Inference outputs per video, in dataset order: video scores (C,), CAS (T, C), attention (T,) or None, and
-    the proposal-scoring signal (T, C) per video for heads that have one (``fused_score_cas``), else None."""
+    the proposal-scoring signal (T, C) per video for heads that have one (``RSKPOutput.score_cas``), else None."""
     n = len(dataset.videos)
     scores: list[Any] = [None] * n
     cas: list[Any] = [None] * n
@@ -119,8 +104,7 @@ def collect_outputs(
                 vs = out.video_scores.float().cpu().numpy()
                 cs = out.cas.float().cpu().numpy()
                 att = out.attention.float().cpu().numpy() if out.attention is not None else None
-                sc = fused_score_cas(model, out)
-                sc = sc.float().cpu().numpy() if sc is not None else None
+                sc = out.score_cas.float().cpu().numpy() if out.score_cas is not None else None
                 has_score_cas = has_score_cas or sc is not None
                 for row, (i, length) in enumerate(zip(idx, lengths)):
                     scores[i] = vs[row]
@@ -141,13 +125,10 @@ def predict_detections(
     batch_size: int = 16, progress: Any = None, label: str = "predicting",
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """ActivityNet-format detections for every video of ``dataset`` and the video scores (dataset order)."""
-    from ..protocols import localization_settings
-
     outputs = collect_outputs(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress, label=label
     )
-    head = getattr(model, "head", model)
-    return localize_outputs(outputs, dataset, localization_settings(head)), outputs[0]
+    return localize_outputs(outputs, dataset, model.traits.settings), outputs[0]
 
 
 def localize_outputs(outputs: tuple, dataset: Any, settings: Any) -> dict[str, Any]:

@@ -224,7 +224,7 @@ class Trainer:
 
     def _diverged(self, epoch: int, out: Any, names: list[str]) -> TrainingError:
         """The error for a non-finite loss: the epoch, the terms that went non-finite and what to try."""
-        bad = [f"{k}={float(v.detach()):g}" for k, v in sorted(getattr(out, "losses", {}).items())
+        bad = [f"{k}={float(v.detach()):g}" for k, v in sorted(out.losses.items())
                if not torch.isfinite(v.detach()).all()]
         terms = f"non-finite terms: {', '.join(bad)}" if bad else "no named term is non-finite"
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
@@ -238,8 +238,8 @@ class Trainer:
         """With several processes, memory bank updates made in the block are gathered and applied at its end
         (``distributed.gathered_memory_updates``); a no-op in one process, for models without a memory bank and,
         in training, before the bank is in use (no update then, on any rank)."""
-        memory = getattr(self.model, "memory", None)
-        if self.world_size <= 1 or memory is None or (training and not getattr(self.model, "memory_ready", False)):
+        memory = self.model.memory
+        if self.world_size <= 1 or memory is None or (training and not self.model.memory_ready):
             return contextlib.nullcontext()
         return distributed.gathered_memory_updates(memory, self.config.rskp.summarizer.num_representatives)
 
@@ -264,7 +264,7 @@ class Trainer:
         return (
             self.config.rskp_enabled
             and mem.enabled
-            and not getattr(self.model, "memory_ready", False)
+            and not self.model.memory_ready
             and self.epoch >= mem.warmup_epochs + 1
         )
 
@@ -320,7 +320,7 @@ class Trainer:
             record["heldout"] = self.evaluate("heldout", progress).to_dict()
         record["diagnostics"] = {
             "losses": dict(self.epoch_losses) if t.diagnostics else {},
-            "memory_ready": bool(getattr(self.model, "memory_ready", False)),
+            "memory_ready": bool(self.model.memory_ready),
             "branches": info.get("branches"),
             "teacher_rule": info.get("teacher_rule"),
             "inter_classes": info.get("inter_classes"),

@@ -1,4 +1,5 @@
-"""Shape checks at public boundaries: ``expect(x, "B T d", name="features")`` binds letters to sizes."""
+"""Shape checks at public boundaries (public: heads use them too): ``expect(x, "B T d", name="features")`` binds
+letters to sizes."""
 
 from __future__ import annotations
 
