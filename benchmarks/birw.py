@@ -21,7 +21,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from rskp_plugin.propagation import birw, birw_dense, birw_official
+from rskp_plugin.propagation import birw
+from rskp_plugin.reference.propagation import birw_dense, birw_official
 
 
 def _time(fn: Callable[[], None], *, min_total: float = 1.0, max_reps: int = 20, min_reps: int = 3) -> float:

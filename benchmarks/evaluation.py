@@ -9,7 +9,7 @@ of GT instances (half of them, with wrong labels now and then) and false positiv
 scores (``--ties k`` quantises scores to k levels, so ties are plentiful). Both implementations score the same
 objects (as ``json.load`` returns them; parsing the files is not timed) in one process; the loop is the
 ActivityNet code's structure (per class, per prediction, per threshold, per GT in descending tIoU) in plain
-numpy/Python, kept in tests/_reference_evaluation.py. The table gives the best time of each (20 and 3 runs,
+numpy/Python, kept in rskp_plugin/reference/evaluation.py. The table gives the best time of each (20 and 3 runs,
 interleaved: the machine is shared) and the largest difference of their per-class APs.
 """
 
@@ -24,11 +24,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _timing import best_time  # noqa: E402  (beside this script)
-from _reference_evaluation import activitynet_ap  # noqa: E402
+from _timing import best_time  # beside this script (its folder is on sys.path when run)
 
-from rskp_plugin.evaluation import THUMOS_TIOU, detection_map, load_wtalc_ground_truth  # noqa: E402
+from rskp_plugin.evaluation import THUMOS_TIOU, detection_map, load_wtalc_ground_truth
+from rskp_plugin.reference.evaluation import activitynet_ap
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
 

@@ -9,7 +9,7 @@ CAS: smooth synthetic activations with bumps on the video's GT instances (real G
 head's scale (RSKP: attention-weighted softmax, about 0..0.1; WUM: min-max normalised, 0..1). Two regimes: the
 realistic one (the video's GT classes score 0.5-0.9, the rest below the class threshold), and the worst case
 where all 20 classes pass it. Times are the best of --repeats runs of the whole split; the loop reference
-(tests/_reference_localization.py, one run / class / threshold at a time) runs once on the realistic regime, and
+(rskp_plugin/reference/localization.py, one run / class / threshold at a time) runs once on the realistic regime, and
 the detections are checked to be equal.
 """
 
@@ -24,11 +24,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _timing import best_time  # noqa: E402  (beside this script)
-from _reference_localization import ref_localize  # noqa: E402
+from _timing import best_time  # beside this script (its folder is on sys.path when run)
 
-from rskp_plugin.localization import localize, localize_video, preset  # noqa: E402
+from rskp_plugin.localization import localize, localize_video, preset
+from rskp_plugin.reference.localization import ref_localize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
 FPS = 25 / 16

@@ -91,10 +91,6 @@ class FACNetHead(nn.Module):
         """TCAM logits S = s cos(x, A), snippet-wise (heads.md 1.3 step 1). x (..., d) -> (..., C+1)."""
         return cosine_logits(x, self.centres, self.scale, self.norm_eps)
 
-    def actionness(self, x: Tensor) -> Tensor:
-        """Class-agnostic attention a = sigma(s cos(x, g)) (heads.md 1.3 step 2). x (..., d) -> (...)."""
-        return torch.sigmoid(cosine_logits(x, self.foreground, self.scale, self.norm_eps)[..., 0])
-
     def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
         """Prediction module P(X) of heads.md 1.3. x (B, T, d), mask (B, T) -> HeadOutput.
 
@@ -149,7 +145,7 @@ class FACNetHead(nn.Module):
         m = mask.to(dots.dtype)
         both = dots * (self.scale / (norms + self.norm_eps))[..., None]  # (B, T, C+2): s cos(x, [A; g])
         tcam = both[..., :-1]  # (B, T, C+1), = classify(x)
-        attention = torch.sigmoid(both[..., -1]) * m  # (B, T), = actionness(x)
+        attention = torch.sigmoid(both[..., -1]) * m  # (B, T): a = sigma(s cos(x, g)) (heads.md 1.3 step 2)
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)

@@ -102,10 +102,6 @@ class RSKPConfig:
     factored_branches: bool = True
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> "RSKPConfig":
-        return load_yaml(cls, path)
-
-    @classmethod
     def official(cls) -> "RSKPConfig":
         """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
         branches alone, every snippet weighted alike, and main fused with intra at test (``--set`` keys:

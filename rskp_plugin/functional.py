@@ -59,14 +59,6 @@ def masked_sum(x: Tensor, mask: Tensor) -> Tensor:
     return (x * _expand(mask, x).to(x.dtype)).sum(dim=1)
 
 
-def masked_softmax(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
-    """Softmax over time with padded snippets at probability 0: x (B, T, ...) -> (B, T, ...)."""
-    if dim != 1:
-        raise ValueError("masked_softmax pools over time, dim=1")
-    filled = x.masked_fill(~_expand(mask, x), float("-inf"))
-    return torch.softmax(filled, dim=1).nan_to_num(0.0)
-
-
 def masked_gaussian_smooth(x: Tensor, mask: Tensor, *, sigma: float = 1.0, truncate: float = 4.0) -> Tensor:
     """Gaussian smoothing over time of each video's real snippets only, like ``scipy.ndimage.gaussian_filter1d``.
 

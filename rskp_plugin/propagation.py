@@ -8,10 +8,10 @@ Formulations of the same operator, all mask-aware:
     - ``birw_factors`` / ``birw_walks``: the same closed form kept factored, F* = (1 - w) F + Z M with M (n, d)
       (``Propagated``), for one walk or several on the same features sharing their passes over F; what
       ``RSKPWrapper`` runs (its intra and inter walks together);
-    - ``birw_unrolled``: eq. 4-5 iterated, the definition eq. 6 is the limit of;
-    - ``birw_dense``: eq. 6 with a dense T x T solve, the test and benchmark reference;
-    - ``birw_official``: the official code's formulation (T x T inverse by solving against the identity, then a
-      matrix product), kept for benchmarks only.
+
+Reference formulations for tests and benchmarks (``birw_unrolled``, ``birw_dense``, ``birw_official``) live in
+``rskp_plugin.reference.propagation``; a new variant validates and finishes its inputs with ``prepare_walk`` and
+``finish_walk`` as they do.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .shapes import expect, expect_finite
 from .errors import ShapeError
 from .protocols import Propagated
 
-_EPS = 1e-9  # added to norms and column sums, as the official code does
+EPS = 1e-9  # added to norms and column sums, as the official code does
 
 
 def affinity(
@@ -43,10 +43,10 @@ def affinity(
     Returns:
         Z: (B, T, n), each real row sums to 1 over the real representatives.
     """
-    return _affinity_parts(features, reps, temperature, mask, reps_mask)[-1]
+    return affinity_parts(features, reps, temperature, mask, reps_mask)[-1]
 
 
-def _affinity_parts(
+def affinity_parts(
     features: Tensor,
     reps: Tensor,
     temperature: float,
@@ -65,9 +65,9 @@ def _affinity_parts(
     """
     # lambda * cos without materialising Norm_2(F): scale the (B, T, n) products by 1 / |f_i| instead
     fnorm = features.norm(dim=-1) if fnorm is None else fnorm  # (B, T)
-    inv = 1.0 / (fnorm + _EPS)
+    inv = 1.0 / (fnorm + EPS)
     mnorm = reps.norm(dim=-1, keepdim=True)  # (B, n, 1)
-    u = reps / (mnorm + _EPS)  # (B, n, d)
+    u = reps / (mnorm + EPS)  # (B, n, d)
     p = torch.bmm(features, u.transpose(1, 2))  # (B, T, n)
     logits = (temperature * inv)[..., None] * p
     if reps_mask is not None:
@@ -83,7 +83,7 @@ def _affinity_parts(
     return fnorm, inv, mnorm, u, p, z
 
 
-def column_normalize(z: Tensor, eps: float = _EPS) -> Tensor:
+def column_normalize(z: Tensor, eps: float = EPS) -> Tensor:
     """Column-wise l1 normalisation ``Norm_1`` over time (eq. 3): Z (B, T, n) -> N (B, T, n), columns sum to 1.
 
     The official code adds 1e-9 to the column sums; clamping them at 1e-9 instead keeps every column summing to
@@ -92,7 +92,7 @@ def column_normalize(z: Tensor, eps: float = _EPS) -> Tensor:
     return z / z.sum(dim=1, keepdim=True).clamp(min=eps)
 
 
-def _prepare(
+def prepare_walk(
     features: Tensor, reps: Tensor, w: float, mask: Tensor | None, reps_mask: Tensor | None, check_finite: bool
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, bool]:
     """Validate inputs, add a batch axis to single videos; returns (F, mu, mask, reps_mask, squeezed)."""
@@ -125,7 +125,7 @@ def _prepare(
     return features, reps, mask, reps_mask, squeeze
 
 
-def _finish(out: Tensor, mask: Tensor | None, squeeze: bool) -> Tensor:
+def finish_walk(out: Tensor, mask: Tensor | None, squeeze: bool) -> Tensor:
     if mask is not None:
         out = out * mask[..., None].to(out.dtype)
     return out[0] if squeeze else out
@@ -161,14 +161,14 @@ def birw(
     Returns:
         F*: the shape of ``features``; padded rows are zero.
     """
-    f, mu, mask, reps_mask, squeeze = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    with _float32(f) as cast:
+    f, mu, mask, reps_mask, squeeze = prepare_walk(features, reps, w, mask, reps_mask, check_finite)
+    with float32_compute(f) as cast:
         out = _WoodburyBiRW.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature))
     return out[0] if squeeze else out
 
 
 @contextlib.contextmanager
-def _float32(like: Tensor):
+def float32_compute(like: Tensor):
     """Under autocast on ``like``'s device (CUDA or CPU): autocast off inside, and a cast of the inputs to float32
     (the n x n solve and the softmax over n need it; low-precision inputs would also break the hand-written
     backward's dtype checks). Without autocast, inputs pass unchanged. Yields the cast function."""
@@ -195,9 +195,9 @@ def _factors_forward(
     returns (z, m, saved) where ``saved`` is what ``_factors_backward`` needs. With ``groups``, several walks
     (consecutive sets of representatives) share the products with F; their n x n systems stay separate (A is
     block-diagonal), so each group's columns of Z and rows of M are its own walk's."""
-    fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, reps_mask, groups=groups)
+    fnorm, inv, mnorm, u, p, z = affinity_parts(f, mu, lam, mask, reps_mask, groups=groups)
     colsum = z.sum(dim=1)  # (B, n)
-    scale = colsum.clamp(min=_EPS)
+    scale = colsum.clamp(min=EPS)
     nrm = z / scale[:, None, :]  # (B, T, n)
     nrm_t = nrm.transpose(1, 2)
     a = torch.bmm(nrm_t, z)  # (B, n, n)
@@ -230,7 +230,7 @@ def _factors_backward(
     dn = torch.bmm(f, drhs.transpose(1, 2)) + torch.bmm(z, da.transpose(1, 2))  # (B, T, n)
     dz = dz + torch.bmm(nrm, da)
     # N = Z / max(colsum, eps)
-    dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
+    dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > EPS).to(z.dtype)  # (B, n)
     dz = dz + dn / scale[:, None, :] + dscale[:, None, :]
     # Z = softmax(lambda r P) on real rows / real representatives (z = 0 elsewhere, so dl = 0 there)
     if groups is None or len(groups) == 1:
@@ -246,7 +246,7 @@ def _factors_backward(
     df.addcmul_(coef[..., None], f)
     df.baddbmm_(torch.cat([nrm, dp], dim=2), torch.cat([drhs, u], dim=1))  # N dG + dP U in one product
     # U = mu / (|mu| + eps)
-    denom = mnorm + _EPS
+    denom = mnorm + EPS
     radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
     dmu = dmu + du / denom - mu * radial
     return df, dmu
@@ -365,79 +365,9 @@ def birw_walks(
         masks = torch.cat([
             m if m is not None else torch.ones(r.shape[:2], dtype=torch.bool, device=r.device) for r, m in walks
         ], dim=1)
-    f, mu, mask, reps_mask, _ = _prepare(features, reps, w, mask, masks, check_finite)
-    with _float32(f) as cast:
+    f, mu, mask, reps_mask, _ = prepare_walk(features, reps, w, mask, masks, check_finite)
+    with float32_compute(f) as cast:
         z, m = _BiRWFactors.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature), sizes)
     keep = torch.ones(f.shape[:2], dtype=z.dtype, device=f.device) if mask is None else mask.to(z.dtype)
     f, scale = f.to(z.dtype), (1.0 - float(w)) * keep
     return [Propagated(f, scale, zj, mj) for zj, mj in zip(z.split(sizes, dim=-1), m.split(sizes, dim=1))]
-
-
-def birw_unrolled(
-    features: Tensor,
-    reps: Tensor,
-    w: float,
-    iterations: int,
-    temperature: float = 5.0,
-    mask: Tensor | None = None,
-    *,
-    reps_mask: Tensor | None = None,
-    check_finite: bool = True,
-) -> Tensor:
-    """BiRW by iteration, eq. 4-5, with the affinity Z fixed.
-
-    mu^(t) = w N^T F^(t-1) + (1 - w) mu^(0)    (eq. 4)
-    F^(t)  = w Z mu^(t) + (1 - w) F^(0)         (eq. 5)
-    It converges geometrically (rate w^2) to ``birw``.
-
-    Args:
-        features: (T, d) or (B, T, d); reps: (n, d) or (B, n, d); masks as in ``birw``.
-        iterations: number of (eq. 4, eq. 5) rounds; 0 returns F^(0) (masked).
-
-    Returns:
-        F^(iterations), the shape of ``features``; padded rows are zero.
-    """
-    f, mu, mask, reps_mask, squeeze = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    z = affinity(f, mu, temperature=temperature, mask=mask, reps_mask=reps_mask)
-    nrm = column_normalize(z)
-    cur = f
-    for _ in range(iterations):
-        mu_t = w * torch.bmm(nrm.transpose(1, 2), cur) + (1.0 - w) * mu  # (B, n, d)
-        cur = w * torch.bmm(z, mu_t) + (1.0 - w) * f  # (B, T, d)
-    return _finish(cur, mask, squeeze)
-
-
-def birw_dense(
-    features: Tensor,
-    reps: Tensor,
-    w: float = 0.5,
-    temperature: float = 5.0,
-    mask: Tensor | None = None,
-    *,
-    reps_mask: Tensor | None = None,
-    check_finite: bool = True,
-) -> Tensor:
-    """Eq. 6 by a dense solve of the T x T system ``(I - w^2 Z N^T) X = w Z mu + F`` (reference; O(T^3))."""
-    f, mu, mask, reps_mask, squeeze = _prepare(features, reps, w, mask, reps_mask, check_finite)
-    z = affinity(f, mu, temperature=temperature, mask=mask, reps_mask=reps_mask)
-    nrm = column_normalize(z)
-    eye = torch.eye(f.shape[1], dtype=f.dtype, device=f.device)
-    system = eye - (w * w) * torch.bmm(z, nrm.transpose(1, 2))  # (B, T, T)
-    out = (1.0 - w) * torch.linalg.solve(system, w * torch.bmm(z, mu) + f)
-    return _finish(out, mask, squeeze)
-
-
-def birw_official(
-    features: Tensor, reps: Tensor, w: float = 0.5, temperature: float = 5.0, mask: Tensor | None = None
-) -> Tensor:
-    """Eq. 6 as the official code computes it: the T x T inverse by solving against the identity, then a product.
-
-    Benchmark reference only (O(T^3) time, O(T^2) memory).
-    """
-    f, mu, mask, _, squeeze = _prepare(features, reps, w, mask, None, False)
-    z = affinity(f, mu, temperature=temperature, mask=mask)
-    nrm = column_normalize(z)
-    eye = torch.eye(f.shape[1], dtype=f.dtype, device=f.device).expand(f.shape[0], -1, -1)
-    inverse = torch.linalg.solve(eye - (w * w) * torch.bmm(z, nrm.transpose(1, 2)), eye)  # (B, T, T)
-    out = (1.0 - w) * torch.bmm(inverse, f + w * torch.bmm(z, mu))
-    return _finish(out, mask, squeeze)

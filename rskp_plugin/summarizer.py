@@ -1,4 +1,5 @@
-"""Representative snippet summarisation by EM attention (paper 3.1, eq. 2-3)."""
+"""Representative snippet summarisation by EM attention (paper 3.1, eq. 2-3). One EM step written with autograd,
+the reference of the hand-written backward here, is ``rskp_plugin.reference.summarizer.em_step``."""
 
 from __future__ import annotations
 
@@ -6,34 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .shapes import as_mask, expect
-from .propagation import _EPS, _affinity_parts, _float32, column_normalize
-
-
-def em_step(
-    features: Tensor,
-    means: Tensor,
-    *,
-    temperature: float,
-    mask: Tensor | None = None,
-    feature_norms: Tensor | None = None,
-) -> Tensor:
-    """One EM-attention iteration: E step (eq. 2) then M step (eq. 3).
-
-    Z = softmax_k(lambda Norm_2(F) Norm_2(mu)^T)   (eq. 2)
-    mu = Norm_1(Z)^T F                            (eq. 3, a convex combination of the real snippets)
-
-    Args:
-        features: (B, T, d) snippet features F (not normalised: the means live in the same space as F).
-        means: (B, n, d) current means mu^(t-1).
-        temperature: lambda.
-        mask: (B, T) bool; padded snippets take no part.
-        feature_norms: (B, T) |f_i|, when the caller computed them once for several iterations.
-
-    Returns:
-        (B, n, d) updated means mu^(t).
-    """
-    z = _affinity_parts(features, means, temperature, mask, None, feature_norms)[-1]  # (B, T, n)
-    return torch.bmm(column_normalize(z).transpose(1, 2), features)  # (B, n, d)
+from .propagation import EPS, affinity_parts, float32_compute, column_normalize
 
 
 class EMSummarizer(nn.Module):
@@ -75,7 +49,7 @@ class EMSummarizer(nn.Module):
         means = self.initial_means.to(features.dtype).expand(sizes["B"], -1, -1)  # (B, n, d)
         # the iterations of em_step with one hand-written backward (same numbers, fewer passes over F); float32
         # under autocast, as the walk
-        with _float32(features) as cast:
+        with float32_compute(features) as cast:
             return _EMAttention.apply(cast(features), cast(means), mask, self.iterations, float(self.temperature))
 
     def extra_repr(self) -> str:
@@ -97,9 +71,9 @@ class _EMAttention(torch.autograd.Function):
         fnorm = f.norm(dim=-1)  # (B, T)
         saved = []
         for _ in range(iterations):
-            fnorm, inv, mnorm, u, p, z = _affinity_parts(f, mu, lam, mask, None, fnorm)
+            fnorm, inv, mnorm, u, p, z = affinity_parts(f, mu, lam, mask, None, fnorm)
             colsum = z.sum(dim=1)  # (B, n)
-            nrm = z / colsum.clamp(min=_EPS)[:, None, :]  # column_normalize, eq. 3
+            nrm = z / colsum.clamp(min=EPS)[:, None, :]  # column_normalize, eq. 3
             saved += [mu, mnorm, u, p, z, colsum, nrm]
             mu = torch.bmm(nrm.transpose(1, 2), f)  # (B, n, d)
         ctx.save_for_backward(f, fnorm, inv, *saved)
@@ -120,8 +94,8 @@ class _EMAttention(torch.autograd.Function):
             lefts.append(nrm)
             rights.append(dmu)
             # N = Z / max(colsum, eps)
-            scale = colsum.clamp(min=_EPS)
-            dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > _EPS).to(z.dtype)  # (B, n)
+            scale = colsum.clamp(min=EPS)
+            dscale = -(dn * z).sum(dim=1) / (scale * scale) * (colsum > EPS).to(z.dtype)  # (B, n)
             dz = dn / scale[:, None, :] + dscale[:, None, :]
             # Z = softmax(lambda r P) on real rows (z = 0 on padding, so dl = 0 there)
             dl = z * (dz - (dz * z).sum(dim=-1, keepdim=True))
@@ -131,7 +105,7 @@ class _EMAttention(torch.autograd.Function):
             rights.append(u)
             du = torch.bmm(dp.transpose(1, 2), f)  # (B, n, d)
             # U = mu / (|mu| + eps)
-            denom = mnorm + _EPS
+            denom = mnorm + EPS
             radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
             dmu = du / denom - mu * radial
         # r = 1 / (|f| + eps): dr/df = -r^2 f / |f|

@@ -1,13 +1,10 @@
 """Shared test settings: deterministic hypothesis, single-threaded torch for reproducible timings."""
 
 import os
-import sys
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
-
-sys.path.insert(0, os.path.dirname(__file__))  # lets tests import helpers such as _toy
 
 # Test tensors are small: one thread is as fast and immune to oversubscription when other work shares the cores.
 torch.set_num_threads(1)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _reference_evaluation import activitynet_ap, grid_ap
+from rskp_plugin.reference.evaluation import activitynet_ap, grid_ap
 from rskp_plugin.cli import main
 from rskp_plugin.errors import DataError, RSKPError
 from rskp_plugin.evaluation import (

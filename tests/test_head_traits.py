@@ -85,7 +85,8 @@ def test_wrapper_output_carries_the_fused_scoring_signal() -> None:
     out = RSKPWrapper(head, RSKPConfig()).double().eval()(x)
     assert RSKPConfig().fusion.use_intra_at_test or torch.equal(out.score_cas, out.main.score_cas)
     head.float()
-    assert torch.equal(HeadOnlyModel(head).eval()(x.float()).score_cas, head(head.embed(x.float(), None), None).score_cas)
+    alone = HeadOnlyModel(head).eval()(x.float()).score_cas
+    assert torch.equal(alone, head(head.embed(x.float(), None), None).score_cas)
 
 
 def test_plain_head_is_a_deprecated_alias() -> None:

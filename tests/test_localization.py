@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from _reference_localization import ref_localize, smooth_cas
+from rskp_plugin.reference.localization import ref_localize, smooth_cas
 from rskp_plugin.errors import ConfigError, ShapeError
 from rskp_plugin.evaluation import detection_map
 from rskp_plugin.localization import (

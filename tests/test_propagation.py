@@ -11,13 +11,11 @@ from rskp_plugin.errors import ShapeError
 from rskp_plugin.propagation import (
     affinity,
     birw,
-    birw_dense,
     birw_factors,
     birw_walks,
-    birw_official,
-    birw_unrolled,
     column_normalize,
 )
+from rskp_plugin.reference.propagation import birw_dense, birw_official, birw_unrolled
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
