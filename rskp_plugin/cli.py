@@ -419,9 +419,9 @@ def _evaluation_set(args: argparse.Namespace):  # noqa: ANN202 - (VideoDataset, 
 
 def _restrict_predictions(path: str, ground_truth: dict) -> dict:
     """The predictions of the ground truth's videos and classes only, as training's evaluation scores them."""
-    from .evaluation._io import _load_json
+    from .formats.activitynet import read_activitynet_json
 
-    data, source = _load_json(path, "predictions", "results")
+    data, source = read_activitynet_json(path, "predictions", "results")
     videos = ground_truth["database"]
     classes = {a["label"] for v in videos.values() for a in v["annotations"]}
     results = {name: [d for d in dets if isinstance(d, dict) and d.get("label") in classes]

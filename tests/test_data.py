@@ -435,6 +435,13 @@ def test_read_ambiguous_splits_on_any_whitespace(tmp_path: Path) -> None:
         load_ambiguous(path)
 
 
+def test_ambiguous_file_has_one_reader(tmp_path: Path) -> None:
+    """data and evaluation read Ambiguous_test.txt with the same function, so they cannot disagree."""
+    assert read_ambiguous is load_ambiguous
+    with pytest.raises(DataError, match="ambiguous-segment file .*nope.txt does not exist"):
+        read_ambiguous(tmp_path / "nope.txt")
+
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
 
 
@@ -468,7 +475,7 @@ JAPANESE_VOWELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "jap
 @pytest.mark.parametrize("folder", [REAL, JAPANESE_VOWELS / "JapaneseVowelsTAL-Annotations"], ids=["thumos", "vowels"])
 def test_real_annotation_files_need_pickle_only_where_rskp_unpickles(folder: Path) -> None:
     """The published files are object arrays exactly where rskp unpickles them (and load as such)."""
-    from rskp_plugin.data._npy import npy_header
+    from rskp_plugin.formats.npy import npy_header
     from rskp_plugin.data.wtalc import ANNOTATION_FILES, PICKLED_ANNOTATIONS
 
     if not folder.is_dir():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from .records import VideoRecord
+from .records import DataWarning, VideoRecord, summarize_skipped
 
 ON_ERROR = ("raise", "skip")
 OUT_OF_RANGE = ("error", "keep", "clip")
@@ -23,6 +24,58 @@ def check_choice(value: str, allowed: Sequence[str], *, name: str) -> None:
     """Raise ``DataError`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise DataError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def check_loader_options(on_error: str, out_of_range: str, snippets_per_second: float) -> None:
+    """Raise ``DataError`` for a loader option out of its range (checked before any file is read)."""
+    check_choice(on_error, ON_ERROR, name="on_error")
+    check_choice(out_of_range, OUT_OF_RANGE, name="out_of_range")
+    if snippets_per_second <= 0:
+        raise DataError(f"snippets_per_second must be > 0, got {snippets_per_second}")
+
+
+def validate_videos(
+    names: Sequence[str],
+    read_video: Callable[[int], tuple[VideoRecord, int]],
+    *,
+    on_error: str,
+    where: str,
+    label: str,
+) -> tuple[list[VideoRecord], list[tuple[str, str]]]:
+    """The outline every loader shares: build each video, raise or skip the bad ones, warn once about the rest.
+
+    Args:
+        names: the videos to read, in the order of the dataset.
+        read_video: ``i -> (record, number of segments clipped)`` of video ``names[i]``; raises ``VideoProblem``
+            for a bad video.
+        on_error: ``"raise"`` a ``DataError`` naming ``where`` and the video at the first bad one, or ``"skip"``
+            bad videos with one ``DataWarning`` counting them.
+        where: the files read, for the error.
+        label: the dataset and subset, for the warnings.
+
+    Returns:
+        ``(records of the good videos, (name, reason) of each skipped one)``; a ``DataWarning`` counts the segments
+        clipped, if any.
+    """
+    videos, skipped, changed = [], [], 0
+    for i, name in enumerate(names):
+        try:
+            record, n_changed = read_video(i)
+        except VideoProblem as problem:
+            if on_error == "raise":
+                raise fail(where, name, problem) from None
+            skipped.append((name, str(problem)))
+            continue
+        changed += n_changed
+        videos.append(record)
+    summarize_skipped(label, skipped, len(names), stacklevel=4)  # blames the loader's caller
+    if changed:
+        warnings.warn(
+            f"{label}: clipped {changed} segments ending after their video (dropped those starting after it)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return videos, skipped
 
 
 def require_file(path: str | os.PathLike, what: str, hint: str) -> None:

@@ -14,13 +14,11 @@ import argparse
 import collections
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ._npy import load_npy
-from .wtalc import PICKLED_ANNOTATIONS
+from ..formats.wtalc import read_wtalc_files, text
 
 DUPLICATE_OF = {"CliffDiving": "Diving"}  # THUMOS14 quirk: every CliffDiving instance is also a Diving instance
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
@@ -28,18 +26,11 @@ QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
 
 def read_real(annotation_dir: str | os.PathLike) -> dict:
     """Durations (N,), segments (list of (K, 2)), segment label names (list of lists), class names, subsets."""
-    folder = Path(annotation_dir)
-
-    def load(stem: str) -> np.ndarray:  # unpickles only the ragged files, as load_wtalc does
-        return load_npy(folder / f"{stem}.npy", "W-TALC file", pickled=stem in PICKLED_ANNOTATIONS)
-
-    def text(x: object) -> str:  # Python 2 pickles keep strings as bytes
-        return x.decode("utf-8") if isinstance(x, bytes) else str(x)
-
+    load = read_wtalc_files(annotation_dir, ("duration", "segments", "labels", "classlist", "subset")).__getitem__
     return {
         "durations": np.asarray(load("duration"), dtype=np.float64).reshape(-1),
         "segments": [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in load("segments")],
-        "labels": [[text(x) for x in labels] for labels in load("labels")],
+        "labels": [[text(x) for x in labels] for labels in load("labels")],  # Python 2 pickles keep bytes
         "class_names": tuple(c.decode() for c in load("classlist")),
         "subsets": np.array([s.decode() for s in load("subset")]),
     }

@@ -14,47 +14,26 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
+from ..formats.activitynet import read_activitynet_json
+from ..formats.npy import load_npy
 from ._checks import (
-    ON_ERROR,
-    OUT_OF_RANGE,
     ExpectedWidth,
     VideoProblem,
     build_record,
-    check_choice,
     check_features,
+    check_loader_options,
     check_segments,
     class_indices,
-    fail,
-    require_file,
+    validate_videos,
     width_of,
 )
-from ._npy import load_npy
-from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, summarize_skipped
-
-
-def read_ground_truth(ground_truth_json: str | os.PathLike | Mapping[str, Any]) -> tuple[dict, str]:
-    """The ``database`` of an ActivityNet-format JSON (a path or an already loaded object) and a name for errors."""
-    if isinstance(ground_truth_json, Mapping):
-        data, source = ground_truth_json, "ground truth"
-    else:
-        source = os.fspath(ground_truth_json)
-        require_file(source, "ground-truth JSON", "Pass the ActivityNet-format JSON (e.g. THUMOS14 gt.json).")
-        try:
-            with open(source, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {source}: {exc}") from exc
-    database = data.get("database") if isinstance(data, Mapping) else None
-    if not isinstance(database, Mapping):
-        raise DataError(f"{source}: expected an object with a 'database' key (ActivityNet format)")
-    return dict(database), source
+from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
 
 
 def _read_video(base: Path, name: str, modalities: Sequence[str]) -> np.ndarray:
@@ -110,13 +89,13 @@ def load_folders(
     Returns:
         The subset's videos sorted by name.
     """
-    check_choice(on_error, ON_ERROR, name="on_error")
-    check_choice(out_of_range, OUT_OF_RANGE, name="out_of_range")
-    if snippets_per_second <= 0:
-        raise DataError(f"snippets_per_second must be > 0, got {snippets_per_second}")
+    check_loader_options(on_error, out_of_range, snippets_per_second)
     if not modalities:
         raise DataError("load_folders needs at least one modality folder (e.g. ('rgb', 'flow'))")
-    database, source = read_ground_truth(ground_truth_json)
+    data, source = read_activitynet_json(ground_truth_json, "ground-truth", "database")
+    database = data["database"]
+    if isinstance(ground_truth_json, Mapping):
+        source = "ground truth"
     base = Path(root) / "features" / (subset if split is None else split)
     for modality in modalities:
         if not (base / modality).is_dir():
@@ -153,44 +132,33 @@ def load_folders(
             features[name] = problem
     widths = ExpectedWidth([w for w in map(width_of, features.values()) if w is not None], feature_dim)
 
-    videos, skipped, changed = [], [], 0
-    for name in sorted(entries):
-        entry = entries[name]
-        try:
-            if isinstance(features[name], VideoProblem):
-                raise features[name]
-            feats = check_features(name, features[name], widths)
-            annotations = [a for a in entry.get("annotations", []) or []]
-            try:
-                raw = [[float(a["segment"][0]), float(a["segment"][1])] for a in annotations]
-                seg_names = [str(a["label"]) for a in annotations]
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise VideoProblem(f"an annotation lacks a numeric 'segment' [start, end] or a 'label' ({exc})")
-            seg_idx = class_indices(seg_names, class_index, what="segment label")
-            duration = len(feats) / snippets_per_second
-            if entry.get("duration") is not None:
-                duration = float(entry["duration"])
-            segments, keep, n_changed = check_segments(
-                raw, duration, snippets_per_second=snippets_per_second, out_of_range=out_of_range
-            )
-        except VideoProblem as problem:
-            if on_error == "raise":
-                raise fail(f"{source} / {base}", name, problem) from None
-            skipped.append((name, str(problem)))
-            continue
-        changed += n_changed
-        videos.append(
-            build_record(name, feats, np.unique(seg_idx), len(class_names), duration, segments, seg_idx[keep])
-        )
+    names = sorted(entries)
 
-    summarize_skipped(f"{source}/{subset}", skipped, len(entries))
-    if changed:
-        warnings.warn(
-            f"{source}/{subset}: clipped {changed} segments ending after their video "
-            "(dropped those starting after it)",
-            DataWarning,
-            stacklevel=2,
+    def read_video(i: int) -> tuple[VideoRecord, int]:
+        name = names[i]
+        entry = entries[name]
+        if isinstance(features[name], VideoProblem):
+            raise features[name]
+        feats = check_features(name, features[name], widths)
+        annotations = [a for a in entry.get("annotations", []) or []]
+        try:
+            raw = [[float(a["segment"][0]), float(a["segment"][1])] for a in annotations]
+            seg_names = [str(a["label"]) for a in annotations]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise VideoProblem(f"an annotation lacks a numeric 'segment' [start, end] or a 'label' ({exc})")
+        seg_idx = class_indices(seg_names, class_index, what="segment label")
+        duration = len(feats) / snippets_per_second
+        if entry.get("duration") is not None:
+            duration = float(entry["duration"])
+        segments, keep, n_changed = check_segments(
+            raw, duration, snippets_per_second=snippets_per_second, out_of_range=out_of_range
         )
+        record = build_record(name, feats, np.unique(seg_idx), len(class_names), duration, segments, seg_idx[keep])
+        return record, n_changed
+
+    videos, skipped = validate_videos(
+        names, read_video, on_error=on_error, where=f"{source} / {base}", label=f"{source}/{subset}"
+    )
     return VideoDataset(
         name=Path(source).stem if source != "ground truth" else "folders",
         subset=subset,

@@ -170,7 +170,7 @@ class VideoDataset:
             every class of the dataset (leaves under one root), so that the evaluation knows the classes that have
             no instance in these videos.
         """
-        from ..evaluation import class_taxonomy
+        from ..formats.activitynet import class_taxonomy
 
         database = {}
         for video in self.videos:
@@ -242,8 +242,12 @@ class VideoDataset:
         )
 
 
-def summarize_skipped(dataset: str, skipped: Sequence[tuple[str, str]], total: int) -> None:
-    """Emit one ``DataWarning`` that counts the skipped videos and names the first few with their reasons."""
+def summarize_skipped(dataset: str, skipped: Sequence[tuple[str, str]], total: int, *, stacklevel: int = 3) -> None:
+    """Emit one ``DataWarning`` that counts the skipped videos and names the first few with their reasons.
+
+    Args:
+        stacklevel: as ``warnings.warn``'s, counted from here; the default blames the caller's caller.
+    """
     if not skipped:
         return
     shown = "; ".join(f"{name}: {reason}" for name, reason in skipped[:5])
@@ -251,5 +255,5 @@ def summarize_skipped(dataset: str, skipped: Sequence[tuple[str, str]], total: i
     warnings.warn(
         f"{dataset}: skipped {len(skipped)} of {total} videos: {shown}{more}. The dataset's `skipped` lists all.",
         DataWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )

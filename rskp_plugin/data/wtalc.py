@@ -21,93 +21,47 @@ trust). The other files must be plain arrays; a pickle there is refused with a `
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from ..errors import DataError
+from ..formats.ambiguous import AMBIGUOUS_FILE, read_ambiguous
+from ..formats.wtalc import (
+    ANNOTATION_FILES,
+    FEATURES,
+    PICKLED_ANNOTATIONS,
+    annotations_path,
+    default_subsets,
+    features_path,
+    items,
+    read_wtalc_files,
+    text,
+)
 from ._checks import (
-    ON_ERROR,
-    OUT_OF_RANGE,
     ExpectedWidth,
     VideoProblem,
     build_record,
-    check_choice,
     check_features,
+    check_loader_options,
     check_segments,
     class_indices,
-    fail,
-    require_file,
+    validate_videos,
     width_of,
 )
-from ._npy import load_npy
-from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, summarize_skipped
+from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
 
-ANNOTATION_FILES = ("videoname", "subset", "classlist", "duration", "segments", "labels", "labels_all")
-#: Annotation files whose format needs object arrays (ragged per-video lists), which numpy stores as pickles. These
-#: and the feature file (one (T, D) array per video) are the only W-TALC files unpickled; the others must be plain
-#: arrays (strings as bytes, durations as floats), as in the original files.
-PICKLED_ANNOTATIONS = ("segments", "labels", "labels_all")
-PICKLED_DESCRIPTION = "the feature file, segments.npy, labels.npy and labels_all.npy"
-AMBIGUOUS_FILE = "Ambiguous_test.txt"
-
-
-def default_subsets(dataset_name: str) -> tuple[str, str]:
-    """``(train subset, test subset)`` of a W-TALC dataset: THUMOS14 trains on validation, ActivityNet on training."""
-    if dataset_name.lower().startswith("activitynet"):
-        return "training", "validation"
-    return "validation", "test"
-
-
-def features_path(root: str | os.PathLike, dataset_name: str) -> Path:
-    """``<root>/<Name>-I3D-JOINTFeatures.npy``."""
-    return Path(root) / f"{dataset_name}-I3D-JOINTFeatures.npy"
-
-
-def annotations_path(root: str | os.PathLike, dataset_name: str) -> Path:
-    """``<root>/<Name>-Annotations`` if it exists, else ``root`` itself (annotation files lying beside the features)."""
-    nested = Path(root) / f"{dataset_name}-Annotations"
-    return nested if nested.is_dir() else Path(root)
-
-
-def _text(x: object) -> str:
-    return x.decode("utf-8") if isinstance(x, (bytes, np.bytes_)) else str(x)
-
-
-def _items(x: object) -> list:
-    """A W-TALC per-video entry (list, tuple, array or None) as a list."""
-    if x is None:
-        return []
-    if isinstance(x, (str, bytes, np.bytes_)):
-        return [x]
-    return list(x)
-
-
-def _load(path: Path, *, pickled: bool) -> np.ndarray:
-    """One W-TALC ``.npy`` file; unpickled only if ``pickled`` (a format of ragged per-video entries)."""
-    return load_npy(path, "W-TALC file", pickled=pickled, pickled_files=PICKLED_DESCRIPTION)
-
-
-def read_ambiguous(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """THUMOS ``Ambiguous_test.txt``: lines ``<video> <start> <end>`` (split on any whitespace) -> video: (k, 2) s."""
-    out: dict[str, list[list[float]]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:  # exactly three fields, as rskp_plugin.evaluation.load_ambiguous reads the same file
-                if len(fields) != 3:
-                    raise ValueError(f"{len(fields)} fields")
-                start, end = float(fields[1]), float(fields[2])
-            except ValueError as exc:
-                raise DataError(
-                    f"{path}, line {number}: expected '<video> <start> <end>', got {line.strip()!r}"
-                ) from exc
-            out.setdefault(fields[0], []).append([start, end])
-    return {name: np.asarray(segs, dtype=np.float64).reshape(-1, 2) for name, segs in out.items()}
+__all__ = [
+    "ANNOTATION_FILES",
+    "PICKLED_ANNOTATIONS",
+    "annotations_path",
+    "default_subsets",
+    "features_path",
+    "load_wtalc",
+    "read_ambiguous",
+    "write_wtalc",
+]
 
 
 def load_wtalc(
@@ -141,20 +95,13 @@ def load_wtalc(
     Returns:
         The subset's videos in file order, with ``ambiguous`` from ``Ambiguous_test.txt`` where present.
     """
-    check_choice(on_error, ON_ERROR, name="on_error")
-    check_choice(out_of_range, OUT_OF_RANGE, name="out_of_range")
-    if snippets_per_second <= 0:
-        raise DataError(f"snippets_per_second must be > 0, got {snippets_per_second}")
+    check_loader_options(on_error, out_of_range, snippets_per_second)
     ann_dir = Path(annotations_dir) if annotations_dir is not None else annotations_path(root, dataset_name)
     feat_path = features_path(root, dataset_name)
     hint = f"A W-TALC dataset {dataset_name!r} needs {feat_path.name} and {dataset_name}-Annotations/ in {root}."
-    for stem in ANNOTATION_FILES:
-        require_file(ann_dir / f"{stem}.npy", f"annotation file {stem}.npy", hint)
-    require_file(feat_path, "feature file", hint)
-
-    arrays = {stem: _load(ann_dir / f"{stem}.npy", pickled=stem in PICKLED_ANNOTATIONS) for stem in ANNOTATION_FILES}
+    arrays = read_wtalc_files(ann_dir, ANNOTATION_FILES, features=feat_path, hint=hint)
+    features = arrays.pop(FEATURES)
     arrays["duration"] = np.asarray(arrays["duration"]).reshape(len(arrays["duration"]), -1)[:, 0]
-    features = _load(feat_path, pickled=True)
     count = len(arrays["videoname"])
     per_video = [(k, v) for k, v in arrays.items() if k != "classlist"] + [(os.fspath(feat_path), features)]
     for stem, array in per_video:
@@ -163,60 +110,41 @@ def load_wtalc(
                 f"{stem if stem.endswith('.npy') else ann_dir / (stem + '.npy')} has {len(array)} entries but "
                 f"videoname.npy has {count}; the files must be index-aligned (written together)"
             )
-    class_names = tuple(_text(c) for c in arrays["classlist"])
+    class_names = tuple(text(c) for c in arrays["classlist"])
     class_index = {name: i for i, name in enumerate(class_names)}
-    subsets = np.array([_text(s) for s in arrays["subset"]])
+    subsets = np.array([text(s) for s in arrays["subset"]])
     rows = np.flatnonzero(subsets == subset)
     if len(rows) == 0:
         raise DataError(
             f"{ann_dir / 'subset.npy'} has no video of subset {subset!r}; it has {sorted(set(subsets.tolist()))}"
         )
-
+    names = [text(arrays["videoname"][row]) for row in rows]
     widths = ExpectedWidth([w for w in map(width_of, (features[r] for r in rows)) if w is not None], feature_dim)
-    videos, skipped, changed = [], [], 0
-    for row in rows:
-        name = _text(arrays["videoname"][row])
-        try:
-            feats = check_features(name, features[row], widths)
-            labels_all = [_text(x) for x in _items(arrays["labels_all"][row])]
-            label_idx = class_indices(labels_all, class_index, what="video label (labels_all.npy)")
-            seg_names = [_text(x) for x in _items(arrays["labels"][row])]
-            seg_idx = class_indices(seg_names, class_index, what="segment label (labels.npy)")
-            raw_segments = list(_items(arrays["segments"][row]))
-            if len(raw_segments) != len(seg_idx):
-                raise VideoProblem(
-                    f"{len(raw_segments)} segments (segments.npy) but {len(seg_idx)} labels (labels.npy)"
-                )
-            segments, keep, n_changed = check_segments(
-                raw_segments,
-                float(arrays["duration"][row]),
-                snippets_per_second=snippets_per_second,
-                out_of_range=out_of_range,
-            )
-        except VideoProblem as problem:
-            if on_error == "raise":
-                raise fail(f"{feat_path} / {ann_dir}", name, problem) from None
-            skipped.append((name, str(problem)))
-            continue
-        changed += n_changed
-        videos.append(
-            build_record(
-                name, feats, label_idx, len(class_names), arrays["duration"][row], segments, seg_idx[keep]
-            )
-        )
 
+    def read_video(i: int) -> tuple[VideoRecord, int]:
+        row, name = rows[i], names[i]
+        feats = check_features(name, features[row], widths)
+        labels_all = [text(x) for x in items(arrays["labels_all"][row])]
+        label_idx = class_indices(labels_all, class_index, what="video label (labels_all.npy)")
+        seg_names = [text(x) for x in items(arrays["labels"][row])]
+        seg_idx = class_indices(seg_names, class_index, what="segment label (labels.npy)")
+        raw_segments = list(items(arrays["segments"][row]))
+        if len(raw_segments) != len(seg_idx):
+            raise VideoProblem(f"{len(raw_segments)} segments (segments.npy) but {len(seg_idx)} labels (labels.npy)")
+        duration = arrays["duration"][row]
+        segments, keep, n_changed = check_segments(
+            raw_segments, float(duration), snippets_per_second=snippets_per_second, out_of_range=out_of_range
+        )
+        record = build_record(name, feats, label_idx, len(class_names), duration, segments, seg_idx[keep])
+        return record, n_changed
+
+    videos, skipped = validate_videos(
+        names, read_video, on_error=on_error, where=f"{feat_path} / {ann_dir}", label=f"{dataset_name}/{subset}"
+    )
     ambiguous = {}
     if (ann_dir / AMBIGUOUS_FILE).is_file():
         keep_names = {v.name for v in videos}
         ambiguous = {k: v for k, v in read_ambiguous(ann_dir / AMBIGUOUS_FILE).items() if k in keep_names}
-    summarize_skipped(f"{dataset_name}/{subset}", skipped, len(rows))
-    if changed:
-        warnings.warn(
-            f"{dataset_name}/{subset}: clipped {changed} segments ending after their video "
-            "(dropped those starting after it)",
-            DataWarning,
-            stacklevel=2,
-        )
     return VideoDataset(
         name=dataset_name,
         subset=subset,
@@ -228,10 +156,10 @@ def load_wtalc(
     )
 
 
-def _object_array(items: Iterable[object]) -> np.ndarray:
-    items = list(items)
-    out = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):  # element-wise: np.array would merge equal-length lists into a 2-D array
+def _object_array(entries: Iterable[object]) -> np.ndarray:
+    entries = list(entries)
+    out = np.empty(len(entries), dtype=object)
+    for i, item in enumerate(entries):  # element-wise: np.array would merge equal-length lists into a 2-D array
         out[i] = item
     return out
 

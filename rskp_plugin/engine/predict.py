@@ -11,8 +11,8 @@ from torch import nn
 
 from ..checkpoint import check_head_installed, load_checkpoint
 from ..config import from_mapping
-from ..data._npy import load_npy, npy_header
 from ..errors import CheckpointError, DataError
+from ..formats.npy import load_npy, npy_header
 from .build import build_model, resolve_device
 from .config import ExperimentConfig
 
@@ -152,7 +152,7 @@ def _read_modalities(folder: Path, feature_dim: int) -> list[tuple[str, np.ndarr
 def _wtalc_names(path: Path, count: int, subset: str | None) -> list[str | None]:
     """Names of the videos of a W-TALC features file, from the ``videoname.npy`` of the annotations beside it
     (None for videos outside ``subset``); ``<file>_<index>`` without annotations."""
-    from ..data.wtalc import annotations_path
+    from ..formats.wtalc import annotations_path, read_wtalc_files, text
 
     suffix = "-I3D-JOINTFeatures"
     ann = annotations_path(path.parent, path.stem[: -len(suffix)]) if path.stem.endswith(suffix) else path.parent
@@ -162,14 +162,13 @@ def _wtalc_names(path: Path, count: int, subset: str | None) -> list[str | None]
             raise DataError(f"--subset {subset} needs the W-TALC annotations beside {os.fspath(path)} "
                             f"(videoname.npy and subset.npy in {ann}); none found")
         return [f"{path.stem}_{i:04d}" for i in range(count)]
-    decode = (lambda x: x.decode() if isinstance(x, bytes) else str(x))
-    names = [decode(x) for x in load_npy(names_file, "annotation file")]  # byte strings: no pickle
+    names = [text(x) for x in read_wtalc_files(ann, ("videoname",))["videoname"]]  # byte strings: no pickle
     if len(names) != count:
         raise DataError(f"{names_file} names {len(names)} videos but {os.fspath(path)} holds {count}; they must be "
                         "index-aligned (written together)")
     if subset is None:
         return names
-    subsets = [decode(x) for x in load_npy(subsets_file, "annotation file")] if subsets_file.is_file() else []
+    subsets = [text(x) for x in read_wtalc_files(ann, ("subset",))["subset"]] if subsets_file.is_file() else []
     if len(subsets) != count or subset not in subsets:
         raise DataError(f"{subsets_file}: no video of subset {subset!r} (subsets: {sorted(set(subsets))})")
     return [n if s == subset else None for n, s in zip(names, subsets)]

@@ -3,11 +3,11 @@
 Never imports model code. See ``evaluation.md`` for the protocols and where they differ.
 """
 
+from ..formats.activitynet import class_taxonomy
 from ._io import (
     EvaluationWarning,
     GroundTruth,
     Predictions,
-    class_taxonomy,
     load_ambiguous,
     load_ground_truth,
     load_predictions,

@@ -1,4 +1,6 @@
-"""Reading and validating ground truth, predictions and ambiguous segments (evaluation.md 3.1, 4.1, 4.3).
+"""Flattening and validating ground truth and predictions for scoring (evaluation.md 3.1, 4.1, 4.3).
+
+The files are read by ``rskp_plugin.formats`` (one reader per format, shared with ``data``).
 
 Everything is turned into flat numpy arrays once; the matching code never touches JSON objects.
 """
@@ -7,19 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import warnings
 from collections.abc import Mapping
 from itertools import repeat
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, Sequence
 
 import attrs
 import numpy as np
 
 from ..errors import DataError
+from ..formats.activitynet import class_taxonomy, read_activitynet_json, taxonomy_leaves
+from ..formats.ambiguous import read_ambiguous
+from ..formats.wtalc import read_wtalc_files, text
 
 PathLike = str | os.PathLike
 
@@ -89,23 +92,6 @@ COMPAT_HINT = (
 )
 
 
-def class_taxonomy(class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """An ActivityNet ``taxonomy`` listing ``class_names`` as the leaves under one root: how a ground-truth file
-    carries the dataset's full class list (the official evaluator ignores it)."""
-    root = {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None}
-    return [root] + [{"nodeId": i, "nodeName": name, "parentId": 0, "parentName": "Root"}
-                     for i, name in enumerate(class_names, start=1)]
-
-
-def _taxonomy_leaves(taxonomy: Any) -> list[str]:
-    """Node names that are no node's parent: the classes of an ActivityNet taxonomy (malformed entries ignored)."""
-    if not isinstance(taxonomy, list):
-        return []
-    nodes = [n for n in taxonomy if isinstance(n, Mapping) and isinstance(n.get("nodeName"), str)]
-    parents = {n.get("parentName") for n in nodes}
-    return [n["nodeName"] for n in nodes if n["nodeName"] not in parents]
-
-
 def _position(counts: Sequence[int], index: int) -> tuple[int, int]:
     """(block, row in the block) of element ``index`` of consecutive blocks of the given sizes."""
     ends = np.cumsum(counts)
@@ -123,28 +109,6 @@ def _bulk_objects():
     finally:
         if enabled:
             gc.enable()
-
-
-def _load_json(obj: Mapping[str, Any] | PathLike, what: str, key: str) -> tuple[dict[str, Any], str]:
-    """Return (object, source name) for a JSON object or the path of a JSON file holding one with ``key``."""
-    if isinstance(obj, Mapping):
-        data, source = obj, f"<{what} object>"
-    else:
-        source = str(obj)
-        path = Path(obj)
-        if not path.is_file():
-            raise DataError(f"{what} file {source} does not exist; check the path (an ActivityNet-style JSON file)")
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{what} file {source} is not valid JSON ({exc}); regenerate or fix the file") from exc
-    if not isinstance(data, Mapping) or not isinstance(data.get(key), Mapping):
-        raise DataError(
-            f'{what} {source} has no "{key}" object; expected the ActivityNet {what} format '
-            f'{{"{key}": {{video_id: ...}}}} (evaluation.md 3.1)'
-        )
-    return dict(data), source
 
 
 def _bounds(segments: list[Any], where: str, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +141,7 @@ def load_ground_truth(
     Returns:
         The flattened ground truth.
     """
-    data, source = _load_json(ground_truth, "ground-truth", "database")
+    data, source = read_activitynet_json(ground_truth, "ground-truth", "database")
     database = data["database"]
     videos: list[str] = []
     labels: list[str] = []
@@ -214,7 +178,7 @@ def load_ground_truth(
         raise DataError(f'{source}: no video has subset "{subset}"; the file has: {known}. Pass one of those.')
     labels = list(map(str, labels))
     class_names = tuple(dict.fromkeys(labels))
-    known_classes = tuple(dict.fromkeys([*class_names, *sorted(other_labels), *_taxonomy_leaves(data.get("taxonomy"))]))
+    known_classes = tuple(dict.fromkeys([*class_names, *sorted(other_labels), *taxonomy_leaves(data.get("taxonomy"))]))
     index_of = {name: i for i, name in enumerate(class_names)}
     start, end = _bounds(segments, "the database", source)
     video = np.asarray(owner, dtype=np.int64)
@@ -261,7 +225,7 @@ def load_predictions(
             that ends before it starts (named with its video and row), or a label that is not a class of the
             dataset (named with its video).
     """
-    data, source = _load_json(predictions, "predictions", "results")
+    data, source = read_activitynet_json(predictions, "predictions", "results")
     index_of = {name: i for i, name in enumerate(gt.class_names)}
     videos = list(gt.videos)
     video_index = {name: i for i, name in enumerate(videos)}
@@ -354,28 +318,8 @@ def load_predictions(
     return Predictions(source, tuple(videos), video, label, start, end, score, num_unscored=int((~scored).sum()))
 
 
-def load_ambiguous(path: PathLike) -> dict[str, np.ndarray]:
-    """Read W-TALC's ``Ambiguous_test.txt``: lines ``video start end`` (split on any whitespace).
-
-    Returns:
-        video id -> (k, 2) float64 array of [start, end] seconds.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"ambiguous-segment file {path} does not exist; pass the path of Ambiguous_test.txt")
-    out: dict[str, list[tuple[float, float]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            if len(fields) != 3:
-                raise ValueError("expected 3 fields")
-            start, end = float(fields[1]), float(fields[2])
-        except ValueError as exc:
-            raise DataError(f"{path}:{number}: expected 'video start end', got {line!r}") from exc
-        out.setdefault(fields[0], []).append((start, end))
-    return {vid: np.asarray(segs, dtype=np.float64) for vid, segs in out.items()}
+#: ``Ambiguous_test.txt`` has one reader, shared with ``data.load_wtalc``; this is its name in ``evaluation``.
+load_ambiguous = read_ambiguous
 
 
 def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> dict[str, Any]:
@@ -386,26 +330,19 @@ def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> d
     subset are left out rather than refused. Only ``segments.npy`` and ``labels.npy`` are unpickled (their format
     needs object arrays); ``videoname``, ``subset`` and ``classlist`` must be plain arrays.
     """
-    from ..data._npy import load_npy
-
-    root = Path(annotation_dir)
-    arrays = {}
-    for name in ("videoname", "subset", "segments", "labels", "classlist"):
-        file = root / f"{name}.npy"
-        if not file.is_file():
-            raise DataError(f"{file} does not exist; pass the folder of the W-TALC annotation .npy files")
-        arrays[name] = load_npy(file, "W-TALC file", pickled=name in ("segments", "labels"),
-                                pickled_files="segments.npy and labels.npy")
-    decode = (lambda x: x.decode() if isinstance(x, bytes) else str(x))
+    arrays = read_wtalc_files(annotation_dir, ("videoname", "subset", "segments", "labels", "classlist"))
     database = {}
     for vid, sub, segs, labs in zip(arrays["videoname"], arrays["subset"], arrays["segments"], arrays["labels"]):
-        if decode(sub) != subset or len(segs) == 0:
+        if text(sub) != subset or len(segs) == 0:
             continue
-        database[decode(vid)] = {
+        database[text(vid)] = {
             "subset": subset,
-            "annotations": [{"segment": [float(s), float(e)], "label": decode(lab)} for (s, e), lab in zip(segs, labs)],
+            "annotations": [{"segment": [float(s), float(e)], "label": text(lab)} for (s, e), lab in zip(segs, labs)],
         }
     if not database:
-        raise DataError(f"{root}: no video of subset {subset!r} has segments; W-TALC subsets are 'validation', 'test'")
-    taxonomy = class_taxonomy([decode(c) for c in arrays["classlist"]])
+        raise DataError(
+            f"{os.fspath(annotation_dir)}: no video of subset {subset!r} has segments; W-TALC subsets are "
+            "'validation', 'test'"
+        )
+    taxonomy = class_taxonomy([text(c) for c in arrays["classlist"]])
     return {"version": "THUMOS14-reduced (W-TALC)", "taxonomy": taxonomy, "database": database}
