@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 
 from .errors import ConfigError, RSKPError
+from .sources import data_source_names
 
 # RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
 PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", default="quick",
                         help="'quick' (synthetic, small width, minutes per head on CPU), 'paper' (the official "
                              "recipe: 200 epochs, memory after epoch 100) or a YAML experiment file (default: quick)")
-    parser.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None,
+    parser.add_argument("--data", choices=data_source_names(), default=None,
                         help="data source (default: the recipe's, synthetic for quick/paper)")
     parser.add_argument("--data-root", default=None, help="data folder for --data wtalc/folders")
     parser.add_argument("--dataset-name", default=None,

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from rich.console import Console
 
 from .errors import RSKPError
+from .sources import data_source_names
 
 console = Console()
 err_console = Console(stderr=True)
@@ -92,7 +93,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
     p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
-    p.add_argument("--data", choices=("synthetic", "wtalc", "folders"), default=None,
+    p.add_argument("--data", choices=data_source_names(), default=None,
                    help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
                         "segments.npy, labels.npy, labels_all.npy): use files you trust")
     p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
@@ -322,7 +323,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
     gt.add_argument("--ground-truth", metavar="GT.json",
                     help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
                          "segments.npy and labels.npy are unpickled: use files you trust)")
-    gt.add_argument("--data", choices=("synthetic", "wtalc", "folders"),
+    gt.add_argument("--data", choices=data_source_names(),
                     help="score against the test set of this data source, loaded as 'rskp train' loads it (with "
                          "--data-root, --dataset-name); predictions of other videos and of classes without ground "
                          "truth there are left out, as in training's evaluations")

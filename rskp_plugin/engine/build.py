@@ -108,16 +108,8 @@ def _root(config: ExperimentConfig) -> Path:
 
 def build_datasets(config: ExperimentConfig) -> Datasets:
     """Load or generate the train/test sets named by ``config.data``; hold out part of train when selecting on it."""
-    from .. import data as data_mod
-
     d = config.data
-    if d.source == "synthetic":
-        train, test = data_mod.make_synthetic(
-            seed=d.seed, feature_dim=d.feature_dim, difficulty=d.difficulty, num_train=d.num_train,
-            num_test=d.num_test,
-        )
-    else:
-        train, test = load_split(config, "train"), load_split(config, "test")
+    train, test = load_splits(config, ("train", "test"))
     for name, ds in (("training", train), ("test", test)):
         if not len(ds.videos):
             raise DataError(f"the {name} set of {d.source} data at {d.root or '(synthetic)'} holds no videos")
@@ -127,27 +119,19 @@ def build_datasets(config: ExperimentConfig) -> Datasets:
     return Datasets(train=train, test=test, heldout=heldout)
 
 
+def load_splits(config: ExperimentConfig, splits: Sequence[str]) -> tuple[Any, ...]:
+    """The datasets of ``splits`` ("train", "test") of ``config.data``, read by its source's loader
+    (``rskp_plugin.sources.DATA_SOURCES``)."""
+    from ..sources import DATA_SOURCES
+
+    source = DATA_SOURCES[config.data.source]
+    return source.load(config.data, _root(config) if source.needs_root else None, splits)
+
+
 def load_split(config: ExperimentConfig, which: str) -> Any:
     """The training (``which="train"``) or test set of ``config.data``, loaded exactly as ``build_datasets`` does
     (``rskp evaluate --data`` scores predictions against the same test set a run was evaluated on)."""
-    from .. import data as data_mod
-
-    d = config.data
-    if d.source == "synthetic":
-        train, test = data_mod.make_synthetic(
-            seed=d.seed, feature_dim=d.feature_dim, difficulty=d.difficulty, num_train=d.num_train,
-            num_test=d.num_test,
-        )
-        return train if which == "train" else test
-    root = _root(config)
-    if d.source == "wtalc":
-        train_subset, test_subset = data_mod.default_subsets(d.dataset_name)
-        subset = (d.train_subset or train_subset) if which == "train" else (d.test_subset or test_subset)
-        # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
-        return data_mod.load_wtalc(root, d.dataset_name, subset, out_of_range="keep", on_error=d.on_error)
-    gt = root / (d.gt_json or "gt.json")  # a relative gt_json lies under root; an absolute one stays as it is
-    subset = (d.train_subset or "train") if which == "train" else (d.test_subset or "test")
-    return data_mod.load_folders(root, gt, subset, out_of_range="keep", on_error=d.on_error)
+    return load_splits(config, (which,))[0]
 
 
 def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int) -> nn.Module:

@@ -24,8 +24,9 @@ from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
 from ..config import RSKPConfig, apply_overrides, load_yaml, non_default_mapping, set_values
 from ..errors import ConfigError
+from ..sources import data_source_names
 
-DATA_SOURCES = ("synthetic", "wtalc", "folders")
+DATA_SOURCES = data_source_names()  # the registry in rskp_plugin/sources.py
 SELECTIONS = ("test", "heldout", "last")
 PROTOCOLS = ("activitynet", "rskp", "wtalc")
 AMP_MODES = ("auto", "bf16", "off")
@@ -65,8 +66,9 @@ class DataConfig:
     """Where videos come from.
 
     Attributes:
-        source: "synthetic" (generated in memory, nothing to download), "wtalc" (W-TALC ``.npy`` arrays) or
-            "folders" (per-video feature folders plus an ActivityNet-style ground-truth JSON).
+        source: a name of ``rskp_plugin.sources.DATA_SOURCES``: "synthetic" (generated in memory, nothing to
+            download), "wtalc" (W-TALC ``.npy`` arrays) or "folders" (per-video feature folders plus an
+            ActivityNet-style ground-truth JSON).
         root: data folder for "wtalc" / "folders".
         dataset_name: W-TALC file prefix (``<name>-I3D-JOINTFeatures.npy``).
         gt_json: ground-truth JSON for "folders" (relative paths are taken under ``root``).
