@@ -1,4 +1,5 @@
-"""``rskp-bench``: the paper's Table 6 for one head or all of them (head alone vs head wrapped by RSKP).
+"""``rskp bench`` (alias ``rskp-bench``): the paper's Table 6 for one head or all of them (head alone vs head
+wrapped by RSKP).
 
 For every seed, the head alone (``HeadOnlyModel``) and the head inside ``RSKPWrapper`` are trained on the same videos
 with the same seed (so the head starts from the same weights) and the same recipe; the table shows detection
@@ -15,6 +16,7 @@ minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,7 +27,7 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
-from .errors import ConfigError, RSKPError
+from .errors import ConfigError
 from .sources import data_source_names
 
 # RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
@@ -58,15 +60,22 @@ class VersionAction(argparse.Action):
         parser.exit()
 
 
+DESCRIPTION = (
+    "Reproduce RSKP's Table 6: train a head alone and the same head wrapped by RSKP on the same data with "
+    "the same seeds, and print detection mAP at IoU 0.1..0.7, AVG(0.1:0.7) and the gain, mean +- std over "
+    "seeds. Without --data it runs the quick synthetic recipe (no download)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rskp-bench",
-        description=(
-            "Reproduce RSKP's Table 6: train a head alone and the same head wrapped by RSKP on the same data with "
-            "the same seeds, and print detection mAP at IoU 0.1..0.7, AVG(0.1:0.7) and the gain, mean +- std over "
-            "seeds. Without --data it runs the quick synthetic recipe (no download)."
-        ),
-    )
+    """The parser of ``rskp-bench``, the alias of ``rskp bench`` (``rskp_plugin.cli.bench_main`` runs it)."""
+    parser = argparse.ArgumentParser(prog="rskp-bench", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rskp bench`` / ``rskp-bench``, and ``run`` as the parser's ``handler``."""
     parser.add_argument("--head", default="facnet",
                         help="registered head name (see 'rskp heads'), or 'all' for every installed head "
                              "(default: facnet)")
@@ -100,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train nothing: combine --output files of runs with different seeds (same recipe) into "
                              "one table per head, e.g. seeds run in separate processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    # SUPPRESS: under `rskp bench`, an absent --debug must not hide `rskp --debug bench`
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
     parser.add_argument("--version", action=VersionAction)
-    return parser
+    parser.set_defaults(handler=run)
 
 
 def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup: int) -> list[str]:
@@ -285,29 +296,15 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``rskp-bench``; returns the exit status."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    args = build_parser().parse_args(argv)
-    console, err = Console(), Console(stderr=True)
-    try:
-        return _run(args, console)
-    except RSKPError as exc:
-        if args.debug:
-            raise
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
-
-
-def _run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``rskp bench`` with parsed options; returns the exit status (errors are raised as ``RSKPError``)."""
     from rich.console import Console
 
     from .engine import build_datasets, environment, resolve_device, set_threads
     from .engine.trainer import progress_bar
     from .plugins import available_heads, create_head
 
+    console = Console()
     if args.merge:
         results = merge_results(args.merge)
         for result in results:
@@ -329,7 +326,7 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     results = []
     err = Console(stderr=True)
     progress = None if args.no_progress else progress_bar(err)
-    with progress if progress is not None else _Null():
+    with progress if progress is not None else contextlib.nullcontext():
         if progress is not None:
             progress.add_task("benchmark runs", total=len(heads) * len(seeds) * 2)
         for head in heads:
@@ -406,15 +403,3 @@ def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         result["diagnosis"] = diagnose(result["rows"])
         out.append(result)
     return out
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

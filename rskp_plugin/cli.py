@@ -1,7 +1,9 @@
-"""Command-line interface: ``rskp`` (train, predict, evaluate, heads, make-synthetic, plot) and ``rskp-bench``.
+"""Command-line interface: ``rskp`` (train, predict, evaluate, bench, heads, make-synthetic, plot) and ``rskp-bench``
+(an alias of ``rskp bench``).
 
-Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args) -> int``. Errors print one line and a
-hint; ``--debug`` shows the traceback.
+Each subcommand is a pair ``_add_<name>(subparsers)`` / ``_run_<name>(args) -> int``, the latter set as the
+subparser's ``handler`` default. ``run_parsed`` is the one error handler: errors print one line and a hint;
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ err_console = Console(stderr=True)
 
 
 # ---------------------------------------------------------------------------------------------------- heads
-def _add_heads(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
-    sub.add_parser(
+def _add_heads(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
         "heads",
         help="list the installed heads (name, distribution, version, summary)",
         description=(
@@ -31,7 +33,7 @@ def _add_heads(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
             "traceback. Any listed name works with --head of 'rskp train' and 'rskp-bench'."
         ),
     )
-    return _run_heads
+    p.set_defaults(handler=_run_heads)
 
 
 def _run_heads(args: argparse.Namespace) -> int:
@@ -71,7 +73,7 @@ def _run_heads(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- train
-def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a head (alone or with RSKP) from a YAML experiment config",
@@ -117,7 +119,7 @@ def _add_train(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace]
                    help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
                         "its config is used, with options and --set overrides on top (--config must agree with it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return _run_train
+    p.set_defaults(handler=_run_train)
 
 
 def _train_values(args: argparse.Namespace) -> dict[str, object]:
@@ -210,7 +212,7 @@ def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Traine
 
 
 # ---------------------------------------------------------------------------------------------------- plot
-def _add_plot(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
         help="figures of a trained run: per-video CAS of every branch (paper Fig. 4/6) and training curves (PNG)",
@@ -233,7 +235,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace],
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch)")
-    return _run_plot
+    p.set_defaults(handler=_run_plot)
 
 
 def _run_plot(args: argparse.Namespace) -> int:
@@ -252,7 +254,7 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- predict
-def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="ActivityNet-format detections for new feature files with a trained checkpoint",
@@ -278,7 +280,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespac
                         "detections are those of the run's evaluations)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, "
                    "else 1)")
-    return _run_predict
+    p.set_defaults(handler=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -306,7 +308,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
-def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="detection mAP of ActivityNet-format predictions (ActivityNet, RSKP or W-TALC protocol)",
@@ -356,7 +358,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespa
                         "with a warning; without it they are an error")
     p.add_argument("--per-class", action="store_true", help="also show the AP of every class")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    return _run_evaluate
+    p.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -435,7 +437,7 @@ def _restrict_predictions(path: str, ground_truth: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- make-synthetic
-def _add_make_synthetic(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+def _add_make_synthetic(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-synthetic",
         help="write the synthetic THUMOS14-shaped dataset in the W-TALC format",
@@ -464,7 +466,7 @@ def _add_make_synthetic(sub: argparse._SubParsersAction) -> Callable[[argparse.N
     p.add_argument("--num-test", type=int, default=None, help="test videos (THUMOS14-reduced: 212, the default)")
     p.add_argument("--dataset-name", default=None,
                    help="<NAME> prefix of the W-TALC files (default: the config's data.dataset_name, Thumos14reduced)")
-    return _run_make_synthetic
+    p.set_defaults(handler=_run_make_synthetic)
 
 
 def _run_make_synthetic(args: argparse.Namespace) -> int:
@@ -513,12 +515,22 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], Callable[[argparse.Namespace], int]]] = [
-    _add_heads, _add_train, _add_predict, _add_evaluate, _add_make_synthetic, _add_plot,
+# ---------------------------------------------------------------------------------------------------- bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from . import bench
+
+    p = sub.add_parser("bench", help="the paper's Table 6 for one head or all: head alone vs head + RSKP",
+                       description=bench.DESCRIPTION)
+    bench.add_arguments(p)  # the options of the rskp-bench alias, and its handler
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_heads, _add_train, _add_predict, _add_evaluate, _add_bench, _add_make_synthetic, _add_plot,
 ]
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rskp`` parser; each subcommand's ``handler`` (``set_defaults``) runs it."""
     parser = argparse.ArgumentParser(
         prog="rskp", description="RSKP for any weakly supervised temporal action localization head."
     )
@@ -527,38 +539,41 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    handlers = {}
     for add in _COMMANDS:
-        before = set(sub.choices)
-        run = add(sub)
-        for name in set(sub.choices) - before:
-            handlers[name] = run
-    return parser, handlers
+        add(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = build_parser()
+    """``rskp``; returns the exit status."""
+    return run_parsed(build_parser(), argv)
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """``rskp-bench``: an alias of ``rskp bench`` (the same options and output) kept for existing scripts."""
+    from .bench import build_parser as bench_parser
+
+    return run_parsed(bench_parser(), argv)
+
+
+def run_parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run its ``handler``: the one error handler of every command. An ``RSKPError`` prints one
+    line and returns 2, an interrupt returns 130; ``--debug`` shows the traceback instead."""
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
-        return handlers[args.command](args)
+        return args.handler(args)
     except RSKPError as exc:
-        if args.debug:
+        if debug:
             raise
         # escaped: a message may hold square brackets ("[start, end]", "wum[rskp-head-wum]") that are not markup
         err_console.print(f"[bold red]error:[/] {_markup(exc)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        if args.debug:
+        if debug:
             raise
         err_console.print("[yellow]interrupted[/]", highlight=False)
         return 130
-
-
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    """``rskp-bench``: Table 6 rows (head alone vs head + RSKP)."""
-    from .bench import main as run_bench
-
-    return run_bench(argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rskp_plugin import bench
+from rskp_plugin import bench, cli
 
 TINY = [
     "--set", "data.feature_dim=16", "--set", "data.num_train=8", "--set", "data.num_test=4",
@@ -19,7 +19,7 @@ TINY = [
 
 def test_bench_json_schema(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # without --output, results go to a new folder under ./runs
-    code = bench.main(["--head", "facnet", "--seeds", "2", "--epochs", "2", *TINY])
+    code = cli.bench_main(["--head", "facnet", "--seeds", "2", "--epochs", "2", *TINY])
     printed = " ".join(capsys.readouterr().out.split())
     assert code == 0 and "gain" in printed and "head+rskp" in printed
     (folder,) = (tmp_path / "runs").iterdir()
@@ -95,9 +95,9 @@ def test_paper_rows_beside_ours_for_thumos() -> None:
 
 
 def test_unknown_head_and_missing_root(capsys) -> None:
-    assert bench.main(["--head", "wun", "--no-progress"]) == 2
+    assert cli.bench_main(["--head", "wun", "--no-progress"]) == 2
     assert 'Did you mean "wum"' in " ".join(capsys.readouterr().err.split())
-    assert bench.main(["--data", "wtalc", "--no-progress"]) == 2
+    assert cli.bench_main(["--data", "wtalc", "--no-progress"]) == 2
     assert "--data-root" in " ".join(capsys.readouterr().err.split())
 
 
@@ -121,7 +121,7 @@ def test_merge_pools_seeds_from_separate_files(tmp_path, capsys) -> None:
         (tmp_path / f"s{seed}.json").write_text(json.dumps([_result(seed, a, b, legacy=seed == 1)]))
     out = tmp_path / "merged.json"
     files = [str(tmp_path / f"s{i}.json") for i in range(3)]
-    assert bench.main(["--merge", *files, "--output", str(out)]) == 0
+    assert cli.bench_main(["--merge", *files, "--output", str(out)]) == 0
     merged = json.loads(out.read_text())
     assert merged["seeds"] == [0, 1, 2]
     head, rskp = merged["rows"]
@@ -132,5 +132,20 @@ def test_merge_pools_seeds_from_separate_files(tmp_path, capsys) -> None:
     assert not {"map_mean", "average_mean", "gain_mean"} & set(rskp)  # the legacy file's keys were renamed
     assert rskp["per_seed"][1] == {"seed": 1, "map_percent": [22.0, 20.0], "avg_map_percent": 21.0,
                                    "final_avg_map_percent": 21.0}
-    assert bench.main(["--merge", files[0], files[0]]) == 2  # the same seed twice
+    assert cli.bench_main(["--merge", files[0], files[0]]) == 2  # the same seed twice
     assert "appear twice" in " ".join(capsys.readouterr().err.split())
+
+
+def test_rskp_bench_is_an_alias_of_rskp_bench(tmp_path, capsys) -> None:
+    """`rskp-bench ARGS` and `rskp bench ARGS` print the same and exit the same, errors included."""
+    (tmp_path / "s0.json").write_text(json.dumps([_result(0, 10.0, 12.0)]))
+    (tmp_path / "s1.json").write_text(json.dumps([_result(1, 20.0, 21.0)]))
+    files = [str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]
+    outputs = []
+    for entry, prefix in ((cli.bench_main, []), (cli.main, ["bench"])):
+        assert entry([*prefix, "--merge", *files]) == 0
+        assert entry([*prefix, "--merge", files[0], files[0]]) == 2
+        assert entry([*prefix, "--head", "wun", "--no-progress"]) == 2
+        outputs.append(capsys.readouterr())
+    assert outputs[0] == outputs[1]
+    assert "appear twice" in outputs[0].err and 'Did you mean "wum"' in " ".join(outputs[0].err.split())

@@ -121,9 +121,9 @@ def test_predict_errors(tmp_path, capsys) -> None:
     assert code == 2 and "not an rskp checkpoint" in err
 
 
-@pytest.mark.parametrize("command", ["heads", "train", "predict", "evaluate", "make-synthetic"])
+@pytest.mark.parametrize("command", ["heads", "train", "predict", "evaluate", "bench", "make-synthetic"])
 def test_every_command_and_option_is_documented(command) -> None:
-    parser, _ = cli.build_parser()
+    parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     assert sub.description and len(sub.description) > 40
     for action in sub._actions:
@@ -139,7 +139,7 @@ def _tiny_run(tmp_path, capsys, folder: str = "run", *extra: str) -> tuple[int, 
 def test_flags_are_typed_values_not_yaml(capsys) -> None:
     from rskp_plugin.engine import load_experiment
 
-    parser, _ = cli.build_parser()
+    parser = cli.build_parser()
     args = parser.parse_args(["train", "--data-root", "2024", "--output-dir", "yes", "--dataset-name", "null",
                               "--no-rskp"])
     config = load_experiment(None, args.overrides, values=cli._train_values(args))
@@ -322,6 +322,6 @@ def test_version(capsys) -> None:
 
 
 def test_threads_flag_sets_the_config(tmp_path) -> None:
-    parser, _ = cli.build_parser()
+    parser = cli.build_parser()
     args = parser.parse_args(["train", "--threads", "2"])
     assert cli._train_values(args)["train.threads"] == 2
