@@ -20,7 +20,8 @@ from .config import (
     resolve_config_path,
 )
 from .inference import EvalResult, collect_outputs, evaluate_model, forward_batches, predict_detections
-from .trainer import FitResult, Trainer, environment, git_commit
+from .record import environment, git_commit
+from .trainer import FitResult, Trainer
 
 __all__ = [
     "DataConfig",

@@ -31,20 +31,17 @@ RSKP's row is below the head's.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, MissingDependencyError
 from .inference import EvalResult, forward_batches, score_detections
+# metrics.jsonl and TensorBoard are the run record's; re-exported where callers have always found them
+from .record import BRANCHES, TensorBoardLogger, metrics_line, read_metrics, write_metrics  # noqa: F401
 
-BRANCHES = ("fused", "main", "intra", "inter", "teacher")
 INTER_CLASSES = "ground_truth"  # which classes the inter branch reads the memory of at test time
 
 
@@ -291,113 +288,6 @@ def evaluate_branches(
         "diagnostics_s": time.perf_counter() - started + localized * (len(todo) - 1) / len(todo),
     }
     return fused, info
-
-
-# ---------------------------------------------------------------------------------------------------- files
-def metrics_line(record: dict[str, Any], timing: dict[str, float] | None = None) -> dict[str, Any]:
-    """One line of ``metrics.jsonl`` from a ``Trainer`` history record and its ``eval_times`` entry (README.md
-    "Diagnostics")."""
-    diag = record.get("diagnostics") or {}
-    branches = diag.get("branches") or {name: None for name in BRANCHES}
-    if branches.get("fused") is None and "test" in record:
-        test = record["test"]
-        branches = {**branches, "fused": {
-            "avg": test["avg_map_percent"],
-            "per_tiou": {f"{t:g}": m for t, m in zip(test["tiou"], test["map_percent"])},
-            "cmap": test["cmap_percent"], "detections": test["detections"],
-        }}
-    heldout = record.get("heldout")
-    return {
-        "epoch": record["epoch"],
-        "train_loss": record.get("train_loss"),
-        "losses": diag.get("losses", {}),
-        "memory_ready": diag.get("memory_ready"),
-        "eval_set": "test",
-        "branches": branches,
-        "heldout": {"avg": heldout["avg_map_percent"], "cmap": heldout["cmap_percent"]} if heldout else None,
-        "teacher_rule": diag.get("teacher_rule"),
-        "inter_classes": diag.get("inter_classes"),
-        "time": dict(timing or {}),
-    }
-
-
-def write_metrics(path: str | os.PathLike[str], history: Sequence[dict[str, Any]],
-                  times: Sequence[dict[str, float]] = ()) -> Path:
-    """Write ``metrics.jsonl`` (one ``metrics_line`` per evaluation) atomically; rewritten from the history at
-    every evaluation, so a resumed run's file holds exactly the evaluations its checkpoint knows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    times = list(times) + [{}] * (len(history) - len(times))
-    tmp.write_text("".join(json.dumps(metrics_line(r, t)) + "\n" for r, t in zip(history, times)))
-    os.replace(tmp, path)
-    return path
-
-
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file, in order.
-
-    Raises:
-        ConfigError: the file is missing or a line is not a JSON object with an ``epoch``.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the metrics file {os.fspath(path)!r} ({exc.strerror}); train with "
-                          "train.diagnostics=true and a train.output_dir to write one") from exc
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{os.fspath(path)}:{number} is not JSON ({exc.msg}); was the file cut short?") from exc
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise ConfigError(f"{os.fspath(path)}:{number} is not a metrics record (no 'epoch')")
-        records.append(record)
-    return records
-
-
-class TensorBoardLogger:
-    """Scalars of every metrics line in ``<run>/tensorboard`` (``train.tensorboard``).
-
-    The writer opens at the first line with ``purge_step`` at its epoch: a resumed run drops the events its killed
-    predecessor logged after the checkpoint, so no epoch is shown twice.
-    """
-
-    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "train.tensorboard is true but the tensorboard package is not installed: pip install tensorboard, "
-                "or set train.tensorboard=false (metrics.jsonl is written either way)"
-            ) from exc
-        self._open = lambda step: SummaryWriter(log_dir=os.fspath(log_dir), purge_step=step)
-        self.writer: Any = None
-
-    def log(self, line: dict[str, Any]) -> None:
-        """Add one ``metrics_line``: loss/<term>, avg/<branch>, cmap/<branch>, heldout/avg."""
-        step = int(line["epoch"])
-        if self.writer is None:
-            self.writer = self._open(step)
-        if line.get("train_loss") is not None:
-            self.writer.add_scalar("loss/total", line["train_loss"], step)
-        for name, value in line.get("losses", {}).items():
-            self.writer.add_scalar(f"loss/{name}", value, step)
-        for name, branch in line["branches"].items():
-            if branch is not None:
-                self.writer.add_scalar(f"avg/{name}", branch["avg"], step)
-                self.writer.add_scalar(f"cmap/{name}", branch["cmap"], step)
-        if line.get("heldout"):
-            self.writer.add_scalar("heldout/avg", line["heldout"]["avg"], step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 # ---------------------------------------------------------------------------------------------------- bench

@@ -23,7 +23,7 @@ from ..errors import OutputError
 RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl", "config.yaml")
 RUN_DIRS = ("tensorboard", "plots")
 # The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results,
-# diagnostics.write_metrics and Trainer.write_config.
+# record.write_metrics and RunRecord.write_config.
 TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp", "config.yaml.tmp")
 
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
-import subprocess
 import time
 import types
 from pathlib import Path
@@ -48,10 +46,11 @@ from ..config import from_mapping
 from ..errors import CheckpointError, ConfigError, TrainingError
 from . import distributed
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
-from .config import ExperimentConfig, config_to_dict, config_to_yaml, expand_output_dir
-from .diagnostics import LossMeter, TensorBoardLogger, evaluate_branches, metrics_line, write_metrics
+from .config import ExperimentConfig, config_to_dict, expand_output_dir
+from .diagnostics import LossMeter, evaluate_branches
 from .inference import EvalResult, evaluate_model, forward_batches, upgrade_record
 from .output import prepare_run_dir
+from .record import RunRecord, environment
 
 
 
@@ -119,9 +118,9 @@ class Trainer:
             raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
             prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
-        self._tensorboard: TensorBoardLogger | None = None
-        if config.train.tensorboard and self.is_main_process:  # after prepare_run_dir: an old run's events are gone
-            self._tensorboard = TensorBoardLogger(self.output_dir / "tensorboard")
+        self._record: RunRecord | None = None  # rank 0 alone writes the record files
+        if self.output_dir is not None and self.is_main_process:  # after prepare_run_dir: an old run's events are gone
+            self._record = RunRecord(self.output_dir, tensorboard=config.train.tensorboard)
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
         self.last_checkpoint: tuple[Path, int] | None = None
         self.show_progress = progress if self.is_main_process else False
@@ -334,10 +333,8 @@ class Trainer:
 
     def _write_metrics(self) -> None:
         """``metrics.jsonl`` (and TensorBoard scalars) after an evaluation; rank 0 only."""
-        if self.output_dir is not None:
-            write_metrics(self.output_dir / "metrics.jsonl", self.history, self.eval_times)
-        if self._tensorboard is not None:
-            self._tensorboard.log(metrics_line(self.history[-1], self.eval_times[-1]))
+        if self._record is not None:
+            self._record.write_metrics(self.history, self.eval_times)
 
     def _selection_score(self, record: dict[str, Any]) -> float:
         sel = self.config.train.selection
@@ -367,9 +364,8 @@ class Trainer:
     def close(self) -> None:
         """Destroy the process group this trainer created (multi-process runs only); ``fit`` calls it when the
         run ends. No collective can run afterwards."""
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-            self._tensorboard = None
+        if self._record is not None:
+            self._record.close()
         if self._owns_process_group:
             distributed.teardown()
             self._owns_process_group = False
@@ -538,46 +534,20 @@ class Trainer:
                       resume_from=checkpoint)
         trainer.load_state(data)
         trainer.last_checkpoint = (checkpoint, trainer.epoch)
-        if trainer.output_dir is not None and trainer.is_main_process:
+        if trainer._record is not None:
             # the evaluations the checkpoint knows: lines a killed run wrote after it are dropped, none repeated
-            write_metrics(trainer.output_dir / "metrics.jsonl", trainer.history, trainer.eval_times)
+            trainer._record.write_metrics(trainer.history, trainer.eval_times, log_last=False)
         return trainer
 
     def write_config(self) -> Path:
-        """``config.yaml`` in the run folder: the resolved config, non-default values only, so that
-        ``rskp train --config <run folder>/config.yaml`` trains the same run again (into the same output folder
-        unless ``--output-dir`` says otherwise)."""
-        assert self.output_dir is not None
-        path = self.output_dir / "config.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = (f"# The resolved config of this run (only the values that differ from the defaults).\n"
-                  f"# Train it again: rskp train --config {path.as_posix()} --output-dir <new folder>\n")
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(header + config_to_yaml(self.config))
-        os.replace(tmp, path)
-        return path
+        """``config.yaml`` in the run folder (``RunRecord.write_config``); rank 0 only."""
+        assert self._record is not None
+        return self._record.write_config(self.config)
 
     def write_results(self, result: FitResult) -> Path:
-        """``results.json`` in the run folder: best/final metrics, history, environment and resolved config."""
-        import json
-
-        assert self.output_dir is not None
-        payload = {
-            "selection": result.selection,
-            "best": result.best,
-            "final": result.final,
-            "history": result.history,
-            "epoch_times": result.epoch_times,
-            "eval_times": result.eval_times,
-            "environment": environment(self.device),
-            "config": config_to_dict(self.config),
-        }
-        path = self.output_dir / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-        os.replace(tmp, path)
-        return path
+        """``results.json`` in the run folder (``RunRecord.write_results``); rank 0 only."""
+        assert self._record is not None
+        return self._record.write_results(result, self.config, self.device)
 
 
 def _check_same_run(config: ExperimentConfig, expect: ExperimentConfig, checkpoint: Path) -> None:
@@ -655,47 +625,3 @@ def plan_microbatches(
         runs.append(order[cut[j] : j])
         j = cut[j]
     return runs[::-1]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def environment(device: torch.device | None = None) -> dict[str, Any]:
-    """Versions and machine facts recorded with every result: library, torch, head versions, device, git commit."""
-    import rskp_plugin
-
-    env: dict[str, Any] = {
-        "rskp_plugin": rskp_plugin.__version__,
-        "torch": str(torch.__version__),
-        "numpy": str(np.__version__),
-        "python": platform.python_version(),
-        "device": str(device) if device is not None else "cpu",
-        "git_commit": git_commit(),
-        "threads": torch.get_num_threads(),
-    }
-    if device is not None and device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-    try:
-        from ..plugins import head_specs
-
-        env["heads"] = {name: spec.distribution for name, spec in head_specs().items()}
-    except Exception:  # a broken plugin must not stop a result from being written
-        env["heads"] = {}
-    return env
-
-
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from, or None outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
