@@ -15,6 +15,11 @@ A checkpoint is one ``torch.save`` file holding a plain dict::
 
 Only tensors and plain Python values are stored, so ``torch.load(weights_only=True)`` reads it: loading a
 checkpoint never runs code from the file.
+
+Migrations: ``load_checkpoint`` returns every checkpoint as today's code reads it. ``MIGRATIONS`` maps a format
+version to the upgrades a file written at that version (or an earlier one) needs; each is a function of the plain
+payload and leaves an already-current one as it is. A change that older rskp versions could not read bumps
+``FORMAT_VERSION`` and keys its migration by the previous version.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,6 +40,9 @@ from .errors import CheckpointError, OutputError
 FORMAT = "rskp-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("epoch", "config", "model", "optimizer", "rng", "trainer", "meta")
+
+#: Keys of an evaluation record (``EvalResult.to_dict``) before they named their unit (the values were percent).
+LEGACY_RECORD_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent"}
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
@@ -134,7 +142,58 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"Checkpoint {os.fspath(path)!r} lacks the fields {', '.join(missing)}; it is damaged")
+    return migrate(data)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a loaded, validated payload) upgraded by every migration its format version needs."""
+    version = int(data["format_version"])
+    for key in sorted(MIGRATIONS):
+        if key >= version:
+            for upgrade in MIGRATIONS[key]:
+                data = upgrade(data)
     return data
+
+
+def _amp_mode_from_bool(data: dict[str, Any]) -> dict[str, Any]:
+    """``train.amp`` was a bool whose True (the default) meant bf16 on CUDA only: today's "auto"."""
+    stored = data["config"]
+    if not isinstance(stored.get("train", {}).get("amp"), bool):
+        return data
+    train = {**stored["train"], "amp": "auto" if stored["train"]["amp"] else "off"}
+    return {**data, "config": {**stored, "train": train}}
+
+
+def upgrade_record(record: Any) -> Any:
+    """An evaluation record with today's keys: files written before the keys named their unit used "map",
+    "average" and "cmap" (already percent). Records of a run (``{"epoch", "test", "heldout", ...}``) are
+    upgraded entry by entry; anything else is returned unchanged."""
+    if not isinstance(record, dict):
+        return record
+    out = {LEGACY_RECORD_KEYS.get(k, k) if "tiou" in record else k: v for k, v in record.items()}
+    for which in ("test", "heldout"):
+        if isinstance(out.get(which), dict):
+            out[which] = upgrade_record(out[which])
+    return out
+
+
+def _record_units(data: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's evaluation records (``history``, ``best``) with keys that name their unit."""
+    trainer = data["trainer"]
+    if not isinstance(trainer, dict):
+        return data
+    upgraded = dict(trainer)
+    if "history" in trainer:
+        upgraded["history"] = [upgrade_record(r) for r in trainer["history"]]
+    if "best" in trainer:
+        upgraded["best"] = upgrade_record(trainer["best"])
+    return {**data, "trainer": upgraded}
+
+
+#: format version -> the upgrades a checkpoint written at that version or earlier needs, in order.
+MIGRATIONS: dict[int, tuple[Callable[[dict[str, Any]], dict[str, Any]], ...]] = {
+    1: (_amp_mode_from_bool, _record_units),
+}
 
 
 def head_record(name: str) -> dict[str, str]:

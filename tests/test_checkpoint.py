@@ -173,3 +173,29 @@ def test_a_checkpoint_whose_head_is_not_installed_names_its_distribution(tmp_pat
     import rskp_plugin
 
     assert head_record("wum") == {"name": "wum", "distribution": "rskp-plugin", "version": rskp_plugin.__version__}
+
+
+def test_migrations_run_for_the_files_format_version_and_later_only(monkeypatch) -> None:
+    """A migration keyed by version v upgrades files written at v or earlier; a newer file skips it."""
+    from rskp_plugin import checkpoint
+
+    seen: list[tuple[int, int]] = []
+    step = lambda key: lambda data: seen.append((data["format_version"], key)) or {**data, "epoch": data["epoch"] + 1}
+    monkeypatch.setattr(checkpoint, "MIGRATIONS", {2: (step(2),), 1: (step(1),)})
+    assert checkpoint.migrate({"format_version": 1, "epoch": 0})["epoch"] == 2
+    assert checkpoint.migrate({"format_version": 2, "epoch": 0})["epoch"] == 1
+    assert checkpoint.migrate({"format_version": 3, "epoch": 0})["epoch"] == 0
+    assert seen == [(1, 1), (1, 2), (2, 2)]
+
+
+def test_a_version_1_checkpoint_reads_as_today(tmp_path) -> None:
+    """train.amp as a bool and evaluation records without units (format version 1) are upgraded on load."""
+    payload = _payload()
+    payload["config"]["train"]["amp"] = True
+    record = {"epoch": 1, "test": {"tiou": [0.5], "map": [1.0], "average": 1.0, "cmap": 2.0, "detections": 3}}
+    payload["trainer"] = {"history": [record], "best": record}
+    data = load_checkpoint(save_checkpoint(tmp_path / "old.pt", payload))
+    assert data["config"]["train"]["amp"] == "auto"
+    for got in (data["trainer"]["history"][0], data["trainer"]["best"]):
+        assert got["test"] == {"tiou": [0.5], "map_percent": [1.0], "avg_map_percent": 1.0, "cmap_percent": 2.0,
+                               "detections": 3}

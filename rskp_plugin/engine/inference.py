@@ -11,10 +11,6 @@ import torch
 from torch import Tensor, nn
 
 
-#: Keys of an evaluation record (``EvalResult.to_dict``) before they named their unit; ``upgrade_record`` maps them.
-LEGACY_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent"}
-
-
 @attrs.frozen
 class EvalResult:
     """Metrics of one evaluation pass, in percent (as the paper reports them).
@@ -42,19 +38,6 @@ class EvalResult:
             "cmap_percent": self.cmap, "detections": self.detections,
             "per_class_ap_percent": {name: list(ap) for name, ap in self.per_class_ap.items()},
         }
-
-
-def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation record with today's keys: files written before the keys named their unit used "map",
-    "average" and "cmap" (already percent). Records of a run (``{"epoch", "test", "heldout", ...}``) are
-    upgraded entry by entry; anything else is returned unchanged."""
-    if not isinstance(record, dict):
-        return record
-    out = {LEGACY_KEYS.get(k, k) if "tiou" in record else k: v for k, v in record.items()}
-    for which in ("test", "heldout"):
-        if isinstance(out.get(which), dict):
-            out[which] = upgrade_record(out[which])
-    return out
 
 
 def forward_batches(

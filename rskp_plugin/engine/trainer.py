@@ -48,7 +48,7 @@ from . import distributed
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import LossMeter, evaluate_branches
-from .inference import EvalResult, evaluate_model, forward_batches, upgrade_record
+from .inference import EvalResult, evaluate_model, forward_batches
 from .output import prepare_run_dir
 from .record import RunRecord, environment
 
@@ -483,8 +483,8 @@ class Trainer:
             ) from exc
         self.epoch = int(data["epoch"])
         trainer = data["trainer"]
-        self.history = [upgrade_record(r) for r in trainer.get("history", [])]
-        self.best = upgrade_record(trainer.get("best"))
+        self.history = list(trainer.get("history", []))
+        self.best = trainer.get("best")
         self.epoch_times = list(trainer.get("epoch_times", []))
         self.eval_times = list(trainer.get("eval_times", [{} for _ in self.history]))
         rank_rng = trainer.get("rank_rng")
@@ -520,11 +520,7 @@ class Trainer:
 
         data = load_checkpoint(path)
         check_head_installed(data, path)
-        stored = data["config"]
-        if isinstance(stored.get("train", {}).get("amp"), bool):
-            # Written when train.amp was a bool whose True (the default) meant bf16 on CUDA only: today's "auto".
-            stored = {**stored, "train": {**stored["train"], "amp": "auto" if stored["train"]["amp"] else "off"}}
-        config = from_mapping(ExperimentConfig, stored)
+        config = from_mapping(ExperimentConfig, data["config"])  # migrated by load_checkpoint
         checkpoint = Path(path) / "last.pt" if Path(path).is_dir() else Path(path)
         config = attrs.evolve(config, train=attrs.evolve(config.train, output_dir=os.fspath(checkpoint.parent)))
         config = apply_overrides(set_values(config, values or {}), list(overrides))
