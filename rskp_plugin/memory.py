@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable, Iterator
+
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from .shapes import expect
@@ -14,7 +16,9 @@ class MemoryBank(nn.Module):
 
     The table M (C, s, d) and its scores (C, s) are buffers, so they travel with ``state_dict`` and ``.to()``.
     Unfilled slots have score -inf and are never retrieved. The kept set is the top-s of every candidate ever
-    offered for the class, so it does not depend on the update order (up to exact score ties).
+    offered for the class, so it does not depend on the update order (up to exact score ties). That is what lets
+    data-parallel training collect a step's offers (``deferred_updates``) and apply them in one ``update`` whose
+    ``gather`` adds every process's rows.
 
     Args:
         num_classes: C.
@@ -28,6 +32,7 @@ class MemoryBank(nn.Module):
         self.register_buffer("bank", torch.zeros(num_classes, slots, dim))
         self.register_buffer("scores", torch.full((num_classes, slots), float("-inf")))
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))  # set once the warm-up pass filled it
+        self._deferred: list[tuple[Tensor, Tensor, Tensor]] | None = None  # offers collected by deferred_updates
 
     def reset(self) -> None:
         self.bank.zero_()
@@ -40,24 +45,31 @@ class MemoryBank(nn.Module):
         return torch.isfinite(self.scores)
 
     @torch.no_grad()
-    def update(self, reps: Tensor, scores: Tensor, labels: Tensor) -> None:
+    def update(self, reps: Tensor, scores: Tensor, labels: Tensor, *,
+               gather: Callable[[Tensor], Tensor] | None = None) -> None:
         """Offer each video's representative snippets to the classes it is labelled with.
 
         For every ground-truth class c of a video, its n snippets compete with the stored s entries of class c on
-        their class-c score; the top s are kept (entries and scores). Under torch.distributed every rank gathers
-        all ranks' candidates first, so all banks stay identical.
+        their class-c score; the top s are kept (entries and scores). Inside ``deferred_updates`` the offer is
+        recorded instead and the bank is left as it is.
 
         Args:
             reps: (B, n, d) representative snippets (detached).
             scores: (B, n, C) their class probabilities (the head's classifier).
             labels: (B, C) multi-hot ground truth.
+            gather: concatenates a tensor's rows from every process (``DataParallel``), so that all processes'
+                banks stay identical; None: this process's rows only. Every process must then make the call.
         """
         sizes = expect(reps, "B n d", name="reps", sizes={"d": self.dim})
         expect(scores, "B n C", name="scores", sizes={**sizes, "C": self.num_classes})
         expect(labels, "B C", name="labels", sizes={**sizes, "C": self.num_classes})
+        if self._deferred is not None:
+            # float32 as the bank stores them (and below): every process gathers the same dtype
+            self._deferred.append((reps.detach().float(), scores.detach().float(), labels.detach().float()))
+            return
         reps, scores, labels = reps.detach(), scores.detach(), labels.detach()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            reps, scores, labels = (_all_gather_cat(x) for x in (reps, scores, labels))
+        if gather is not None:
+            reps, scores, labels = (gather(x) for x in (reps, scores, labels))
         batch, n = reps.shape[:2]
         # Candidate scores per class: (C, B*n), -inf where the video does not have the class.
         cand = scores.masked_fill(labels[:, None, :] <= 0, float("-inf"))  # (B, n, C)
@@ -70,6 +82,24 @@ class MemoryBank(nn.Module):
         new = flat[(idx - self.slots).clamp(min=0)]  # (C, s, d)
         self.bank.copy_(torch.where(from_bank[..., None], old, new))
         self.scores.copy_(top)
+
+    @contextlib.contextmanager
+    def deferred_updates(self) -> Iterator[list[tuple[Tensor, Tensor, Tensor]]]:
+        """Collect the ``update`` calls made in the block instead of applying them.
+
+        Yields:
+            The list the offers are appended to, as (reps (B, n, d), scores (B, n, C), labels (B, C)) in float32;
+            the caller applies them with one ``update`` of their concatenation after the block (the kept set is the
+            top-s of every candidate offered, so this equals applying them as they came). Retrieval in the block
+            sees the bank as it was before it.
+        """
+        if self._deferred is not None:
+            raise RuntimeError("MemoryBank.deferred_updates does not nest")
+        self._deferred = []
+        try:
+            yield self._deferred
+        finally:
+            self._deferred = None
 
     def retrieve(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """The stored snippets of each video's ground-truth classes, concatenated in class-index order.
@@ -96,7 +126,8 @@ class MemoryBank(nn.Module):
         candidates ever offered, the bank row i would see equals the top-s over the stored entries and the
         candidates of rows < i, which is computed here for all rows at once. With this and ``update`` of the
         whole batch afterwards, a padded batch trains exactly like the one-video loop over its rows in order.
-        Under torch.distributed only this rank's earlier rows count (the update still gathers every rank's).
+        In data-parallel training only this process's earlier rows count (every process's offers of a step are
+        applied at its end: ``engine.distributed.gathered_memory_updates``).
 
         Args:
             reps: (B, n, d) the batch's representative snippets (detached).
@@ -143,8 +174,3 @@ def _positive_classes(labels: Tensor) -> tuple[Tensor, Tensor]:
     order = torch.sort((~positive).to(torch.uint8), dim=1, stable=True).indices[:, :k]
     return order, positive.gather(1, order)
 
-
-def _all_gather_cat(x: Tensor) -> Tensor:
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)

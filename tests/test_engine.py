@@ -17,7 +17,7 @@ from _tiny import tiny_dataset, train_epochs
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, build_datasets, load_experiment, packaged_configs
-from rskp_plugin.engine.trainer import plan_microbatches
+from rskp_plugin.engine.loop import plan_microbatches
 from rskp_plugin.errors import ConfigError, DataError, UnknownHeadError
 
 HEADS = ("facnet", "stpn", "bm", "wum")

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..memory import MemoryBank
 
 
 def launched_world_size() -> int:
@@ -170,31 +171,30 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def all_gather_rows(x: Tensor) -> Tensor:
+    """Every rank's ``x`` (the same shape on each) concatenated along dim 0 in rank order, on every rank."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
 @contextlib.contextmanager
-def gathered_memory_updates(memory: nn.Module, num_representatives: int) -> Iterator[None]:
+def gathered_memory_updates(memory: MemoryBank, num_representatives: int) -> Iterator[None]:
     """Collect the ``update`` calls a memory bank receives in the block; apply them at its end, gathered.
 
-    ``MemoryBank.update`` all-gathers candidates from every rank, which needs the same number of calls with the
-    same batch size everywhere; the ranks' shares of a step differ in size and micro-batches. So each rank
-    collects its candidates during the step, and at the end every rank pads its rows to the longest count (padding
-    rows have no label, so their candidates score -inf and never fill a slot) and makes exactly one ``update``
-    call. The kept set is the top-s of all candidates ever offered, so this equals updating as they came.
+    A gathered ``MemoryBank.update`` needs the same number of calls with the same batch size on every rank; the
+    ranks' shares of a step differ in size and micro-batches. So each rank collects its candidates during the step
+    (``MemoryBank.deferred_updates``), and at the end every rank pads its rows to the longest count (padding rows
+    have no label, so their candidates score -inf and never fill a slot) and makes exactly one ``update`` call with
+    ``gather=all_gather_rows``. The kept set is the top-s of all candidates ever offered, so this equals updating
+    as they came.
 
     Args:
-        memory: the ``MemoryBank`` (``num_classes``, ``slots``, ``dim``, ``update``).
+        memory: the memory bank.
         num_representatives: n, the representative snippets per video (the rows a rank without videos pads).
     """
-    pending: list[tuple[Tensor, Tensor, Tensor]] = []
-
-    def collect(reps: Tensor, scores: Tensor, labels: Tensor) -> None:
-        # float32 as the bank stores them (MemoryBank.update casts too): every rank gathers the same dtype
-        pending.append((reps.detach().float(), scores.detach().float(), labels.detach().float()))
-
-    memory.update = collect  # an instance attribute shadows MemoryBank.update inside the block
-    try:
+    with memory.deferred_updates() as pending:
         yield
-    finally:
-        del memory.update
     device = memory.bank.device
     local = sum(r.shape[0] for r, _, _ in pending)
     count = torch.tensor([local], dtype=torch.int64, device=device)
@@ -207,4 +207,4 @@ def gathered_memory_updates(memory: nn.Module, num_representatives: int) -> Iter
     reps = torch.cat([r for r, _, _ in pending] + [torch.zeros(pad, n, d, device=device)])  # (rows, n, d)
     scores = torch.cat([s for _, s, _ in pending] + [torch.zeros(pad, n, c, device=device)])  # (rows, n, C)
     labels = torch.cat([y for _, _, y in pending] + [torch.zeros(pad, c, device=device)])  # (rows, C)
-    type(memory).update(memory, reps, scores, labels)  # gathers every rank's rows
+    memory.update(reps, scores, labels, gather=all_gather_rows)

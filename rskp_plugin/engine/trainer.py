@@ -22,17 +22,15 @@ seed and the epoch, so a resumed run visits them in the same order without savin
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
 import attrs
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..checkpoint import (
     capture_rng_state,
@@ -43,14 +41,16 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..config import from_mapping
-from ..errors import CheckpointError, ConfigError, TrainingError
-from . import distributed
+from ..errors import CheckpointError, ConfigError
+from . import loop
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
-from .diagnostics import LossMeter, evaluate_branches
-from .inference import EvalResult, evaluate_model, forward_batches
+from .diagnostics import evaluate_branches
+from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
 from .record import RunRecord, environment
+from .strategy import make_strategy
+from .warmup import Callback, MemoryWarmup
 
 
 
@@ -111,8 +111,9 @@ class Trainer:
         self.config = config = expand_output_dir(config)  # placeholders left by a config built in code
         self.console = console if console is not None else Console(stderr=True)
         set_threads(config.train.threads)  # before any torch work: see resolve_threads
-        self.device, self._owns_process_group = distributed.setup(resolve_device(config.train.device))
-        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.strategy = make_strategy(resolve_device(config.train.device))  # one process or data-parallel
+        self.device, self.rank, self.world_size = self.strategy.device, self.strategy.rank, self.strategy.world_size
+        self.callbacks: list[Callback] = [MemoryWarmup(config)]  # called on every rank after each epoch
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
         if config.train.tensorboard and self.output_dir is None:
             raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
@@ -129,8 +130,7 @@ class Trainer:
         train = self.datasets.train
         self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)
         self.model.to(self.device)
-        if self.world_size > 1:
-            distributed.broadcast_module(self.model)  # identical already; guards against nondeterministic inits
+        self.strategy.sync_module(self.model)
         self._rank_rng: list[dict[str, Any]] | None = None  # every rank's RNG state, for checkpoints
         opt = config.optimizer
         self.optimizer = torch.optim.Adam(
@@ -163,7 +163,7 @@ class Trainer:
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Indices of the training videos in the order epoch ``epoch`` visits them (a function of seed, epoch)."""
-        return np.random.default_rng([self.config.train.seed, epoch]).permutation(len(self.datasets.train.videos))
+        return loop.epoch_order(self.config.train.seed, len(self.datasets.train.videos), epoch)
 
     def train_epoch(self, epoch: int, progress: Any = None) -> float:
         """One pass over the training videos with accumulation; returns the mean per-video loss.
@@ -175,115 +175,28 @@ class Trainer:
 
         With several processes each group is dealt to the ranks (``distributed.shard_group``) and the ranks'
         gradients are summed before the step, which is then the single-process step; the returned loss is the
-        mean over all ranks' videos.
+        mean over all ranks' videos. See ``engine.loop``.
         """
-        cfg = self.config.optimizer
-        model, videos = self.model, self.datasets.train.videos
-        model.train()
-        order = self.epoch_order(epoch)
-        groups = [order[start : start + cfg.accumulation] for start in range(0, len(order), cfg.accumulation)]
-        if self.world_size > 1:  # this rank's share of every group
-            groups = [g[distributed.shard_group([videos[i].num_snippets for i in g], self.world_size)[self.rank]]
-                      for g in groups]
-        total = sum(len(g) for g in groups)
-        task = progress.add_task(f"epoch {epoch + 1}", total=total) if progress is not None else None
-        total_loss = 0.0
-        meter = LossMeter() if self.config.train.diagnostics else None
-        self.optimizer.zero_grad(set_to_none=True)
-        for group in groups:
-            lengths = [videos[i].num_snippets for i in group]
-            micros = plan_microbatches(lengths, cfg.batch_size, group_by_length=cfg.group_by_length) if lengths else []
-            with self._memory_updates(training=True):
-                for micro in micros:
-                    chunk = group[micro]
-                    features, mask, labels = self._to_device(self.datasets.collate([videos[i] for i in chunk]))
-                    with self.autocast():
-                        out = model(features, mask=mask, labels=labels)
-                    if out.loss is None or not torch.isfinite(out.loss):
-                        raise self._diverged(epoch, out, [videos[i].name for i in chunk])
-                    # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
-                    scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
-                    (out.loss.float() * scale).backward()
-                    total_loss += float(out.loss.detach()) * len(chunk)
-                    if meter is not None:
-                        meter.add(out.losses, len(chunk))
-                    if task is not None:
-                        progress.advance(task, len(chunk))
-            if self.world_size > 1:
-                distributed.all_reduce_gradients(model.parameters())
-            self._step()
-        if task is not None:
-            progress.remove_task(task)
-        if self.world_size > 1:
-            total_loss = distributed.all_reduce_sum(total_loss, self.device)
-        if meter is not None:
-            reduce = (lambda x: distributed.all_reduce_sum(x, self.device)) if self.world_size > 1 else None
-            self.epoch_losses = meter.means(reduce)
-        return total_loss / len(order)
-
-    def _diverged(self, epoch: int, out: Any, names: list[str]) -> TrainingError:
-        """The error for a non-finite loss: the epoch, the terms that went non-finite and what to try."""
-        bad = [f"{k}={float(v.detach()):g}" for k, v in sorted(out.losses.items())
-               if not torch.isfinite(v.detach()).all()]
-        terms = f"non-finite terms: {', '.join(bad)}" if bad else "no named term is non-finite"
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        return TrainingError(
-            f"training diverged in epoch {epoch + 1}: the loss is {out.loss} ({terms}; videos {shown}). "
-            f"Try a lower learning rate (optimizer.lr is {self.config.optimizer.lr:g}: --set optimizer.lr=...), "
-            "gradient clipping (--set optimizer.grad_clip=10), or check the features for huge values"
-        )
-
-    def _memory_updates(self, *, training: bool) -> contextlib.AbstractContextManager:
-        """With several processes, memory bank updates made in the block are gathered and applied at its end
-        (``distributed.gathered_memory_updates``); a no-op in one process, for models without a memory bank and,
-        in training, before the bank is in use (no update then, on any rank)."""
-        memory = self.model.memory
-        if self.world_size <= 1 or memory is None or (training and not self.model.memory_ready):
-            return contextlib.nullcontext()
-        return distributed.gathered_memory_updates(memory, self.config.rskp.summarizer.num_representatives)
-
-    def _step(self) -> None:
-        clip = self.config.optimizer.grad_clip
-        if clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        loss, losses = loop.train_epoch(self, epoch, progress)
+        if losses is not None:
+            self.epoch_losses = losses
+        return loss
 
     def _to_device(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
-        return (
-            torch.as_tensor(batch.features).to(self.device, non_blocking=True),
-            torch.as_tensor(batch.mask).to(self.device, non_blocking=True),
-            torch.as_tensor(batch.labels).float().to(self.device, non_blocking=True),
-        )
+        return loop.to_device(batch, self.device)
 
     @property
     def memory_due(self) -> bool:
         """Whether the memory bank must be filled now (after warm-up epoch index ``warmup_epochs``)."""
-        mem = self.config.rskp.memory
-        return (
-            self.config.rskp_enabled
-            and mem.enabled
-            and not self.model.memory_ready
-            and self.epoch >= mem.warmup_epochs + 1
-        )
+        return self._warmup.due(self.model, self.epoch)
 
     def initialize_memory(self) -> None:
-        """The warm-up pass: training videos in fixed order, eval mode, no gradients (heads.md 1.8).
+        """The warm-up pass filling the memory bank (``MemoryWarmup.fill``)."""
+        self._warmup.fill(self)
 
-        With several processes each rank passes over every ``world_size``-th video and the candidates of all are
-        gathered into one update, so every rank ends with the bank one process would fill.
-        """
-        dataset: Any = self.datasets.train
-        if self.world_size > 1:
-            dataset = types.SimpleNamespace(videos=dataset.videos[self.rank :: self.world_size])
-        batches = (
-            (f, m, l)
-            for f, m, l, _ in forward_batches(
-                dataset, self.config.train.eval_batch_size, self.device, self.datasets.collate, sort_by_length=False,
-            )
-        )
-        with self._memory_updates(training=False), self.autocast():
-            self.model.initialize_memory(batches)
+    @property
+    def _warmup(self) -> MemoryWarmup:
+        return next(c for c in self.callbacks if isinstance(c, MemoryWarmup))
 
     # ------------------------------------------------------------------------------------------ evaluation
     def evaluate(self, which: str = "test", progress: Any = None) -> EvalResult:
@@ -366,9 +279,7 @@ class Trainer:
         run ends. No collective can run afterwards."""
         if self._record is not None:
             self._record.close()
-        if self._owns_process_group:
-            distributed.teardown()
-            self._owns_process_group = False
+        self.strategy.close()
 
     def _fit(self, stop_after: int | None) -> FitResult:
         t = self.config.train
@@ -386,11 +297,11 @@ class Trainer:
                 loss = self.train_epoch(self.epoch, progress)
                 self.epoch_times.append(time.perf_counter() - started)
                 self.epoch += 1
-                if self.memory_due:
-                    self.initialize_memory()
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self)
                 if self.world_size > 1 and self.output_dir is not None:
                     # rank 0 writes the checkpoints; each rank resumes from its own generator states
-                    self._rank_rng = distributed.gather_objects(capture_rng_state())
+                    self._rank_rng = self.strategy.gather_objects(capture_rng_state())
                 if not self.is_main_process:
                     continue
                 if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
@@ -418,8 +329,7 @@ class Trainer:
         result = FitResult(self.best or {}, final, self.history, t.selection, self.epoch_times, self.eval_times)
         if self.output_dir is not None and self.epoch == t.epochs and self.is_main_process:
             self.write_results(result)
-        if self.world_size > 1:
-            distributed.barrier()  # every rank returns once rank 0 has written the run folder
+        self.strategy.barrier()  # every rank returns once rank 0 has written the run folder
         return result
 
     def _progress_label(self, loss: float | None) -> str:
@@ -580,44 +490,3 @@ def progress_bar(console: Any) -> Any:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
     )
-
-
-def plan_microbatches(
-    lengths: Sequence[int], max_batch: int, *, group_by_length: bool = True, overhead: int = 256
-) -> list[np.ndarray]:
-    """Split one accumulation group into padded micro-batches of at most ``max_batch`` videos.
-
-    With ``group_by_length`` the videos are sorted by length and cut into contiguous runs minimising the padded
-    size sum(run length x longest video of the run) + ``overhead`` snippets per forward pass (dynamic programming
-    over the <= accumulation sorted videos); otherwise they run in order, ``max_batch`` at a time. Either way the
-    runs, taken in order, visit the videos in the same order for every ``max_batch`` (one video per run too), which
-    the memory bank's in-order retrieval needs for batched and one-video training to agree.
-
-    Args:
-        lengths: snippets per video of the group, in visiting order.
-        max_batch: the most videos in one forward pass.
-        group_by_length: sort by length before cutting.
-        overhead: the fixed cost of one forward pass, in snippets.
-
-    Returns:
-        Index arrays into ``lengths``, one per micro-batch, together covering every video once.
-    """
-    n = len(lengths)
-    if not group_by_length:
-        return [np.arange(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    if max_batch == 1:
-        return [order[i : i + 1] for i in range(n)]
-    sorted_len = np.asarray(lengths)[order]
-    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted videos
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(max(0, j - max_batch), j):  # run = sorted videos i .. j-1, padded to sorted_len[j-1]
-            cost = best[i] + (j - i) * float(sorted_len[j - 1]) + overhead
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    runs, j = [], n
-    while j > 0:
-        runs.append(order[cut[j] : j])
-        j = cut[j]
-    return runs[::-1]

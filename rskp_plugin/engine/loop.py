@@ -1,0 +1,152 @@
+"""The step loop: one epoch of accumulated optimiser steps over padded micro-batches.
+
+Each epoch visits the training videos in ``epoch_order`` (a pure function of the seed and the epoch, so a resumed
+run visits them in the same order without saving a generator), in accumulation groups of
+``optimizer.accumulation`` videos; each group is one optimiser step on the sum of its videos' gradients, computed
+in micro-batches chosen by ``plan_microbatches``. The module docstring of ``engine.trainer`` says why batched and
+one-video training agree. The loop talks to processes only through the trainer's strategy (``engine.strategy``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import TrainingError
+from .diagnostics import LossMeter
+
+
+def epoch_order(seed: int, num_videos: int, epoch: int) -> np.ndarray:
+    """Indices of the training videos in the order epoch ``epoch`` visits them."""
+    return np.random.default_rng([seed, epoch]).permutation(num_videos)
+
+
+def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, dict[str, float] | None]:
+    """One pass over the training videos with accumulation (``Trainer.train_epoch``).
+
+    Args:
+        trainer: the ``Trainer``; the loop uses its config, datasets, model, optimizer, strategy, ``autocast`` and
+            ``epoch_order``.
+        epoch: the 0-based epoch.
+        progress: a rich progress display for a per-epoch bar, or None.
+
+    Returns:
+        The mean per-video loss over every process's videos, and the mean of each loss term
+        (``train.diagnostics``; else None).
+    """
+    cfg, strategy = trainer.config.optimizer, trainer.strategy
+    model, videos = trainer.model, trainer.datasets.train.videos
+    model.train()
+    order = trainer.epoch_order(epoch)
+    groups = [order[start : start + cfg.accumulation] for start in range(0, len(order), cfg.accumulation)]
+    groups = [strategy.share(g, [videos[i].num_snippets for i in g]) for g in groups]  # this process's share
+    total = sum(len(g) for g in groups)
+    task = progress.add_task(f"epoch {epoch + 1}", total=total) if progress is not None else None
+    total_loss = 0.0
+    meter = LossMeter() if trainer.config.train.diagnostics else None
+    n = trainer.config.rskp.summarizer.num_representatives
+    trainer.optimizer.zero_grad(set_to_none=True)
+    for group in groups:
+        lengths = [videos[i].num_snippets for i in group]
+        micros = plan_microbatches(lengths, cfg.batch_size, group_by_length=cfg.group_by_length) if lengths else []
+        # before the bank is in use no process updates it: no gathering then
+        with strategy.memory_step(model.memory if model.memory_ready else None, n):
+            for micro in micros:
+                chunk = group[micro]
+                features, mask, labels = to_device(trainer.datasets.collate([videos[i] for i in chunk]), trainer.device)
+                with trainer.autocast():
+                    out = model(features, mask=mask, labels=labels)
+                if out.loss is None or not torch.isfinite(out.loss):
+                    raise diverged(epoch, out, [videos[i].name for i in chunk], cfg.lr)
+                # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
+                scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
+                (out.loss.float() * scale).backward()
+                total_loss += float(out.loss.detach()) * len(chunk)
+                if meter is not None:
+                    meter.add(out.losses, len(chunk))
+                if task is not None:
+                    progress.advance(task, len(chunk))
+        strategy.reduce_gradients(model.parameters())
+        step(model, trainer.optimizer, cfg.grad_clip)
+    if task is not None:
+        progress.remove_task(task)
+    reduce = strategy.sum_floats
+    if reduce is not None:
+        total_loss = reduce(total_loss)
+    losses = meter.means(reduce) if meter is not None else None
+    return total_loss / len(order), losses
+
+
+def step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """One optimiser step (gradient norm clipped to ``grad_clip`` when > 0), then the gradients are dropped."""
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def to_device(batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """A collated batch as (features (B, T, D), mask (B, T), labels (B, C) float) on ``device``."""
+    return (
+        torch.as_tensor(batch.features).to(device, non_blocking=True),
+        torch.as_tensor(batch.mask).to(device, non_blocking=True),
+        torch.as_tensor(batch.labels).float().to(device, non_blocking=True),
+    )
+
+
+def diverged(epoch: int, out: Any, names: list[str], lr: float) -> TrainingError:
+    """The error for a non-finite loss: the epoch, the terms that went non-finite and what to try."""
+    bad = [f"{k}={float(v.detach()):g}" for k, v in sorted(out.losses.items())
+           if not torch.isfinite(v.detach()).all()]
+    terms = f"non-finite terms: {', '.join(bad)}" if bad else "no named term is non-finite"
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return TrainingError(
+        f"training diverged in epoch {epoch + 1}: the loss is {out.loss} ({terms}; videos {shown}). "
+        f"Try a lower learning rate (optimizer.lr is {lr:g}: --set optimizer.lr=...), "
+        "gradient clipping (--set optimizer.grad_clip=10), or check the features for huge values"
+    )
+
+
+def plan_microbatches(
+    lengths: Sequence[int], max_batch: int, *, group_by_length: bool = True, overhead: int = 256
+) -> list[np.ndarray]:
+    """Split one accumulation group into padded micro-batches of at most ``max_batch`` videos.
+
+    With ``group_by_length`` the videos are sorted by length and cut into contiguous runs minimising the padded
+    size sum(run length x longest video of the run) + ``overhead`` snippets per forward pass (dynamic programming
+    over the <= accumulation sorted videos); otherwise they run in order, ``max_batch`` at a time. Either way the
+    runs, taken in order, visit the videos in the same order for every ``max_batch`` (one video per run too), which
+    the memory bank's in-order retrieval needs for batched and one-video training to agree.
+
+    Args:
+        lengths: snippets per video of the group, in visiting order.
+        max_batch: the most videos in one forward pass.
+        group_by_length: sort by length before cutting.
+        overhead: the fixed cost of one forward pass, in snippets.
+
+    Returns:
+        Index arrays into ``lengths``, one per micro-batch, together covering every video once.
+    """
+    n = len(lengths)
+    if not group_by_length:
+        return [np.arange(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    if max_batch == 1:
+        return [order[i : i + 1] for i in range(n)]
+    sorted_len = np.asarray(lengths)[order]
+    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted videos
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_batch), j):  # run = sorted videos i .. j-1, padded to sorted_len[j-1]
+            cost = best[i] + (j - i) * float(sorted_len[j - 1]) + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs, j = [], n
+    while j > 0:
+        runs.append(order[cut[j] : j])
+        j = cut[j]
+    return runs[::-1]
