@@ -9,7 +9,8 @@ A checkpoint is one ``torch.save`` file holding a plain dict::
     model           model.state_dict(): head, summariser and the memory bank (its buffers, incl. ``ready``)
     optimizer       optimizer.state_dict()
     rng             torch / CUDA / numpy / python generator states
-    trainer         history of evaluations, best selection, ...
+    trainer         history of evaluations, best selection, epoch and evaluation seconds, and (data-parallel
+                    runs) ``rank_rng``: every rank's generator states
     meta            class names, feature size, snippets per second, library versions, and ``head``: the head's
                     name with the distribution and version that provided it (named when it is not installed)
 
@@ -177,6 +178,17 @@ def upgrade_record(record: Any) -> Any:
     return out
 
 
+def _trainer_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The trainer entry with every field (early files lacked the timings)."""
+    trainer = data["trainer"]
+    if not isinstance(trainer, dict):
+        return data
+    history = list(trainer.get("history", []))
+    filled = {"history": history, "best": trainer.get("best"), "epoch_times": list(trainer.get("epoch_times", [])),
+              "eval_times": list(trainer.get("eval_times", [{} for _ in history]))}
+    return {**data, "trainer": {**trainer, **filled}}
+
+
 def _record_units(data: dict[str, Any]) -> dict[str, Any]:
     """The trainer's evaluation records (``history``, ``best``) with keys that name their unit."""
     trainer = data["trainer"]
@@ -192,8 +204,42 @@ def _record_units(data: dict[str, Any]) -> dict[str, Any]:
 
 #: format version -> the upgrades a checkpoint written at that version or earlier needs, in order.
 MIGRATIONS: dict[int, tuple[Callable[[dict[str, Any]], dict[str, Any]], ...]] = {
-    1: (_amp_mode_from_bool, _record_units),
+    1: (_amp_mode_from_bool, _trainer_defaults, _record_units),
 }
+
+
+def training_payload(*, epoch: int, config: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     trainer: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a training checkpoint (the module docstring lists them), with this process's generators."""
+    return {
+        "epoch": epoch, "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "rng": capture_rng_state(), "trainer": trainer, "meta": meta,
+    }
+
+
+def restore_training(data: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                     rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """Load a loaded checkpoint's model and optimizer states and the generator states this process resumes with
+    (its own where the run had as many processes, else the saved process's); returns the ``trainer`` entry.
+
+    Raises:
+        CheckpointError: the states do not fit ``model`` (another head or config).
+    """
+    try:
+        model.load_state_dict(data["model"])
+        optimizer.load_state_dict(data["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"checkpoint does not fit this model ({str(exc).splitlines()[0]}); was it written for another head "
+            "or config?"
+        ) from exc
+    trainer = data["trainer"]
+    rank_rng = trainer.get("rank_rng")
+    if rank_rng is not None and len(rank_rng) == world_size:  # written by a run with as many processes
+        restore_rng_state(rank_rng[rank])
+    else:
+        restore_rng_state(data["rng"])
+    return trainer
 
 
 def head_record(name: str) -> dict[str, str]:

@@ -3,8 +3,18 @@
 Each epoch visits the training videos in ``epoch_order`` (a pure function of the seed and the epoch, so a resumed
 run visits them in the same order without saving a generator), in accumulation groups of
 ``optimizer.accumulation`` videos; each group is one optimiser step on the sum of its videos' gradients, computed
-in micro-batches chosen by ``plan_microbatches``. The module docstring of ``engine.trainer`` says why batched and
-one-video training agree. The loop talks to processes only through the trainer's strategy (``engine.strategy``).
+in micro-batches chosen by ``plan_microbatches``. The loop talks to processes only through the trainer's strategy
+(``engine.strategy``).
+
+One-video-at-a-time vs batched. The official code runs one video per forward, calls ``backward`` per video and
+steps Adam every 10 videos, so the step uses the SUM of 10 per-video gradients. The model averages per-video
+losses over a batch, so a padded batch of B videos whose loss is multiplied by B gives exactly that sum (padded
+snippets are masked out everywhere). ``optimizer.batch_size`` = 1 is the official loop, 10 the fast path; both
+give the same weights up to float rounding, after warm-up too: in the official loop video j of a group retrieves
+the memory after videos < j updated it, and in a batch row j reads the bank the same way
+(``MemoryBank.retrieve_in_order``), so both loops must visit a group's videos in the same order:
+``plan_microbatches`` sorts every group by length (``optimizer.group_by_length``) for one video per forward as
+for batches. Only dropout masks differ (different draws).
 """
 
 from __future__ import annotations
@@ -27,6 +37,15 @@ def epoch_order(seed: int, num_videos: int, epoch: int) -> np.ndarray:
 
 def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, dict[str, float] | None]:
     """One pass over the training videos with accumulation (``Trainer.train_epoch``).
+
+    The videos are taken in ``epoch_order`` in groups of ``optimizer.accumulation`` (the last group may be
+    shorter); each group is one optimiser step on the sum of its videos' gradients. Inside a group the videos
+    run in padded micro-batches of at most ``optimizer.batch_size`` videos, chosen by ``plan_microbatches`` to
+    waste little compute on padding; the group's gradient does not depend on how it is split.
+
+    With several processes each group is dealt to the ranks (``DataParallel.share``) and the ranks'
+    gradients are summed before the step, which is then the single-process step; the returned loss is the
+    mean over all ranks' videos.
 
     Args:
         trainer: the ``Trainer``; the loop uses its config, datasets, model, optimizer, strategy, ``autocast`` and

@@ -1,22 +1,14 @@
-"""The training loop: the official RSKP recipe, batched, seeded, resumable.
+"""The trainer: the official RSKP recipe, batched, seeded, resumable; ``Trainer`` ties the parts together.
 
-One-video-at-a-time vs batched. The official code runs one video per forward, calls ``backward`` per video and
-steps Adam every 10 videos, so the step uses the SUM of 10 per-video gradients. The model averages per-video
-losses over a batch, so a padded batch of B videos whose loss is multiplied by B gives exactly that sum (padded
-snippets are masked out everywhere). ``optimizer.batch_size`` = 1 is the official loop, 10 the fast path; both
-give the same weights up to float rounding, after warm-up too: in the official loop video j of a group retrieves
-the memory after videos < j updated it, and in a batch row j reads the bank the same way
-(``MemoryBank.retrieve_in_order``), so both loops must visit a group's videos in the same order:
-``plan_microbatches`` sorts every group by length (``optimizer.group_by_length``) for one video per forward as
-for batches. Only dropout masks differ (different draws).
+    engine/strategy.py   one process or data-parallel: sharding, gradient sums, memory steps, process group
+    engine/loop.py       the step loop: one epoch of accumulated optimiser steps over padded micro-batches
+    engine/warmup.py     the RSKP warm-up schedule (a callback: when the memory bank is filled)
+    engine/record.py     the run record: config.yaml, results.json, metrics.jsonl, TensorBoard, environment
+    engine/resume.py     the config a resumed run trains with; rskp_plugin/checkpoint.py: the file and migrations
+    engine/progress.py   the progress bars
 
-Warm-up (heads.md 1.8): epochs 0 .. ``rskp.memory.warmup_epochs`` (0-based, inclusive; official 100) train
-without the inter-video branch. At the end of epoch ``warmup_epochs`` one evaluation pass over the training set
-(fixed order, dropout off) fills the memory bank; from then on the inter branch, the smaller distillation weight
-and the per-batch memory updates are active (``RSKPWrapper.memory_ready``).
-
-Data order: epoch e visits the training videos in ``default_rng([seed, e]).permutation``, a pure function of the
-seed and the epoch, so a resumed run visits them in the same order without saving a generator.
+``Trainer`` builds data and model, runs ``fit`` (epochs, callbacks, evaluation and selection, checkpoints) and
+keeps what a checkpoint holds of the run.
 """
 
 from __future__ import annotations
@@ -33,25 +25,23 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import (
-    capture_rng_state,
-    check_head_installed,
-    head_record,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
+    capture_rng_state, check_head_installed, head_record, load_checkpoint, restore_training, save_checkpoint,
+    training_payload,
 )
-from ..config import from_mapping
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from . import loop
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
+from .progress import open_progress, progress_bar, progress_label
 from .record import RunRecord, environment
+from .resume import resumed_config
 from .strategy import make_strategy
 from .warmup import Callback, MemoryWarmup
 
+__all__ = ["FitResult", "Trainer", "environment", "progress_bar"]  # environment, progress_bar: as before the split
 
 
 @attrs.define
@@ -91,8 +81,8 @@ class Trainer:
         resume_from: the checkpoint this trainer continues (``resume`` sets it): its folder may hold the run.
 
     Launched by torchrun with more than one process (``WORLD_SIZE`` > 1), the trainer joins the process group
-    (gloo on the CPU, nccl on CUDA with one GPU per process) and trains data-parallel: see
-    ``rskp_plugin.engine.distributed``. Rank 0 alone evaluates, writes the run folder and shows progress; ``fit``
+    (gloo on the CPU, nccl on CUDA with one GPU per process) and trains data-parallel: see ``engine.strategy``
+    and ``engine.distributed``. Rank 0 alone evaluates, writes the run folder and shows progress; ``fit``
     destroys a process group the trainer created once it is done.
     """
 
@@ -117,10 +107,10 @@ class Trainer:
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
         if config.train.tensorboard and self.output_dir is None:
             raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
+        self._record: RunRecord | None = None  # config.yaml, results.json, metrics.jsonl, TensorBoard
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
             prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
-        self._record: RunRecord | None = None  # rank 0 alone writes the record files
-        if self.output_dir is not None and self.is_main_process:  # after prepare_run_dir: an old run's events are gone
+            # after prepare_run_dir: an old run's events are gone
             self._record = RunRecord(self.output_dir, tensorboard=config.train.tensorboard)
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
         self.last_checkpoint: tuple[Path, int] | None = None
@@ -166,17 +156,8 @@ class Trainer:
         return loop.epoch_order(self.config.train.seed, len(self.datasets.train.videos), epoch)
 
     def train_epoch(self, epoch: int, progress: Any = None) -> float:
-        """One pass over the training videos with accumulation; returns the mean per-video loss.
-
-        The videos are taken in ``epoch_order`` in groups of ``optimizer.accumulation`` (the last group may be
-        shorter); each group is one optimiser step on the sum of its videos' gradients. Inside a group the videos
-        run in padded micro-batches of at most ``optimizer.batch_size`` videos, chosen by ``plan_microbatches`` to
-        waste little compute on padding; the group's gradient does not depend on how it is split.
-
-        With several processes each group is dealt to the ranks (``distributed.shard_group``) and the ranks'
-        gradients are summed before the step, which is then the single-process step; the returned loss is the
-        mean over all ranks' videos. See ``engine.loop``.
-        """
+        """One pass over the training videos with accumulation (``engine.loop.train_epoch``); returns the mean
+        per-video loss, over every process's videos."""
         loss, losses = loop.train_epoch(self, epoch, progress)
         if losses is not None:
             self.epoch_losses = losses
@@ -287,10 +268,10 @@ class Trainer:
         owns_progress = isinstance(self.show_progress, bool)
         if self.output_dir is not None and self.is_main_process:
             self.write_config()
-        with self._progress() as progress:
+        with open_progress(self.show_progress, self.console) as progress:
             task = None
             if progress is not None:
-                task = progress.add_task(self._progress_label(None), total=t.epochs, completed=self.epoch)
+                task = progress.add_task(progress_label(self.history, None), total=t.epochs, completed=self.epoch)
             loss = None
             while self.epoch < last:
                 started = time.perf_counter()
@@ -318,10 +299,10 @@ class Trainer:
                 ):
                     self.save(self.output_dir / "last.pt")
                 if task is not None:
-                    progress.update(task, completed=self.epoch, description=self._progress_label(loss))
+                    progress.update(task, completed=self.epoch, description=progress_label(self.history, loss))
             if task is not None:
                 if owns_progress:  # the bar stays on screen, finished, with the last loss and evaluation
-                    progress.update(task, completed=self.epoch, description=self._progress_label(loss))
+                    progress.update(task, completed=self.epoch, description=progress_label(self.history, loss))
                     progress.refresh()
                 else:  # a caller's progress (the benchmark) keeps its own bars only
                     progress.remove_task(task)
@@ -332,37 +313,15 @@ class Trainer:
         self.strategy.barrier()  # every rank returns once rank 0 has written the run folder
         return result
 
-    def _progress_label(self, loss: float | None) -> str:
-        """The training bar's description: the latest loss and evaluation (AVG mAP of the test set)."""
-        parts = [] if loss is None else [f"loss {loss:.4f}"]
-        if self.history:
-            last = self.history[-1]
-            parts.append(f"AVG mAP {last['test']['avg_map_percent']:.1f} % at epoch {last['epoch']}")
-        return f"training ({', '.join(parts)})" if parts else "training"
-
-    def _progress(self) -> contextlib.AbstractContextManager:
-        if not isinstance(self.show_progress, bool):  # a running Progress owned by the caller
-            return contextlib.nullcontext(self.show_progress)
-        if not self.show_progress:
-            return contextlib.nullcontext(None)
-        return progress_bar(self.console)
-
     # ------------------------------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
         """The checkpoint payload (see ``rskp_plugin.checkpoint``)."""
-        return {
-            "epoch": self.epoch,
-            "config": config_to_dict(self.config),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": capture_rng_state(),
-            "trainer": {
-                "history": self.history, "best": self.best, "epoch_times": self.epoch_times,
-                "eval_times": self.eval_times,
-                **({"rank_rng": self._rank_rng} if self._rank_rng is not None else {}),
-            },
-            "meta": self.meta(),
-        }
+        progress = {"history": self.history, "best": self.best, "epoch_times": self.epoch_times,
+                    "eval_times": self.eval_times}
+        if self._rank_rng is not None:
+            progress["rank_rng"] = self._rank_rng
+        return training_payload(epoch=self.epoch, config=config_to_dict(self.config), model=self.model,
+                                optimizer=self.optimizer, trainer=progress, meta=self.meta())
 
     def meta(self) -> dict[str, Any]:
         train = self.datasets.train
@@ -382,26 +341,11 @@ class Trainer:
         return written
 
     def load_state(self, data: dict[str, Any]) -> None:
-        """Restore model, optimizer, progress and RNG states from a loaded checkpoint."""
-        try:
-            self.model.load_state_dict(data["model"])
-            self.optimizer.load_state_dict(data["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint does not fit this model ({str(exc).splitlines()[0]}); was it written for another head "
-                "or config?"
-            ) from exc
+        """Restore model, optimizer, progress and RNG states from a checkpoint as ``load_checkpoint`` returns it."""
+        trainer = restore_training(data, self.model, self.optimizer, rank=self.rank, world_size=self.world_size)
         self.epoch = int(data["epoch"])
-        trainer = data["trainer"]
-        self.history = list(trainer.get("history", []))
-        self.best = trainer.get("best")
-        self.epoch_times = list(trainer.get("epoch_times", []))
-        self.eval_times = list(trainer.get("eval_times", [{} for _ in self.history]))
-        rank_rng = trainer.get("rank_rng")
-        if rank_rng is not None and len(rank_rng) == self.world_size:  # written by a run with as many processes
-            restore_rng_state(rank_rng[self.rank])
-        else:
-            restore_rng_state(data["rng"])
+        self.history, self.best = list(trainer["history"]), trainer["best"]
+        self.epoch_times, self.eval_times = list(trainer["epoch_times"]), list(trainer["eval_times"])
 
     @classmethod
     def resume(
@@ -426,16 +370,9 @@ class Trainer:
             expect: a config the resumed one must equal (run folders aside), e.g. the ``--config`` also given;
                 a difference is a ``ConfigError`` listing the keys.
         """
-        from ..config import apply_overrides, set_values
-
         data = load_checkpoint(path)
         check_head_installed(data, path)
-        config = from_mapping(ExperimentConfig, data["config"])  # migrated by load_checkpoint
-        checkpoint = Path(path) / "last.pt" if Path(path).is_dir() else Path(path)
-        config = attrs.evolve(config, train=attrs.evolve(config.train, output_dir=os.fspath(checkpoint.parent)))
-        config = apply_overrides(set_values(config, values or {}), list(overrides))
-        if expect is not None:
-            _check_same_run(config, expect, checkpoint)
+        config, checkpoint = resumed_config(path, data, overrides=overrides, values=values, expect=expect)
         trainer = cls(config, datasets=datasets, progress=progress, console=console, overwrite=overwrite,
                       resume_from=checkpoint)
         trainer.load_state(data)
@@ -454,39 +391,3 @@ class Trainer:
         """``results.json`` in the run folder (``RunRecord.write_results``); rank 0 only."""
         assert self._record is not None
         return self._record.write_results(result, self.config, self.device)
-
-
-def _check_same_run(config: ExperimentConfig, expect: ExperimentConfig, checkpoint: Path) -> None:
-    """``ConfigError`` listing the keys (run folders aside) where a resumed config differs from ``expect``."""
-
-    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(data, dict):
-            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
-        return {prefix[:-1]: data}
-
-    ours, theirs = flat(config_to_dict(config)), flat(config_to_dict(expect))
-    differ = [k for k in sorted(set(ours) | set(theirs)) if k != "train.output_dir" and ours.get(k) != theirs.get(k)]
-    if differ:
-        shown = "; ".join(f"{k}: {ours.get(k)!r} in the checkpoint, {theirs.get(k)!r} in --config" for k in differ[:4])
-        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise ConfigError(
-            f"--resume {os.fspath(checkpoint)} continues the run stored in the checkpoint, whose config differs "
-            f"from --config ({shown}{more}). Drop --config to resume as stored (--set KEY=VALUE changes a key), or "
-            "start a new run without --resume"
-        )
-
-
-def progress_bar(console: Any) -> Any:
-    """The progress display of ``rskp train`` and ``rskp-bench``: description, bar, count, elapsed time and ETA.
-
-    Not transient: when it stops, the finished bars stay as they were last updated (complete, with the final
-    loss and evaluation) and the next output starts on a new line, also where the terminal cannot erase lines.
-    """
-    from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
-    )

@@ -1,0 +1,41 @@
+"""The progress display of ``rskp train`` and ``rskp bench``: one bar for the run, one per epoch and evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+
+def open_progress(show: Any, console: Any) -> contextlib.AbstractContextManager:
+    """The display a run shows its bars in: ``show`` itself when it is a running ``rich.progress.Progress`` owned
+    by the caller, a new ``progress_bar`` when it is True, and None (no bars) when it is False."""
+    if not isinstance(show, bool):
+        return contextlib.nullcontext(show)
+    if not show:
+        return contextlib.nullcontext(None)
+    return progress_bar(console)
+
+
+def progress_label(history: Sequence[dict[str, Any]], loss: float | None) -> str:
+    """The training bar's description: the latest loss and evaluation (AVG mAP of the test set)."""
+    parts = [] if loss is None else [f"loss {loss:.4f}"]
+    if history:
+        last = history[-1]
+        parts.append(f"AVG mAP {last['test']['avg_map_percent']:.1f} % at epoch {last['epoch']}")
+    return f"training ({', '.join(parts)})" if parts else "training"
+
+
+def progress_bar(console: Any) -> Any:
+    """The progress display of ``rskp train`` and ``rskp-bench``: description, bar, count, elapsed time and ETA.
+
+    Not transient: when it stops, the finished bars stay as they were last updated (complete, with the final
+    loss and evaluation) and the next output starts on a new line, also where the terminal cannot erase lines.
+    """
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+    )
