@@ -85,3 +85,54 @@ def test_unfilled_slots_are_masked_and_state_dict_round_trips():
     assert torch.equal(other.bank, bank.bank) and torch.equal(other.scores, bank.scores) and bool(other.ready)
     bank.reset()
     assert not bank.filled.any() and not bool(bank.ready)
+
+
+def test_deferred_updates_leave_the_bank_and_apply_once_as_if_offered_in_turn() -> None:
+    """Offers made inside ``deferred_updates`` are collected (the bank does not change); one update of their
+    concatenation afterwards gives the bank that updating as they came gives."""
+    reps, scores, labels = _stream(3, 7, 4, 3, 5)
+    direct, deferred = MemoryBank(3, 2, 5), MemoryBank(3, 2, 5)
+    for bank in (direct, deferred):
+        bank.update(reps[:2], scores[:2], labels[:2])
+    before = {k: v.clone() for k, v in deferred.state_dict().items()}
+    with deferred.deferred_updates() as pending:
+        for start in (2, 4, 6):
+            direct.update(reps[start : start + 2], scores[start : start + 2], labels[start : start + 2])
+            deferred.update(reps[start : start + 2], scores[start : start + 2], labels[start : start + 2])
+        assert all(torch.equal(v, before[k]) for k, v in deferred.state_dict().items())
+    assert [r.shape[0] for r, _, _ in pending] == [2, 2, 1]
+    deferred.update(*(torch.cat(parts) for parts in zip(*pending)))
+    assert torch.equal(deferred.bank, direct.bank) and torch.equal(deferred.scores, direct.scores)
+    best = torch.zeros(1, 4, 3)
+    best[0, 0, 0] = 2.0  # above every probability: it takes a slot of class 0 at once
+    deferred.update(reps[:1], best, torch.tensor([[1.0, 0.0, 0.0]]))  # outside the block updates apply again
+    assert float(deferred.scores[0].max()) == 2.0
+
+
+def test_deferred_updates_do_not_nest() -> None:
+    bank = MemoryBank(2, 2, 3)
+    with bank.deferred_updates():
+        try:
+            with bank.deferred_updates():
+                pass
+        except RuntimeError as exc:
+            assert "does not nest" in str(exc)
+        else:
+            raise AssertionError("nested deferred_updates did not raise")
+
+
+def test_update_offers_the_rows_gather_returns() -> None:
+    """``gather`` (every process's rows in data-parallel training) decides which candidates compete."""
+    reps, scores, labels = _stream(5, 6, 3, 4, 2)
+    gathered, whole = MemoryBank(4, 3, 2), MemoryBank(4, 3, 2)
+    rest = iter([reps[3:], scores[3:], labels[3:]])  # what the other processes offered, in the order gathered
+    seen = []
+
+    def gather(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return torch.cat([x, next(rest)])
+
+    gathered.update(reps[:3], scores[:3], labels[:3], gather=gather)
+    whole.update(reps, scores, labels)
+    assert seen == [(3, 3, 2), (3, 3, 4), (3, 4)]
+    assert torch.equal(gathered.bank, whole.bank) and torch.equal(gathered.scores, whole.scores)
