@@ -1,4 +1,5 @@
-"""``rskp predict`` (detections for new feature files) and ``rskp evaluate`` (detection mAP of a predictions file)."""
+"""``rskp predict`` (detections for new feature files) and ``rskp evaluate`` (detection mAP of a predictions
+file)."""
 
 from __future__ import annotations
 
