@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, err_console, markup
+from . import console, err_console
 
 
 # ---------------------------------------------------------------------------------------------------- heads

@@ -17,10 +17,9 @@ from .matching import (
     average_precision,
     match_predictions,
     rank_predictions,
-    segment_iou,
-    snippet_iou,
     stable_order,
 )
+from .matching import segment_iou, snippet_iou  # noqa: F401 - importable from here as before
 
 #: THUMOS14 thresholds as exact decimals (np.linspace, not a float arange: evaluation.md 3.4, pitfall 6).
 THUMOS_TIOU = np.linspace(0.1, 0.7, 7)
