@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,21 +25,21 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+from .bench_results import (  # noqa: F401 - PAPER_TABLE6, summarize, upgrade_result: importable from here as before
+    PAPER_TABLE6,
+    VARIANTS,
+    add_gains,
+    diagnose,
+    merge_results,
+    new_run_folder,
+    print_diagnosis,
+    results_table,
+    summarize,
+    upgrade_result,
+    write_results,
+)
 from .errors import ConfigError
 from .sources import data_source_names
-
-# RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
-PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
-    "stpn": {"head": {"0.3": 38.4, "0.5": 19.1, "0.7": 4.7, "AVG": 28.9},
-             "head+rskp": {"0.3": 46.5, "0.5": 21.8, "0.7": 5.8, "AVG": 33.7}},
-    "bm": {"head": {"0.3": 45.2, "0.5": 26.2, "0.7": 8.7, "AVG": 35.3},
-           "head+rskp": {"0.3": 47.4, "0.5": 29.3, "0.7": 9.2, "AVG": 37.7}},
-    "wum": {"head": {"0.3": 51.0, "0.5": 32.8, "0.7": 10.9, "AVG": 40.4},
-            "head+rskp": {"0.3": 53.5, "0.5": 34.0, "0.7": 12.7, "AVG": 42.4}},
-    "facnet": {"head": {"0.3": 53.2, "0.5": 34.4, "0.7": 13.7, "AVG": 42.9},
-               "head+rskp": {"0.3": 55.8, "0.5": 38.4, "0.7": 13.3, "AVG": 45.2}},
-}
-VARIANTS = ("head", "head+rskp")
 
 
 class VersionAction(argparse.Action):
@@ -152,43 +150,6 @@ def load_recipe(args: argparse.Namespace):
     return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=""))  # benchmark runs write no files
 
 
-def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof=1; 0 for one seed) over seeds of per-threshold mAP and AVG (percent)."""
-    maps = np.array([r["map_percent"] for r in per_seed], dtype=np.float64)  # (seeds, thresholds)
-    avgs = np.array([r["avg_map_percent"] for r in per_seed], dtype=np.float64)
-    ddof = 1 if len(per_seed) > 1 else 0
-    return {
-        "map_percent_mean": maps.mean(axis=0).tolist(),
-        "map_percent_std": maps.std(axis=0, ddof=ddof).tolist(),
-        "avg_map_percent_mean": float(avgs.mean()),
-        "avg_map_percent_std": float(avgs.std(ddof=ddof)),
-    }
-
-
-def _gains(result: dict[str, Any]) -> None:
-    """Set the gain of RSKP (percentage points of AVG mAP, per seed, then mean and sample std) on the RSKP row."""
-    head_runs, rskp_runs = result["rows"][0]["per_seed"], result["rows"][1]["per_seed"]
-    gains = np.array([b["avg_map_percent"] - a["avg_map_percent"] for a, b in zip(head_runs, rskp_runs)])
-    result["rows"][1]["gain_percent_mean"] = float(gains.mean())
-    result["rows"][1]["gain_percent_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
-
-
-# Keys of result files written before the keys named their unit (the values were percent already).
-_LEGACY_RUN_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent",
-                    "final_average": "final_avg_map_percent"}
-_LEGACY_ROW_KEYS = ("map_mean", "map_std", "average_mean", "average_std", "gain_mean", "gain_std")
-
-
-def upgrade_result(result: dict[str, Any]) -> dict[str, Any]:
-    """A result object of an older ``--output`` file with today's keys (per-seed runs renamed, summaries dropped:
-    ``merge_results`` recomputes them)."""
-    for row in result.get("rows", []):
-        row["per_seed"] = [{_LEGACY_RUN_KEYS.get(k, k): v for k, v in run.items()} for run in row.get("per_seed", [])]
-        for key in _LEGACY_ROW_KEYS:
-            row.pop(key, None)
-    return result
-
-
 def run_head(
     head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None
 ) -> dict[str, Any]:
@@ -250,50 +211,12 @@ def run_head(
         "diagnosis": diagnose(rows),
         "config": config_to_dict(configs["head+rskp"]),
     }
-    _gains(result)
+    add_gains(result)
     return result
-
-
-def diagnose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For every seed on which RSKP's AVG is below the head's, what the diagnostics say (``explain_gap``)."""
-    from .engine.diagnostics import explain_gap
-
-    found = (explain_gap(a, b) for a, b in zip(rows[0]["per_seed"], rows[1]["per_seed"]))
-    return [d for d in found if d is not None]
 
 
 def _is_thumos(config: Any) -> bool:
     return config.data.source != "synthetic" and "thumos" in config.data.dataset_name.lower()
-
-
-def results_table(result: dict[str, Any], *, paper: bool = False):
-    """A rich table: head, head+RSKP and the gain (mean +- std), plus the paper's Table 6 rows if asked."""
-    from rich.table import Table
-
-    tiou = result["tiou"]
-    title = (f"Table 6, {result['head']}: {result['data']} data, {len(result['seeds'])} seed(s), "
-             f"{result['epochs']} epochs, selected on {result['selection']}")
-    table = Table(title=title, caption="mAP (%), mean over seeds with the sample std below; gain per seed")
-    table.add_column("variant")
-    for t in tiou:
-        table.add_column(f"{t:g}", justify="right")
-    table.add_column("AVG", justify="right")
-    rows = {r["variant"]: r for r in result["rows"]}
-    for variant in VARIANTS:
-        r = rows[variant]
-        cells = [f"{m:.1f}\n[dim]±{s:.1f}[/]" for m, s in zip(r["map_percent_mean"], r["map_percent_std"])]
-        table.add_row(variant, *cells,
-                      f"[bold]{r['avg_map_percent_mean']:.2f}[/]\n[dim]±{r['avg_map_percent_std']:.2f}[/]")
-    gain = [b - a for a, b in zip(rows["head"]["map_percent_mean"], rows["head+rskp"]["map_percent_mean"])]
-    g, gs = rows["head+rskp"]["gain_percent_mean"], rows["head+rskp"]["gain_percent_std"]
-    color = "green" if g > 0 else "red"
-    table.add_row("gain", *[f"{x:+.1f}" for x in gain], f"[bold {color}]{g:+.2f}[/]\n[dim]±{gs:.2f}[/]")
-    reported = PAPER_TABLE6.get(result["head"])
-    if paper and reported:
-        for variant in VARIANTS:
-            cells = [f"{reported[variant][f'{t:g}']:.1f}" if f"{t:g}" in reported[variant] else "–" for t in tiou]
-            table.add_row(f"paper: {variant}", *cells, f"{reported[variant]['AVG']:.1f}", style="dim")
-    return table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,9 +232,9 @@ def run(args: argparse.Namespace) -> int:
         results = merge_results(args.merge)
         for result in results:
             console.print(results_table(result, paper=result["data"] != "synthetic"))
-            _print_diagnosis(result, console)
+            print_diagnosis(result, console)
         if args.output:
-            _write(Path(args.output), results, single=len(results) == 1, console=console)
+            write_results(Path(args.output), results, single=len(results) == 1, console=console)
         return 0
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
@@ -334,72 +257,7 @@ def run(args: argparse.Namespace) -> int:
             result["environment"] = environment(resolve_device(config.train.device))
             results.append(result)
             console.print(results_table(result, paper=_is_thumos(config)))
-            _print_diagnosis(result, console)
+            print_diagnosis(result, console)
     path = Path(args.output) if args.output else new_run_folder(Path("runs"), args.head, config.data.source)
-    _write(path, results, single=args.head != "all", console=console)
+    write_results(path, results, single=args.head != "all", console=console)
     return 0
-
-
-def _print_diagnosis(result: dict[str, Any], console: Any) -> None:
-    for d in result.get("diagnosis", []):
-        console.print(f"[yellow]{result['head']}:[/] {d['message']}", highlight=False)
-
-
-def new_run_folder(parent: Path, head: str, data: str) -> Path:
-    """``parent/bench-<head>-<data>-<YYYYmmdd-HHMMSS>[-k]/results.json``: a folder created now, so no other run
-    (another process included) can own it; returns the path of the results file inside it."""
-    stem = f"bench-{head}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
-    parent.mkdir(parents=True, exist_ok=True)
-    for k in range(1, 1000):
-        folder = parent / (stem if k == 1 else f"{stem}-{k}")
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return folder / "results.json"
-    raise ConfigError(f"no free run folder named {stem}-<k> in {os.fspath(parent)}; pass --output FILE")
-
-
-def _write(path: Path, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results[0] if single else results, indent=2))
-    console.print(f"results written to {os.fspath(path)}", highlight=False)
-
-
-def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Combine result files (objects or lists of objects) per head: per-seed runs are pooled, statistics redone.
-
-    Raises:
-        ConfigError: a file is unreadable, or two files disagree on the data, thresholds, epochs or selection, or
-            repeat a seed.
-    """
-    by_head: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read benchmark results {path!r}: {exc}") from exc
-        for result in data if isinstance(data, list) else [data]:
-            result = upgrade_result(result)
-            head = result["head"]
-            if head not in by_head:
-                by_head[head] = json.loads(json.dumps(result))
-                continue
-            merged = by_head[head]
-            for key in ("data", "tiou", "epochs", "selection"):
-                if merged[key] != result[key]:
-                    raise ConfigError(f"{path}: {head} has {key}={result[key]!r}, another file {merged[key]!r}")
-            if set(merged["seeds"]) & set(result["seeds"]):
-                raise ConfigError(f"{path}: seeds {sorted(set(merged['seeds']) & set(result['seeds']))} of {head} "
-                                  "appear twice")
-            merged["seeds"] += result["seeds"]
-            for row, new in zip(merged["rows"], result["rows"]):
-                row["per_seed"] += new["per_seed"]
-    out = []
-    for result in by_head.values():
-        for row in result["rows"]:
-            row.update(summarize(row["per_seed"]))
-        _gains(result)
-        result["diagnosis"] = diagnose(result["rows"])
-        out.append(result)
-    return out

@@ -21,7 +21,7 @@ from rskp_plugin.engine.diagnostics import (
     BRANCHES, LossMeter, as_results, collect_branches, explain_gap, localize_branches, metrics_line, score_arrays,
 )
 from rskp_plugin.engine.inference import localize_outputs, score_detections
-from rskp_plugin.evaluation._io import load_ground_truth
+from rskp_plugin.evaluation import load_ground_truth
 from rskp_plugin.errors import ConfigError, MissingDependencyError
 from rskp_plugin.localization import preset
 from rskp_plugin.wrapper import RSKPWrapper

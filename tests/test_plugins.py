@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from rskp_plugin import DuplicateHeadError, HeadSpec, PluginLoadError, UnknownHeadError, plugins
-from rskp_plugin import cli
+from rskp_plugin.commands import heads as commands_heads
 from rskp_plugin.cli import main
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.plugins import (
@@ -62,7 +62,7 @@ def pm():
 def restore_cache(monkeypatch):
     """Tests that replace the process-wide manager get the old one back afterwards; the CLI prints wide."""
     monkeypatch.setattr(plugins, "_manager", plugins._manager)
-    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr(commands_heads, "console", Console(width=250))
 
 
 # ------------------------------------------------------------------------------------------- hand-built managers

@@ -188,7 +188,8 @@ def test_statistics_match_the_real_annotations() -> None:
 def test_fitted_figures_in_the_code_come_from_the_fit_command() -> None:
     if not REAL.is_dir():
         pytest.skip(f"real THUMOS14 annotations not found at {REAL} (set RSKP_THUMOS_ANNOTATIONS)")
-    from rskp_plugin.data import _fit, synthetic
+    from rskp_plugin.data import _fit
+    from rskp_plugin.data import synthetic_figures as synthetic
 
     source = Path(synthetic.__file__).read_text()
     rendered = _fit.render(_fit.fit(REAL))

@@ -18,6 +18,7 @@ import pytest
 from rich.console import Console
 
 from rskp_plugin import cli, plugins
+from rskp_plugin.commands import heads as commands_heads
 from rskp_plugin.plugins import available_heads, create_head, head_specs
 from rskp_plugin.testing import check_head
 
@@ -99,7 +100,7 @@ def installed_toy(tmp_path, monkeypatch):
     assert result.returncode == 0, f"pip failed:\n{result.stdout}\n{result.stderr}"
     assert list(site.glob("rskp_head_selftest_toy-0.3.1.dist-info/entry_points.txt"))
     monkeypatch.setattr(plugins, "_manager", plugins._manager)  # the cached manager comes back afterwards
-    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr(commands_heads, "console", Console(width=250))
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     try:

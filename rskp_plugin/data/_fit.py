@@ -1,6 +1,6 @@
 """Fit the synthetic generator's annotation statistics to the real THUMOS14-reduced annotations.
 
-Regenerate the constants in ``synthetic.py`` with::
+Regenerate the constants in ``synthetic_figures.py`` with::
 
     python -m rskp_plugin.data._fit ../shared/data/thumos14reduced-annotations
 
@@ -174,7 +174,7 @@ def _wrap(items: list[str], per_line: int = 10) -> list[str]:
 
 
 def render(figures: dict) -> str:
-    """Python source of the constants for ``synthetic.py``."""
+    """Python source of the constants for ``synthetic_figures.py``."""
     lines = ["# Fitted by: python -m rskp_plugin.data._fit ../shared/data/thumos14reduced-annotations"]
     lines.append("LOG_DURATION_QUANTILES = (  # log seconds minus the class set's shift, at 0, 5, ..., 100 %")
     lines += _wrap([f"{x:.4f}" for x in figures["log_duration_quantiles"]])

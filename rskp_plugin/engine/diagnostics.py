@@ -189,11 +189,9 @@ def score_arrays(detections: Sequence[Any], scores: Sequence[np.ndarray], datase
     Args:
         detections: per video ``Detections``, dataset order.
         scores: per video (C,) video scores.
-        ground_truth: ``evaluation._io.load_ground_truth(dataset.ground_truth())``, loaded once per pass.
+        ground_truth: ``evaluation.load_ground_truth(dataset.ground_truth())``, loaded once per pass.
     """
-    from ..evaluation import classification_map
-    from ..evaluation._io import Predictions
-    from ..evaluation.detection import _thresholds, evaluate_arrays
+    from ..evaluation import Predictions, classification_map, evaluate_arrays, tiou_array
 
     gt_index = {name: i for i, name in enumerate(ground_truth.class_names)}
     to_gt = np.array([gt_index.get(name, -1) for name in dataset.class_names], dtype=np.int64)
@@ -215,7 +213,7 @@ def score_arrays(detections: Sequence[Any], scores: Sequence[np.ndarray], datase
     pred = Predictions("<branch predictions>", tuple(videos), cat(owner, np.int64), cat(label, np.int64),
                        cat(start, np.float64), cat(end, np.float64), cat(score, np.float64))
     result = evaluate_arrays(
-        ground_truth, pred, _thresholds(tuple(tiou)), protocol=protocol, order="official",
+        ground_truth, pred, tiou_array(tuple(tiou)), protocol=protocol, order="official",
         snippets_per_second=dataset.snippets_per_second, ambiguous=dict(dataset.ambiguous) or None,
         zero_map_if_class_missing=None,
     )
@@ -252,7 +250,7 @@ def evaluate_branches(
         "inter_classes", "diagnostics_s": seconds spent scoring the branches (their share of the joint
         localisation, in proportion to their number, plus their mAP)}.
     """
-    from ..evaluation._io import load_ground_truth
+    from ..evaluation import load_ground_truth
     settings = model.traits.settings
     fused_out, outputs, rule = collect_branches(
         model, dataset, collate=collate, device=device, batch_size=batch_size, progress=progress,

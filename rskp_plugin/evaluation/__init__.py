@@ -25,6 +25,7 @@ from .detection import (
     result_table,
     segment_iou,
     snippet_iou,
+    tiou_array,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "result_table",
     "segment_iou",
     "snippet_iou",
+    "tiou_array",
 ]

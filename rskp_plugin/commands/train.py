@@ -1,0 +1,182 @@
+"""``rskp train`` (train a head with or without RSKP) and ``rskp plot`` (figures of a trained run)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import console, err_console, markup
+from ..sources import data_source_names
+
+
+# ---------------------------------------------------------------------------------------------------- train
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a head (alone or with RSKP) from a YAML experiment config",
+        description=(
+            "Train a head with RSKP (official recipe by default: Adam 5e-5, weight decay 5e-4, gradients summed over "
+            "10 videos, 200 epochs, memory bank after epoch 100). Writes last.pt, best.pt and results.json to the "
+            "output folder, by default runs/<config>-<head> (-norskp added for the head alone; config 'default' "
+            "without --config), e.g. runs/quick-wum; a folder holding another run is refused unless --overwrite. "
+            "Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
+            "keep the config's value. torch uses 1 CPU thread unless --threads or OMP_NUM_THREADS says otherwise (more "
+            "threads spin against any other busy process). Writes config.yaml beside the checkpoints: --config "
+            "<run folder>/config.yaml trains the same run again. Several processes "
+            "(data-parallel; gloo on CPU, nccl on GPU): torchrun --nproc_per_node=N -m rskp_plugin.cli train ..."
+        ),
+    )
+    p.add_argument("--config", default=None,
+                   help="YAML experiment file or packaged config name (default: the built-in official recipe)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
+    p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
+    p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
+    p.add_argument("--data", choices=data_source_names(), default=None,
+                   help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
+                        "segments.npy, labels.npy, labels_all.npy): use files you trust")
+    p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
+    p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
+    p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
+    p.add_argument("--seed", type=int, default=None, help="sets train.seed (torch, numpy, python, data order)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N; sets train.device")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default=None,
+                   help="bfloat16 autocast: auto = on CUDA only, bf16 = on any device (CPU too), off; sets train.amp")
+    p.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
+                   help="model selection: best test mAP (paper), best on a held-out training part, or last epoch")
+    p.add_argument("--output-dir", default=None,
+                   help="run folder for checkpoints and results (default: runs/<config>-<head>[-norskp]); sets "
+                        "train.output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
+                        "metrics.jsonl, config.yaml, tensorboard/ and plots/)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, else 1); sets train.threads")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue the run saved in this checkpoint (or run folder with last.pt), writing beside it; "
+                        "its config is used, with options and --set overrides on top (--config must agree with it)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(handler=_run_train)
+
+
+def train_values(args: argparse.Namespace) -> dict[str, object]:
+    """The config keys set by flags, as typed values (only ``--set`` is parsed as YAML)."""
+    pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
+             ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
+             ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
+             ("train.output_dir", args.output_dir), ("train.threads", args.threads)]
+    values: dict[str, object] = {key: value for key, value in pairs if value is not None}
+    if args.no_rskp:
+        values["rskp_enabled"] = False
+    return values
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..engine import Trainer, load_experiment
+
+    values, overrides = train_values(args), list(args.overrides)
+    if args.resume:
+        expect = load_experiment(args.config, overrides, values=values) if args.config else None
+        trainer = Trainer.resume(args.resume, values=values, overrides=overrides, expect=expect,
+                                 overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
+        if trainer.is_main_process:
+            err_console.print(f"resuming {markup(args.resume)} after epoch {trainer.epoch}", highlight=False)
+    else:
+        trainer = Trainer(load_experiment(args.config, overrides, values=values), overwrite=args.overwrite,
+                          progress=not args.no_progress, console=err_console)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        if trainer.is_main_process:
+            err_console.print(_interrupted(trainer), highlight=False, soft_wrap=True)
+        return 130
+    if not trainer.is_main_process:  # torchrun: rank 0 evaluated, wrote the run folder and reports
+        return 0
+    console.print(_results_table(result, trainer))
+    branches = ((result.best or {}).get("diagnostics") or {}).get("branches")
+    if branches:  # train.diagnostics: every branch at the reported epoch
+        parts = [f"{name} {b['avg']:.1f}" for name, b in branches.items() if b is not None]
+        console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
+                      f"ground-truth classes): {', '.join(parts)}", highlight=False)
+    if trainer.output_dir is not None:
+        console.print(f"checkpoints, config.yaml, results.json and metrics.jsonl in {markup(trainer.output_dir)}",
+                      highlight=False)
+    return 0
+
+
+def _interrupted(trainer) -> str:  # noqa: ANN001 - Trainer
+    """What Ctrl-C during training prints: the last checkpoint and the exact command that continues the run."""
+    import shlex
+
+    if trainer.last_checkpoint is None:
+        where = ("no checkpoint was written yet" if trainer.output_dir is not None
+                 else "nothing is saved (train.output_dir is empty)")
+        return f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: {where}; start the run again to train"
+    path, epoch = trainer.last_checkpoint
+    command = f"rskp train --resume {shlex.quote(str(path))}"
+    return (f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: the last checkpoint is {markup(path)} "
+            f"(after epoch {epoch}); continue with: {markup(command)}")
+
+
+def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Trainer
+    from rich.table import Table
+
+    cfg = trainer.config
+    variant = f"{cfg.head.name}+rskp" if cfg.rskp_enabled else cfg.head.name
+    how = {"test": "highest test AVG (the paper's practice)", "heldout": "highest held-out AVG",
+           "last": "the last evaluation"}[result.selection]
+    table = Table(title=f"{variant}: detection mAP (%) on {trainer.datasets.test.name}/{trainer.datasets.test.subset}",
+                  caption=f"best = {how}; cls = classification mAP")
+    table.add_column("row")
+    table.add_column("epoch", justify="right")
+    for t in cfg.train.tiou:
+        table.add_column(f"{t:g}", justify="right")
+    table.add_column("AVG", justify="right")
+    table.add_column("cls", justify="right")
+    for label, record in (("best", result.best), ("last", result.final)):
+        if record:
+            test = record["test"]
+            table.add_row(label, str(record["epoch"]), *[f"{m:.1f}" for m in test["map_percent"]],
+                          f"[bold]{test['avg_map_percent']:.1f}[/]", f"{test['cmap_percent']:.1f}")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- plot
+def add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="figures of a trained run: per-video CAS of every branch (paper Fig. 4/6) and training curves (PNG)",
+        description=(
+            "For chosen videos of a run, one PNG each on a time axis in seconds: ground truth, the fused detections, "
+            "the CAS of the main, intra and inter branches and of the distillation teacher (pseudo-labels) for the "
+            "video's classes, and the attention; plus curves.png from the run's metrics.jsonl (loss terms, AVG and "
+            "classification mAP per branch and epoch). Needs matplotlib: pip install 'rskp-plugin[plot]'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", default=None, metavar="DIR", help="run folder of 'rskp train' (uses best.pt)")
+    source.add_argument("--checkpoint", default=None, metavar="FILE", help="a checkpoint (best.pt or last.pt)")
+    p.add_argument("--videos", default=None, metavar="NAME,NAME", help="comma-separated video names to plot")
+    p.add_argument("--num-videos", type=int, default=4,
+                   help="without --videos: plot this many videos, those where the teacher's CAS differs most from "
+                        "the main branch's")
+    p.add_argument("--split", choices=("test", "train", "heldout"), default="test", help="which videos")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch)")
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..plot import plot_run, require_matplotlib
+
+    require_matplotlib()  # before loading anything: the one-line error comes first
+    if args.num_videos < 1 or args.dpi < 10:
+        raise ConfigError(f"--num-videos must be >= 1 and --dpi >= 10, got {args.num_videos} and {args.dpi}")
+    videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
+    paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
+                     out=args.out, split=args.split, device=args.device, dpi=args.dpi)
+    for path in paths:
+        console.print(str(path), highlight=False)
+    return 0
