@@ -110,9 +110,11 @@ class RSKPWrapper(nn.Module):
     ) -> Tensor:
         """The distillation teacher T^f (eq. 7), detached TCAM logits (B, T, K) of the configured ``teacher``.
 
-        Official: 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready). ``teacher.source: ensemble``
-        fuses the main branch in as at test time; ``teacher.label_mask`` sets the logits of classes absent from
-        ``labels`` (B, C) to -inf (a background column, K = C + 1, stays).
+        Propagated part P = 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready). Default
+        (``teacher.source: ensemble``): T^f = 0.6 T + 0.4 P, the main branch's TCAM T fused in with the test-time
+        weight ``fusion.test_main``; official (``propagated``): T^f = P. ``teacher.label_mask`` sets the logits of
+        classes absent from ``labels`` (B, C) to -inf (a background column, K = C + 1, stays). Shapes: every
+        branch's ``tcam`` (B, T, K) -> (B, T, K).
         """
         cfg = self.config
         teacher = intra.tcam
