@@ -1,21 +1,11 @@
-"""The W-TALC file format (sujoyp/wtalc-pytorch and its descendants: 3C-Net, CO2-Net, RSKP, ...).
-
-A dataset ``<Name>`` (``Thumos14reduced``, ``ActivityNet1.2``, ``ActivityNet1.3``) is stored as::
-
-    <root>/<Name>-I3D-JOINTFeatures.npy      object array, one (T, 2048) float array per video
-    <root>/<Name>-Annotations/               index-aligned .npy arrays over the same videos:
-        videoname.npy  subset.npy  classlist.npy  duration.npy (N, 1)
-        segments.npy (lists of [start, end] s)  labels.npy (one class name per segment)
-        labels_all.npy (video-level class names)  [Ambiguous_test.txt]
+"""Loading W-TALC datasets into ``VideoDataset``s (the file layout and its reader: ``rskp_plugin.formats.wtalc``).
 
 THUMOS14-reduced trains on subset ``validation`` and tests on ``test``; ActivityNet trains on ``training`` and tests
 on ``validation`` (``default_subsets``). Seconds <-> snippets use ``snippets_per_second`` (25/16 for I3D features:
 16 frames at 25 fps), a setting of the loader: ``extracted_fps.npy`` is NOT read, it describes the older
 UntrimmedNet features (10 for every THUMOS14 video).
 
-Only the feature file, ``segments.npy``, ``labels.npy`` and ``labels_all.npy`` are unpickled: their entries are
-ragged per-video lists, which numpy can only store as object arrays (pickles, which can run code: use files you
-trust). The other files must be plain arrays; a pickle there is refused with a ``DataError``.
+Which files are unpickled, and why, is said in ``rskp_plugin.formats.wtalc``.
 """
 
 from __future__ import annotations
