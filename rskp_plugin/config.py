@@ -54,6 +54,10 @@ class LossConfig:
     attention_topk_ratio: int = attrs.field(default=8, validator=ge(1))  # k = max(T // ratio, 1)
     inter_classification: float = attrs.field(default=0.5, validator=ge(0))  # weight of the inter branch L_cls
     intra_classification: float = attrs.field(default=1.0, validator=ge(0))
+    # Supplement Table 3, "feature L1/L2 loss": a term pulling the intra walk's F^a towards F, the masked mean of
+    # |F - F^a| ("l1") or (F - F^a)^2 ("l2") over snippets and channels, weight ``feature_weight``; "none": off.
+    feature_loss: str = attrs.field(default="none", validator=in_(("none", "l1", "l2")))
+    feature_weight: float = attrs.field(default=1.0, validator=ge(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +81,21 @@ class TeacherConfig:
 
 
 @attrs.frozen(kw_only=True)
+class PropagationConfig:
+    """How representative snippets reach the snippets (paper 3.3); the other values are the paper's ablations
+    (``rskp_plugin.propagation_variants``)."""
+
+    # "birw": eq. 6 in closed form (default); "random_walk": Table 5 row 1, F^a = Z^a mu^a (no residual F);
+    # "unrolled": Fig. 5, eq. 4-5 iterated ``steps`` times; "scores": Table 5 "propagate scores", the
+    # representatives' class logits walked into the main branch's TCAM (eq. 6 on logits; no L_cls on those branches).
+    method: str = attrs.field(default="birw", validator=in_(("birw", "random_walk", "unrolled", "scores")))
+    steps: int = attrs.field(default=3, validator=ge(1))  # rounds of eq. 4-5, used by "unrolled" only
+    # "late": separate intra and inter walks, teacher 0.8 T^a + 0.2 T^e (default); "early": supplement Table 3
+    # "concat mu^a and mu^e", after warm-up one walk over [mu^a; mu^e] that replaces both branches.
+    inter_fusion: str = attrs.field(default="late", validator=in_(("late", "early")))
+
+
+@attrs.frozen(kw_only=True)
 class FusionConfig:
     """How branch outputs are combined."""
 
@@ -96,10 +115,19 @@ class RSKPConfig:
     losses: LossConfig = attrs.field(factory=LossConfig)
     fusion: FusionConfig = attrs.field(factory=FusionConfig)
     teacher: TeacherConfig = attrs.field(factory=TeacherConfig)
+    propagation: PropagationConfig = attrs.field(factory=PropagationConfig)
     walk_weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])  # w
     walk_temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda of the BiRW affinity
     # heads with ``forward_branches`` get the walk's output factored (same numbers, fewer passes over the features)
     factored_branches: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.losses.feature_loss != "none" and self.propagation.method == "scores":
+            raise ConfigError(
+                f"rskp.losses.feature_loss={self.losses.feature_loss} compares F with the propagated features F^a, "
+                "but rskp.propagation.method=scores propagates class logits, not features; choose another method "
+                "or set rskp.losses.feature_loss=none"
+            )
 
     @classmethod
     def official(cls) -> "RSKPConfig":

@@ -65,3 +65,23 @@ def attention_normalization(attention: Tensor, mask: Tensor, *, ratio: int = 8) 
     low = masked_topk_mean(attention, mask, k, largest=False)
     high = masked_topk_mean(attention, mask, k, largest=True)
     return (low - high).mean()
+
+
+def feature_distance(features: Tensor, propagated: Tensor, mask: Tensor, *, kind: str = "l1") -> Tensor:
+    """The feature L1/L2 losses of supplement Table 3: L_l1 = ||F - F^a||_1, L_l2 = ||F - F^a||_2^2, as the mean
+    over a video's real snippets and channels of |F - F^a| ("l1") or (F - F^a)^2 ("l2"), averaged over the batch.
+
+    Args:
+        features: (B, T, d) F.
+        propagated: (B, T, d) F^a, the intra walk's output.
+        mask: (B, T) bool; padded snippets take no part.
+        kind: "l1" or "l2".
+
+    Returns:
+        Scalar loss; gradients reach both F and F^a.
+    """
+    if kind not in ("l1", "l2"):
+        raise ValueError(f'feature loss kind must be "l1" or "l2", got {kind!r}')
+    diff = features - propagated
+    per_snippet = (diff.abs() if kind == "l1" else diff * diff).mean(dim=-1)  # (B, T)
+    return masked_mean(per_snippet, mask).mean()

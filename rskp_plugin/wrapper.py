@@ -8,6 +8,9 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
     inter = head(birw(F, memory[labels]))      after the memory is filled (warm-up)
     (a head with ``forward_branches`` computes the three at once from the factored walks, same numbers)
     loss  = L_cls(main, intra, 0.5 inter) + alpha L_kd(main.tcam, fused teacher) + beta L_att(main) + head aux
+
+``rskp.propagation`` swaps the walk (random walk, unrolled eq. 4-5, propagated scores) or fuses the intra and inter
+representatives into one walk (``propagation_variants``); ``rskp.losses.feature_loss`` adds ||F - F^a||.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .config import RSKPConfig
-from .losses import distillation, teacher_confidence
+from .branch_outputs import branch_outputs
+from .losses import distillation, feature_distance, teacher_confidence
 from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
-from .propagation import birw_walks
+from .propagation_variants import fuse_representatives, score_branches, walk_features
 from .protocols import Head, HeadOutput, HeadTraits, Propagated, head_traits
 from .summarizer import EMSummarizer
 
@@ -110,7 +114,8 @@ class RSKPWrapper(nn.Module):
     ) -> Tensor:
         """The distillation teacher T^f (eq. 7), detached TCAM logits (B, T, K) of the configured ``teacher``.
 
-        Propagated part P = 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready). Default
+        Propagated part P = 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready, and under
+        ``propagation.inter_fusion: early``, where ``intra`` is the one walk over [mu^a; mu^e]). Default
         (``teacher.source: ensemble``): T^f = 0.6 T + 0.4 P, the main branch's TCAM T fused in with the test-time
         weight ``fusion.test_main``; official (``propagated``): T^f = P. ``teacher.label_mask`` sets the logits of
         classes absent from ``labels`` (B, C) to -inf (a background column, K = C + 1, stays). Shapes: every
@@ -138,16 +143,21 @@ class RSKPWrapper(nn.Module):
         products run several times slower; one copy costs less than all of them (a no-op when contiguous)."""
         return self.head.embed(features, mask).contiguous()
 
-    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]) -> list[HeadOutput]:
-        """The head on F and on the BiRW output for each (reps (B, n, d), reps_mask) of ``walks``: [main, ...].
+    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]
+                  ) -> tuple[list[HeadOutput], list[Propagated]]:
+        """The head on F and on the walk's output for each (reps (B, n, d), reps_mask) of ``walks``: ([main, ...],
+        the walked features, factored).
 
-        The walks run together (``birw_walks``: one pass over F for all of them). A head with ``forward_branches``
-        receives them factored (``Propagated``) and shares its products over F between the branches; any other
-        head runs on each F* in turn. Both give the same numbers.
+        The walks run together (``birw_walks`` by default, ``rskp.propagation.method`` otherwise: one pass over F
+        for all of them). A head with ``forward_branches`` receives them factored (``Propagated``) and shares its
+        products over F between the branches; any other head runs on each F* in turn. Both give the same numbers.
+        ``method: scores`` walks the class logits instead (``score_branches``) and returns no walked features.
         """
         cfg = self.config
-        walked = birw_walks(feats, walks, cfg.walk_weight, cfg.walk_temperature, mask, check_finite=False)
-        return self._head_on(feats, mask, walked)
+        if cfg.propagation.method == "scores":
+            return score_branches(self.head, feats, mask, walks, cfg), []
+        walked = walk_features(feats, walks, cfg, mask)
+        return self._head_on(feats, mask, walked), walked
 
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
@@ -191,7 +201,8 @@ class RSKPWrapper(nn.Module):
             else:
                 mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
             walks.append((mem.to(feats.dtype), mem_mask))  # inter: the memory of the video's classes
-        main, intra, *rest = self._branches(feats, mask, walks)
+        # inter_fusion "early": one walk over [mu^a; mu^e] (the intra branch) instead of two
+        (main, intra, *rest), walked = self._branches(feats, mask, fuse_representatives(walks, cfg.propagation))
         inter = rest[0] if rest else None
 
         fused = self._fuse(main, intra)
@@ -201,99 +212,28 @@ class RSKPWrapper(nn.Module):
         if labels is not None:
             losses = head_losses(head, self.traits, main, labels, mask, cfg)
             lc = cfg.losses
-            losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
-            if inter is not None:
-                losses["cls/inter"] = lc.inter_classification * head.classification_loss(inter, labels, mask)
+            if cfg.propagation.method != "scores":  # propagated scores get no video-level L_cls (Table 5)
+                losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
+                if inter is not None:
+                    losses["cls/inter"] = lc.inter_classification * head.classification_loss(inter, labels, mask)
             teacher = self.pseudo_labels(main, intra, inter, labels)
             tau = self.distillation_temperature
             weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
             alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
             losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
+            if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
+                losses["feature"] = lc.feature_weight * feature_distance(feats, walked[0].dense(), mask,
+                                                                         kind=lc.feature_loss)
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)
         return RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, losses, loss,
                           fused.score_cas)
 
-    @torch.no_grad()
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
-        """Inference with every branch and the distillation teacher, for diagnostics (the model's mode is kept).
-
-        The fused prediction, main and intra are computed exactly as ``forward(features, mask)`` does, so they are
-        the same numbers. Where ``labels`` are given and the memory bank is ready, the inter branch reads the memory
-        of those classes (at test time the caller passes the ground-truth video labels: an oracle for this branch
-        only) and the teacher is the pseudo-label TCAM of eq. 7, T = w intra.tcam + (1 - w) inter.tcam
-        (w = ``fusion.pseudo_label_intra``); before that the teacher is the intra branch itself. Other
-        ``rskp.teacher`` settings are followed as in training (``pseudo_labels``): ``source: ensemble`` fuses main
-        in, ``label_mask`` removes the classes absent from ``labels``.
-
-        The teacher as a prediction is the head run on the blended walked features w F^a + (1 - w) F^e (one more
-        factored walk; with ``ensemble``, t F + (1 - t) of that, t = ``fusion.test_main``). Where the head's TCAM
-        is affine in its input (STPN, BM, WUM) that TCAM equals T (checked per batch) and the prediction follows the
-        head's own rules everywhere ("head"). Otherwise (FAC-Net's
-        cosine classifier, or any head under ``label_mask``) its TCAM is replaced by T and its CAS recomputed as
-        softmax(T)[..., :C] x attention, FAC-Net's and RSKP's CAS rule ("softmax").
-
-        Args:
-            features: (B, T, D); mask: (B, T) bool or None; labels: (B, C) multi-hot or None.
-
-        Returns:
-            Branches.
-        """
-        features, mask = validate_inputs(self.head, features, mask, labels)
-        cfg = self.config
-        feats = self._embed(features, mask)  # (B, T, d)
-        reps = self.summarizer(feats, mask)  # (B, n, d)
-        # ``_branches(feats, mask, [(reps, None)])`` as forward runs it at inference (the same numbers), keeping F^a
-        (walk_a,) = birw_walks(feats, [(reps, None)], cfg.walk_weight, cfg.walk_temperature, mask, check_finite=False)
-        main, intra = self._head_on(feats, mask, [walk_a])
-        fused = self._fuse(main, intra)
-        inter = walk_e = None
-        if labels is not None and self.memory_ready:
-            mem, mem_mask = self.memory.retrieve(labels)
-            (walk_e,) = birw_walks(feats, [(mem.to(feats.dtype), mem_mask)], cfg.walk_weight, cfg.walk_temperature,
-                                   mask, check_finite=False)
-        inter, teacher, rule = self._teacher(feats, mask, labels, main, intra, walk_a, walk_e)
-        output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None,
-                            fused.score_cas)
-        return Branches(output, teacher, rule)
-
-    def _teacher(self, feats: Tensor, mask: Tensor, labels: Tensor | None, main: HeadOutput, intra: HeadOutput,
-                 walk_a: Propagated, walk_e: Propagated | None) -> tuple[HeadOutput | None, HeadOutput, str]:
-        """(inter, teacher, rule) of ``branch_outputs``; inter is None where the inter walk ``walk_e`` did not run.
-
-        feats (B, T, d); walk_a, walk_e the intra and inter walks. The target is ``pseudo_labels`` (the configured
-        ``rskp.teacher``); the teacher's walk is the same convex blend of F, F^a and F^e as its logits.
-        """
-        cfg, w = self.config, self.config.fusion.pseudo_label_intra
-        official = cfg.teacher.source == "propagated" and not cfg.teacher.label_mask
-        if walk_e is None and official:  # warm-up: the teacher is the intra branch itself
-            return None, intra, "intra"
-        blend = walk_a
-        if walk_e is not None:
-            # w F^a + (1 - w) F^e = s F + [w Z^a, (1 - w) Z^e] [M^a; M^e]: both walks have the same s
-            blend = Propagated(feats, walk_a.scale, torch.cat([w * walk_a.z, (1.0 - w) * walk_e.z], dim=-1),
-                               torch.cat([walk_a.m, walk_e.m], dim=1))
-        if cfg.teacher.source == "ensemble":  # t F + (1 - t) blend: main fused in, as the test-time prediction
-            t = cfg.fusion.test_main
-            blend = blend._replace(scale=t * mask.to(blend.scale.dtype) + (1.0 - t) * blend.scale,
-                                   z=(1.0 - t) * blend.z)
-        _, *walked = self._head_on(feats, mask, ([walk_e] if walk_e is not None else []) + [blend])
-        on_blend = walked[-1]
-        inter = walked[0] if walk_e is not None else None
-        target = self.pseudo_labels(main, intra, inter, labels)  # the pseudo-labels of the distillation loss
-        tol = 1e-3 if target.dtype in (torch.float32, torch.float64) else 5e-2
-        scale = float(target.detach().abs().amax()) if target.numel() and bool(torch.isfinite(target).all()) else 0.0
-        if on_blend.tcam.shape == target.shape and bool(
-            ((on_blend.tcam - target).abs() <= tol * (1.0 + scale)).all()
-        ):
-            teacher, rule = on_blend._replace(tcam=target), "head"
-        else:  # not affine, or label_mask's -inf logits: softmax(T)[..., :C] x attention
-            probs = torch.softmax(target.float(), dim=-1)[..., : self.head.num_classes].to(on_blend.cas.dtype)
-            attention = on_blend.attention
-            cas = probs * attention[..., None] if attention is not None else probs
-            teacher, rule = on_blend._replace(tcam=target, cas=cas, score_cas=None), "softmax"  # score the new CAS
-        return inter, teacher, rule
+        """Inference with every branch and the distillation teacher, for diagnostics: ``branch_outputs.branch_outputs``
+        (the fused prediction, main and intra are what ``forward(features, mask)`` returns)."""
+        return branch_outputs(self, features, mask, labels)
 
     @torch.no_grad()
     def initialize_memory(self, batches: Iterable[tuple[Tensor, Tensor | None, Tensor]]) -> None:
