@@ -248,6 +248,7 @@ def _factors_backward(
     # U = mu / (|mu| + eps)
     denom = mnorm + EPS
     radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
+    radial = torch.where(mnorm > 0, radial, 0.0)  # mu = 0 (a missing representative): 0 / 0 -> 0
     dmu = dmu + du / denom - mu * radial
     return df, dmu
 

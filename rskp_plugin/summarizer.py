@@ -107,6 +107,7 @@ class _EMAttention(torch.autograd.Function):
             # U = mu / (|mu| + eps)
             denom = mnorm + EPS
             radial = (mu * du).sum(dim=-1, keepdim=True) / (mnorm.clamp(min=torch.finfo(f.dtype).tiny) * denom * denom)
+            radial = torch.where(mnorm > 0, radial, 0.0)  # mu = 0 (all-zero features): 0 / 0 -> 0
             dmu = du / denom - mu * radial
         # r = 1 / (|f| + eps): dr/df = -r^2 f / |f|
         coef = -dinv * inv * inv / fnorm.clamp(min=torch.finfo(f.dtype).tiny)  # (B, T)
