@@ -46,20 +46,23 @@ def branch_outputs(model: Any, features: Tensor, mask: Tensor | None = None, lab
     features, mask = validate_inputs(model.head, features, mask, labels)
     cfg = model.config
     feats = model._embed(features, mask)  # (B, T, d)
-    reps = model.summarizer(feats, mask)  # (B, n, d)
+    sel, scored = model._select(feats, mask)  # the representatives of ``rskp.summarizer``, as training makes them
+    reps = sel.reps  # (B, n, d)
     # ``forward(features, mask)``'s walk (the same numbers), keeping F^a
-    (main, intra), walked = model._branches(feats, mask, [(reps, None)])
+    (main, intra), walked = model._branches(feats, mask, [(reps, sel.reps_mask)], sel, scored)
     fused = model._fuse(main, intra)
     late = cfg.propagation.inter_fusion == "late"
     second = None  # the walk that reads the memory: inter (late) or the one over [mu^a; mu^e] (early)
     if labels is not None and model.memory_ready:
         mem, mem_mask = model.memory.retrieve(labels)
-        second = fuse_representatives([(reps, None), (mem.to(feats.dtype), mem_mask)], cfg.propagation)[-1]
+        second = fuse_representatives([(reps, sel.reps_mask), (mem.to(feats.dtype), mem_mask)], cfg.propagation)[-1]
     if cfg.propagation.method == "scores":
-        other = None if second is None else score_branches(model.head, feats, mask, [second], cfg)[1]
+        other = None if second is None else score_branches(model.head, sel.features, mask, [second], cfg,
+                                                           main=scored)[1]
         inter, teacher, rule = _score_teacher(model, labels, main, intra, other, late)
     else:
-        walk_e = None if second is None else walk_features(feats, [second], cfg, mask)[0]
+        walk_e = None if second is None else sel.rebase(walk_features(sel.features, [second], cfg, mask), feats,
+                                                        mask)[0]
         inter, teacher, rule = _teacher(model, feats, mask, labels, main, intra, walked[0], walk_e, late)
     output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None,
                         fused.score_cas)

@@ -20,15 +20,30 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+#: ``rskp.summarizer.method``: how the representative snippets mu^a are made (``rskp_plugin.representatives``).
+SUMMARIZER_METHODS = ("em", "em_nograd", "kmeans", "agglomerative", "spectral", "discriminative", "extremes",
+                      "features")
+#: ``rskp.summarizer.region``: which snippets are summarised and walked (supplement Table 2).
+SUMMARIZER_REGIONS = ("all", "foreground", "background")
+
+
 @attrs.frozen(kw_only=True)
 class SummarizerConfig:
-    """EM attention (paper 3.1, eq. 2-3)."""
+    """EM attention (paper 3.1, eq. 2-3), and the paper's ablations of it (``rskp_plugin.representatives``)."""
 
     num_representatives: int = attrs.field(default=8, validator=ge(1))  # n
     em_iters: int = attrs.field(default=2, validator=ge(1))
     temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda
     # "orthogonal": the paper's (semi-)orthogonal init of mu0; "xavier": the official code's.
     init: str = attrs.field(default="orthogonal", validator=in_(("orthogonal", "xavier")))
+    # "em" (default): EM attention, eq. 2-3. Table 4: "em_nograd" (EM-Att w/o BP), "kmeans", "agglomerative" and
+    # "spectral" (scikit-learn: pip install "rskp-plugin[clustering]"), "discriminative" (the n top-scoring snippets
+    # of the main branch). Supplement Table 2: "extremes" (top n/2 and bottom n/2 by foreground score). Table 3:
+    # "features" (replace mu^a with F: the walk runs over the video's own snippets).
+    method: str = attrs.field(default="em", validator=in_(SUMMARIZER_METHODS))
+    # "all" (default): every snippet. Supplement Table 2: "foreground" / "background": F S (S = the main branch's
+    # foreground score, or 1 - it) is summarised and walked, and F (1 - S) added back.
+    region: str = attrs.field(default="all", validator=in_(SUMMARIZER_REGIONS))
 
 
 @attrs.frozen(kw_only=True)

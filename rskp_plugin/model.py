@@ -30,7 +30,8 @@ class RSKPOutput(NamedTuple):
         cas: (B, T, C) inference class activation sequence.
         attention: (B, T) main-branch attention, or None.
         main, intra, inter: the branch outputs (intra/inter None where the branch did not run).
-        representatives: (B, n, d) online representative snippets mu^a, or None.
+        representatives: (B, n, d) online representative snippets mu^a (zero where a method made fewer than n;
+            ``rskp.summarizer.method: features``: F itself, (B, T, d)), or None.
         losses: named, weighted loss terms (empty without labels).
         loss: their sum, or None without labels.
         score_cas: (B, T, C) the fused proposal-scoring signal of a head that has one (``HeadOutput.score_cas``),

@@ -190,14 +190,16 @@ def scores_output(main: HeadOutput, tcam: Tensor, num_classes: int) -> HeadOutpu
     return main._replace(tcam=tcam.to(main.tcam.dtype), cas=cas, score_cas=None)
 
 
-def score_branches(head: Head, feats: Tensor, mask: Tensor, walks: Walks, config: RSKPConfig) -> list[HeadOutput]:
+def score_branches(head: Head, feats: Tensor, mask: Tensor, walks: Walks, config: RSKPConfig,
+                   main: HeadOutput | None = None) -> list[HeadOutput]:
     """``rskp.propagation.method: scores``: [main, one branch per walk], each branch ``scores_output`` of
     T^a = eq. 6 on logits (``score_walks``) with the representatives' logits ``head.classify(mu)`` (B, n, K).
 
     Args:
-        head: the head; feats: (B, T, d) F; mask: (B, T) bool; walks: (reps (B, n_j, d), reps_mask or None).
+        head: the head; feats: (B, T, d) F (the affinity's features); mask: (B, T) bool; walks: (reps (B, n_j, d),
+        reps_mask or None); main: the main branch's output where it ran already (else ``head(feats, mask)``).
     """
-    main = head(feats, mask)
+    main = head(feats, mask) if main is None else main
     scored = [(reps, head.classify(reps), reps_mask) for reps, reps_mask in walks]
     tcams = score_walks(feats, main.tcam, scored, config.walk_weight, config.walk_temperature, mask)
     return [main] + [scores_output(main, t, head.num_classes) for t in tcams]

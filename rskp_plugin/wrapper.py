@@ -3,7 +3,7 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
 
     X (B, T, D) -> F = head.embed(X)          (B, T, d)
     main  = head(F)                            HeadOutput
-    mu_a  = summarizer(F)                      (B, n, d)      eq. 2-3
+    mu_a  = summarizer(F)                      (B, n, d)      eq. 2-3 (rskp.summarizer.method/region: representatives)
     intra = head(birw(F, mu_a))                               eq. 6
     inter = head(birw(F, memory[labels]))      after the memory is filled (warm-up)
     (a head with ``forward_branches`` computes the three at once from the factored walks, same numbers)
@@ -28,6 +28,7 @@ from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
 from .propagation_variants import fuse_representatives, score_branches, walk_features
 from .protocols import Head, HeadOutput, HeadTraits, Propagated, head_traits
+from .representatives import Selection, needs_scores, require_clustering, select
 from .summarizer import EMSummarizer
 
 __all__ = ["Branches", "HeadOnlyModel", "RSKPOutput", "RSKPWrapper", "fuse_outputs"]
@@ -84,6 +85,7 @@ class RSKPWrapper(nn.Module):
         self.head = head
         self.config = config
         s = config.summarizer
+        require_clustering(s.method)  # a missing optional dependency fails here, not at the first batch
         self.summarizer = EMSummarizer(
             head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
         )
@@ -143,7 +145,24 @@ class RSKPWrapper(nn.Module):
         products run several times slower; one copy costs less than all of them (a no-op when contiguous)."""
         return self.head.embed(features, mask).contiguous()
 
-    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]]
+    def _select(self, feats: Tensor, mask: Tensor, *, bank: bool = False) -> tuple[Selection, HeadOutput | None]:
+        """The representatives (``rskp.summarizer``, ``representatives.select``) of F (B, T, d), with the main
+        branch's output where they need its scores (it is then run first, once), else None."""
+        main = self.head(feats, mask) if needs_scores(self.config.summarizer) else None
+        return select(self.config.summarizer, self.summarizer, feats, mask, main, bank=bank), main
+
+    def _offer(self, sel: Selection) -> tuple[Tensor, Tensor]:
+        """What ``sel`` offers the memory bank: (reps (B, n, d), class probabilities (B, n, C), -inf on missing
+        representatives so that the bank never keeps them)."""
+        reps = sel.bank.detach()  # type: ignore[union-attr]
+        with torch.no_grad():
+            scores = self.representative_scores(reps)
+            if sel.bank_mask is not None:
+                scores = scores.masked_fill(~sel.bank_mask[..., None], float("-inf"))
+        return reps, scores
+
+    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]],
+                  sel: Selection | None = None, main: HeadOutput | None = None
                   ) -> tuple[list[HeadOutput], list[Propagated]]:
         """The head on F and on the walk's output for each (reps (B, n, d), reps_mask) of ``walks``: ([main, ...],
         the walked features, factored).
@@ -152,11 +171,19 @@ class RSKPWrapper(nn.Module):
         for all of them). A head with ``forward_branches`` receives them factored (``Propagated``) and shares its
         products over F between the branches; any other head runs on each F* in turn. Both give the same numbers.
         ``method: scores`` walks the class logits instead (``score_branches``) and returns no walked features.
+        ``sel`` (a ``Selection`` under ``rskp.summarizer.region``): the walks run over ``sel.features`` and come
+        back as walks of F; ``main``: the main branch's output where it ran already (its scores chose the
+        representatives), the others then run on the dense walks.
         """
         cfg = self.config
+        source = feats if sel is None else sel.features
         if cfg.propagation.method == "scores":
-            return score_branches(self.head, feats, mask, walks, cfg), []
-        walked = walk_features(feats, walks, cfg, mask)
+            return score_branches(self.head, source, mask, walks, cfg, main=main), []
+        walked = walk_features(source, walks, cfg, mask)
+        if sel is not None:
+            walked = sel.rebase(walked, feats, mask)
+        if main is not None:
+            return [main] + [self.head(p.dense(), mask) for p in walked], walked
         return self._head_on(feats, mask, walked), walked
 
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
@@ -188,21 +215,21 @@ class RSKPWrapper(nn.Module):
         features, mask = validate_inputs(self.head, features, mask, labels)
         head, cfg = self.head, self.config
         feats = self._embed(features, mask)  # (B, T, d)
-        reps = self.summarizer(feats, mask)  # (B, n, d)
-        walks: list[tuple[Tensor, Tensor | None]] = [(reps, None)]  # intra: the video's own representatives
+        sel, scored = self._select(feats, mask, bank=labels is not None and self.memory_ready and self.training)
+        reps = sel.reps  # (B, n, d)
+        walks: list[tuple[Tensor, Tensor | None]] = [(reps, sel.reps_mask)]  # intra: the video's own representatives
         offer = None  # (reps, scores) this training forward offers to the memory bank
         if labels is not None and self.memory_ready:
             if self.training:
-                reps_d = reps.detach()
-                with torch.no_grad():
-                    offer = (reps_d, self.representative_scores(reps_d))
+                offer = self._offer(sel)
                 # video i reads the bank as the official loop would: after videos < i of the batch updated it
                 mem, mem_mask = self.memory.retrieve_in_order(*offer, labels)
             else:
                 mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
             walks.append((mem.to(feats.dtype), mem_mask))  # inter: the memory of the video's classes
         # inter_fusion "early": one walk over [mu^a; mu^e] (the intra branch) instead of two
-        (main, intra, *rest), walked = self._branches(feats, mask, fuse_representatives(walks, cfg.propagation))
+        (main, intra, *rest), walked = self._branches(feats, mask, fuse_representatives(walks, cfg.propagation),
+                                                      sel, scored)
         inter = rest[0] if rest else None
 
         fused = self._fuse(main, intra)
@@ -248,8 +275,8 @@ class RSKPWrapper(nn.Module):
         try:
             for features, mask, labels in batches:
                 features, mask = validate_inputs(self.head, features, mask, labels)
-                reps = self.summarizer(self._embed(features, mask), mask)
-                self.memory.update(reps, self.representative_scores(reps), labels)
+                sel, _ = self._select(self._embed(features, mask), mask, bank=True)  # the variant training uses
+                self.memory.update(*self._offer(sel), labels)
         finally:
             self.train(was_training)
         self.memory.ready.fill_(self.config.memory.enabled)
