@@ -15,8 +15,9 @@ representatives into one walk (``propagation_variants``); ``rskp.losses.feature_
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,25 @@ __all__ = ["Branches", "HeadOnlyModel", "RSKPOutput", "RSKPWrapper", "fuse_outpu
 
 def _weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
     return sum((w * t for t, w in zip(tensors[1:], weights[1:])), weights[0] * tensors[0])
+
+
+@contextlib.contextmanager
+def separate_random_stream(device: torch.device) -> Iterator[None]:
+    """Random draws inside come from a stream forked off the global one, which is left exactly as it was.
+
+    RSKP's own draws (the summariser's initial means; the dropout of the propagated branches of a head without
+    ``forward_branches``, which runs the head once per branch) then do not shift the random numbers the head sees:
+    with every RSKP loss weight at 0 a wrapped head trains as the head alone does, seed for seed, so Table 6's
+    per-seed gain measures RSKP and not a different dropout draw (common random numbers). The forked stream is
+    seeded from the global one, so runs stay reproducible.
+    """
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda"):
+        seed = int(torch.randint(0, 2**62, (), device=device))
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed(seed)  # the current device only; fork_rng restores it
+        yield
 
 
 def fuse_outputs(head: Head, outputs: list[HeadOutput], weights: list[float],
@@ -86,9 +106,10 @@ class RSKPWrapper(nn.Module):
         self.config = config
         s = config.summarizer
         require_clustering(s.method)  # a missing optional dependency fails here, not at the first batch
-        self.summarizer = EMSummarizer(
-            head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
-        )
+        with separate_random_stream(torch.device("cpu")):  # the head's random stream is the same as alone
+            self.summarizer = EMSummarizer(
+                head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
+            )
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
 
     @property
@@ -183,14 +204,21 @@ class RSKPWrapper(nn.Module):
         if sel is not None:
             walked = sel.rebase(walked, feats, mask)
         if main is not None:
-            return [main] + [self.head(p.dense(), mask) for p in walked], walked
+            return [main] + self._on_walks(walked, mask), walked
         return self._head_on(feats, mask, walked), walked
+
+    def _on_walks(self, walked: list[Propagated], mask: Tensor) -> list[HeadOutput]:
+        """The head on each dense walked F* (B, T, d), drawing its random numbers (dropout) from a separate stream."""
+        if not walked:
+            return []
+        with separate_random_stream(walked[0].features.device):
+            return [self.head(p.dense(), mask) for p in walked]
 
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
         if not (self.traits.forward_branches and self.config.factored_branches):
-            return [head(feats, mask)] + [head(p.dense(), mask) for p in walked]
+            return [head(feats, mask)] + self._on_walks(walked, mask)
         return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
 
     def _fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
