@@ -11,6 +11,10 @@ heldout`` selects on a held-out part of the training split instead (honest), ``l
 Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 128, 30 epochs,
 minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.md: 200 epochs, memory after epoch
 100, full 2048-d features), or a YAML file.
+
+``--ablation table3|table4|table5|fig5|supp|all`` trains the rows of the paper's ablation tables instead
+(``rskp_plugin.ablations``): each row is a config change of the same recipe, with the same seeds and data; rows whose
+configs come out equal are trained once per seed and shared between tables.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+from .ablations import ABLATION_NAMES, ABLATIONS, AblationRow, missing_requirement, resolve_rows, selected_tables
 from .bench_results import (  # noqa: F401 - PAPER_TABLE6, summarize, upgrade_result: importable from here as before
     PAPER_TABLE6,
     VARIANTS,
+    ablation_table,
     add_gains,
     diagnose,
     merge_results,
@@ -61,7 +67,9 @@ class VersionAction(argparse.Action):
 DESCRIPTION = (
     "Reproduce RSKP's Table 6: train a head alone and the same head wrapped by RSKP on the same data with "
     "the same seeds, and print detection mAP at IoU 0.1..0.7, AVG(0.1:0.7) and the gain, mean +- std over "
-    "seeds. Without --data it runs the quick synthetic recipe (no download)."
+    "seeds. Without --data it runs the quick synthetic recipe (no download). With --ablation it runs the rows of "
+    "the paper's ablation tables (Tables 3-5, Fig. 5, supplement Tables 2-3) instead, each a config change of the "
+    "same recipe."
 )
 
 
@@ -103,6 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the results as JSON to this file: one object per head (a list for --head all); "
                              "default: a new run folder runs/bench-<head>-<data>-<date>-<time>/results.json (never "
                              "an existing one)")
+    rows = "; ".join(f"{t}: {', '.join(r.name for r in table)}" for t, table in ABLATIONS.items())
+    parser.add_argument("--ablation", choices=(*ABLATION_NAMES, "all"), default=None,
+                        help="run the rows of a paper ablation table instead of Table 6, with the same recipe, seeds "
+                             "and data; paper numbers beside ours on THUMOS14. 'all' runs every table, training rows "
+                             f"with equal configs once per seed. Rows: {rows} (README, 'Ablations')")
     parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS.json",
                         help="train nothing: combine --output files of runs with different seeds (same recipe) into "
                              "one table per head, e.g. seeds run in separate processes")
@@ -150,6 +163,43 @@ def load_recipe(args: argparse.Namespace):
     return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=""))  # benchmark runs write no files
 
 
+def train_run(cfg: Any, datasets: Any, progress: Any = None, log: Any = None, label: str = "") -> dict[str, Any]:
+    """Train one configured run (head name and seed set) and return its per-seed record of the ``--output`` schema.
+
+    Args:
+        cfg: the full experiment config of the run.
+        datasets: the run's videos.
+        progress: a running rich ``Progress`` whose first task counts runs, or None.
+        log: rich console for one line per finished run, or None.
+        label: what the log line and the progress bar call the run, e.g. "facnet head+rskp".
+    """
+    from .engine import Trainer
+    from .engine.diagnostics import metrics_line
+
+    seed = cfg.train.seed
+    started = time.perf_counter()
+    trainer = Trainer(cfg, datasets=datasets, progress=progress if progress is not None else False)
+    fit = trainer.fit()
+    chosen = fit.best["test"]
+    record = {
+        "seed": seed, "map_percent": chosen["map_percent"], "avg_map_percent": chosen["avg_map_percent"],
+        "cmap_percent": chosen["cmap_percent"], "epoch": fit.best["epoch"],
+        "final_avg_map_percent": fit.final["test"]["avg_map_percent"],
+        "per_class_ap_percent": chosen["per_class_ap_percent"],
+        "seconds": time.perf_counter() - started,
+        "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
+        # per evaluation epoch (README "Diagnostics")
+        "diagnostics": [metrics_line(r, t) for r, t in zip(fit.history, fit.eval_times)],
+    }
+    summary = (f"{label} seed {seed}: AVG mAP {chosen['avg_map_percent']:.2f} % (epoch "
+               f"{fit.best['epoch']}, selected on {fit.selection})")
+    if log is not None:
+        log.log(f"{summary}, last epoch {fit.final['test']['avg_map_percent']:.2f} %, {record['seconds']:.0f} s")
+    if progress is not None:
+        progress.update(progress.task_ids[0], advance=1, description=f"benchmark runs (last: {summary})")
+    return record
+
+
 def run_head(
     head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None
 ) -> dict[str, Any]:
@@ -163,8 +213,7 @@ def run_head(
         progress: a running rich ``Progress`` whose first task counts runs, or None.
         log: rich console for one line per finished run, or None.
     """
-    from .engine import Trainer, config_to_dict
-    from .engine.diagnostics import metrics_line
+    from .engine import config_to_dict
 
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     configs: dict[str, Any] = {}
@@ -175,27 +224,7 @@ def run_head(
                 rskp_enabled=variant == "head+rskp",
             )
             configs[variant] = cfg
-            started = time.perf_counter()
-            trainer = Trainer(cfg, datasets=datasets, progress=progress if progress is not None else False)
-            fit = trainer.fit()
-            chosen = fit.best["test"]
-            runs[variant].append({
-                "seed": seed, "map_percent": chosen["map_percent"], "avg_map_percent": chosen["avg_map_percent"],
-                "cmap_percent": chosen["cmap_percent"], "epoch": fit.best["epoch"],
-                "final_avg_map_percent": fit.final["test"]["avg_map_percent"],
-                "per_class_ap_percent": chosen["per_class_ap_percent"],
-                "seconds": time.perf_counter() - started,
-                "epoch_seconds": float(np.mean(fit.epoch_times)) if fit.epoch_times else None,
-                # per evaluation epoch (README "Diagnostics")
-                "diagnostics": [metrics_line(r, t) for r, t in zip(fit.history, fit.eval_times)],
-            })
-            summary = (f"{head} {variant} seed {seed}: AVG mAP {chosen['avg_map_percent']:.2f} % (epoch "
-                       f"{fit.best['epoch']}, selected on {fit.selection})")
-            if log is not None:
-                log.log(f"{summary}, last epoch {fit.final['test']['avg_map_percent']:.2f} %, "
-                        f"{runs[variant][-1]['seconds']:.0f} s")
-            if progress is not None:
-                progress.update(progress.task_ids[0], advance=1, description=f"benchmark runs (last: {summary})")
+            runs[variant].append(train_run(cfg, datasets, progress, log, label=f"{head} {variant}"))
     rows = []
     for variant in VARIANTS:
         rows.append({"variant": variant, **summarize(runs[variant]), "per_seed": runs[variant]})
@@ -215,6 +244,106 @@ def run_head(
     return result
 
 
+@attrs.frozen
+class AblationPlan:
+    """What ``--ablation`` trains: every selected row with its config, the rows skipped and why, and the distinct
+    configs (rows with equal configs share one run per seed).
+
+    Attributes:
+        rows: ``(table, row, config)`` of every row that runs, in table order.
+        skipped: ``(table, row, reason)`` of every row that cannot run here.
+        configs: distinct run configs, keyed by their JSON form, in first-use order.
+    """
+
+    rows: list[tuple[str, AblationRow, Any]]
+    skipped: list[tuple[str, AblationRow, str]]
+    configs: dict[str, Any]
+
+    def key(self, cfg: Any) -> str:
+        """The key of ``cfg`` in ``configs``."""
+        return _config_key(cfg)
+
+    def names(self, key: str) -> list[str]:
+        """The distinct names of the rows that run the config ``key`` (for log lines)."""
+        return list(dict.fromkeys(row.name for _, row, cfg in self.rows if _config_key(cfg) == key))
+
+
+def _config_key(cfg: Any) -> str:
+    import json
+
+    from .engine import config_to_dict
+
+    return json.dumps(config_to_dict(cfg), sort_keys=True, default=str)
+
+
+def plan_ablation(config: Any, tables: Sequence[str]) -> AblationPlan:
+    """Apply every row's overrides of ``tables`` to ``config`` (an invalid key or value raises ``ConfigError`` naming
+    the row, before anything trains), set aside the rows whose optional dependency is missing, and find the distinct
+    configs."""
+    rows, skipped = [], []
+    for table, row, cfg in resolve_rows(config, tables):
+        reason = missing_requirement(row)
+        if reason is None:
+            rows.append((table, row, cfg))
+        else:
+            skipped.append((table, row, reason))
+    configs: dict[str, Any] = {}
+    for _, _, cfg in rows:
+        configs.setdefault(_config_key(cfg), cfg)
+    return AblationPlan(rows=rows, skipped=skipped, configs=configs)
+
+
+def run_ablation(
+    head: str, plan: AblationPlan, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None
+) -> list[dict[str, Any]]:
+    """Train every distinct config of ``plan`` for every seed; return one result object per table (the ``--output``
+    schema of Table 6 with an ``ablation`` name, one row per table row, and the rows ``skipped``).
+
+    Args:
+        head: registered head name.
+        plan: from ``plan_ablation`` (head name and seed are set per run).
+        datasets: shared by every run.
+        seeds: training seeds.
+        progress: a running rich ``Progress`` whose first task counts runs, or None.
+        log: rich console for one line per finished run, or None.
+    """
+    from .engine import config_to_dict
+
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in plan.configs}
+    for seed in seeds:
+        for key, cfg in plan.configs.items():
+            cfg = attrs.evolve(cfg, head=attrs.evolve(cfg.head, name=head), train=attrs.evolve(cfg.train, seed=seed))
+            label = f"{head} {' = '.join(plan.names(key))}"
+            runs[key].append(train_run(cfg, datasets, progress, log, label=label))
+    results = []
+    tables = list(dict.fromkeys([t for t, _, _ in plan.rows] + [t for t, _, _ in plan.skipped]))
+    for table in tables:
+        rows = []
+        for t, row, cfg in plan.rows:
+            if t != table:
+                continue
+            per_seed = [dict(r) for r in runs[plan.key(cfg)]]
+            rows.append({"variant": row.name, "rskp": row.rskp, "overrides": list(row.overrides), "paper": row.paper,
+                         **summarize(per_seed), "per_seed": per_seed})
+        first = next((cfg for t, _, cfg in plan.rows if t == table), None)
+        base = first if first is not None else next(iter(plan.configs.values()), None)
+        results.append({
+            "head": head,
+            "data": base.data.source if base is not None else "",
+            "ablation": table,
+            "seeds": list(seeds),
+            "tiou": list(base.train.tiou) if base is not None else [],
+            "rows": rows,
+            "skipped": [{"variant": row.name, "reason": reason} for t, row, reason in plan.skipped if t == table],
+            "selection": base.train.selection if base is not None else "",
+            "epochs": base.train.epochs if base is not None else 0,
+            "diagnosis": [],
+            "config": config_to_dict(attrs.evolve(base, head=attrs.evolve(base.head, name=head)))
+            if base is not None else {},
+        })
+    return results
+
+
 def _is_thumos(config: Any) -> bool:
     return config.data.source != "synthetic" and "thumos" in config.data.dataset_name.lower()
 
@@ -231,8 +360,7 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         results = merge_results(args.merge)
         for result in results:
-            console.print(results_table(result, paper=result["data"] != "synthetic"))
-            print_diagnosis(result, console)
+            show_result(result, console, paper=result["data"] != "synthetic")
         if args.output:
             write_results(Path(args.output), results, single=len(results) == 1, console=console)
         return 0
@@ -248,16 +376,40 @@ def run(args: argparse.Namespace) -> int:
     seeds = [args.seed_start + i for i in range(args.seeds)]
     results = []
     err = Console(stderr=True)
+    plan = None
+    if args.ablation:
+        plan = plan_ablation(config, selected_tables(args.ablation))  # every row validated before any training
+        for table, row, reason in plan.skipped:
+            err.print(f"[yellow]skipped[/] {table} row \"{row.name}\": {reason}", highlight=False)
+        if not plan.configs:
+            raise ConfigError(f"--ablation {args.ablation}: no row can run here (all were skipped, see above)")
+    runs_per_head = len(plan.configs) if plan is not None else 2
     progress = None if args.no_progress else progress_bar(err)
     with progress if progress is not None else contextlib.nullcontext():
         if progress is not None:
-            progress.add_task("benchmark runs", total=len(heads) * len(seeds) * 2)
+            progress.add_task("benchmark runs", total=len(heads) * len(seeds) * runs_per_head)
         for head in heads:
-            result = run_head(head, config, datasets, seeds, progress, log=err)
-            result["environment"] = environment(resolve_device(config.train.device))
-            results.append(result)
-            console.print(results_table(result, paper=_is_thumos(config)))
-            print_diagnosis(result, console)
-    path = Path(args.output) if args.output else new_run_folder(Path("runs"), args.head, config.data.source)
-    write_results(path, results, single=args.head != "all", console=console)
+            if plan is not None:
+                found = run_ablation(head, plan, datasets, seeds, progress, log=err)
+            else:
+                found = [run_head(head, config, datasets, seeds, progress, log=err)]
+            for result in found:
+                result["environment"] = environment(resolve_device(config.train.device))
+                results.append(result)
+                show_result(result, console, paper=_is_thumos(config))
+    name = args.head if not args.ablation else f"{args.head}-{args.ablation}"
+    path = Path(args.output) if args.output else new_run_folder(Path("runs"), name, config.data.source)
+    write_results(path, results, single=len(results) == 1 and args.head != "all", console=console)
     return 0
+
+
+def show_result(result: dict[str, Any], console: Any, *, paper: bool) -> None:
+    """Print a result object: its table (Table 6 or an ablation), then the diagnosis or the skipped rows."""
+    if "ablation" in result:
+        console.print(ablation_table(result, paper=paper))
+        for skipped in result.get("skipped", []):
+            console.print(f"[yellow]{result['ablation']}:[/] row \"{skipped['variant']}\" skipped: "
+                          f"{skipped['reason']}", highlight=False)
+    else:
+        console.print(results_table(result, paper=paper))
+        print_diagnosis(result, console)

@@ -103,6 +103,41 @@ def results_table(result: dict[str, Any], *, paper: bool = False):
     return table
 
 
+def ablation_table(result: dict[str, Any], *, paper: bool = False):
+    """A rich table of an ablation result: one line per row (mean +- std over seeds), with the paper's mAP at 0.3 /
+    0.5 / 0.7 / AVG beside it if asked (THUMOS14 data); rows the paper gives no number for show "–"."""
+    from rich.table import Table
+
+    from .ablations import PAPER_NOTES
+
+    tiou = result["tiou"]
+    name = result["ablation"]
+    title = (f"Ablation {name}, {result['head']}: {result['data']} data, {len(result['seeds'])} seed(s), "
+             f"{result['epochs']} epochs, selected on {result['selection']}")
+    caption = "mAP (%), mean over seeds with the sample std below"
+    if paper:
+        caption += "; paper: THUMOS14, IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7)"
+        if name in PAPER_NOTES:
+            caption += f"; {PAPER_NOTES[name]}"
+    table = Table(title=title, caption=caption)
+    table.add_column("variant")
+    for t in tiou:
+        table.add_column(f"{t:g}", justify="right")
+    table.add_column("AVG", justify="right")
+    keys = ("0.3", "0.5", "0.7", "AVG")
+    if paper:
+        for key in keys:
+            table.add_column(f"paper {key}", justify="right", style="dim")
+    for r in result["rows"]:
+        cells = [f"{m:.1f}\n[dim]±{s:.1f}[/]" for m, s in zip(r["map_percent_mean"], r["map_percent_std"])]
+        cells.append(f"[bold]{r['avg_map_percent_mean']:.2f}[/]\n[dim]±{r['avg_map_percent_std']:.2f}[/]")
+        if paper:
+            reported = r.get("paper")
+            cells += [f"{reported[k]:.1f}" if reported else "–" for k in keys]
+        table.add_row(r["variant"], *cells)
+    return table
+
+
 def print_diagnosis(result: dict[str, Any], console: Any) -> None:
     """One line per entry of the result's diagnosis (seeds on which RSKP's AVG is below the head's)."""
     for d in result.get("diagnosis", []):
@@ -132,13 +167,14 @@ def write_results(path: Path, results: list[dict[str, Any]], *, single: bool, co
 
 
 def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Combine result files (objects or lists of objects) per head: per-seed runs are pooled, statistics redone.
+    """Combine result files (objects or lists of objects) per head and ablation table: per-seed runs are pooled (rows
+    matched by variant), statistics redone.
 
     Raises:
-        ConfigError: a file is unreadable, or two files disagree on the data, thresholds, epochs or selection, or
-            repeat a seed.
+        ConfigError: a file is unreadable, or two files disagree on the data, thresholds, epochs, selection or rows,
+            or repeat a seed.
     """
-    by_head: dict[str, dict[str, Any]] = {}
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for path in paths:
         try:
             data = json.loads(Path(path).read_text())
@@ -147,24 +183,31 @@ def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         for result in data if isinstance(data, list) else [data]:
             result = upgrade_result(result)
             head = result["head"]
-            if head not in by_head:
-                by_head[head] = json.loads(json.dumps(result))
+            key = (head, result.get("ablation", ""))
+            what = head if not key[1] else f"{head} (ablation {key[1]})"
+            if key not in by_key:
+                by_key[key] = json.loads(json.dumps(result))
                 continue
-            merged = by_head[head]
-            for key in ("data", "tiou", "epochs", "selection"):
-                if merged[key] != result[key]:
-                    raise ConfigError(f"{path}: {head} has {key}={result[key]!r}, another file {merged[key]!r}")
+            merged = by_key[key]
+            for field in ("data", "tiou", "epochs", "selection"):
+                if merged[field] != result[field]:
+                    raise ConfigError(f"{path}: {what} has {field}={result[field]!r}, another file {merged[field]!r}")
             if set(merged["seeds"]) & set(result["seeds"]):
-                raise ConfigError(f"{path}: seeds {sorted(set(merged['seeds']) & set(result['seeds']))} of {head} "
+                raise ConfigError(f"{path}: seeds {sorted(set(merged['seeds']) & set(result['seeds']))} of {what} "
                                   "appear twice")
+            variants = [r["variant"] for r in merged["rows"]]
+            if [r["variant"] for r in result["rows"]] != variants:
+                raise ConfigError(f"{path}: {what} has rows {[r['variant'] for r in result['rows']]}, another file "
+                                  f"{variants}; merge runs of the same table only")
             merged["seeds"] += result["seeds"]
             for row, new in zip(merged["rows"], result["rows"]):
                 row["per_seed"] += new["per_seed"]
     out = []
-    for result in by_head.values():
+    for (_, ablation), result in by_key.items():
         for row in result["rows"]:
             row.update(summarize(row["per_seed"]))
-        add_gains(result)
-        result["diagnosis"] = diagnose(result["rows"])
+        if not ablation:  # Table 6: the gain of RSKP and the diagnosis of seeds where it loses
+            add_gains(result)
+            result["diagnosis"] = diagnose(result["rows"])
         out.append(result)
     return out
