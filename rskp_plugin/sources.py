@@ -48,7 +48,7 @@ def _synthetic(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tu
 
     train, test = make_synthetic(
         seed=data.seed, feature_dim=data.feature_dim, difficulty=data.difficulty, num_train=data.num_train,
-        num_test=data.num_test,
+        num_test=data.num_test, preset=data.synthetic_preset,
     )
     return tuple(train if split == "train" else test for split in splits)
 
@@ -81,7 +81,7 @@ DATA_SOURCES: dict[str, DataSource] = {
     source.name: source
     for source in (
         DataSource("synthetic", _synthetic, needs_root=False,
-                   summary="THUMOS14-shaped features generated in memory (nothing to download)"),
+                   summary="THUMOS14- or ActivityNet1.3-shaped features generated in memory (nothing to download)"),
         DataSource("wtalc", _wtalc, summary="W-TALC .npy arrays: <root>/<Name>-I3D-JOINTFeatures.npy + annotations"),
         DataSource("folders", _folders,
                    summary="per-video features/<split>/<modality>/<video>.npy + an ActivityNet-format gt.json"),

@@ -33,4 +33,4 @@ def test_every_package_folder_is_in_the_wheel() -> None:
 def test_packaged_configs_are_package_data() -> None:
     table = _setuptools_table()
     assert table["package-data"]["rskp_plugin"] == ["configs/*.yaml"]
-    assert sorted(p.stem for p in (ROOT / "rskp_plugin" / "configs").glob("*.yaml")) == ["paper", "quick", "thumos14"]
+    assert sorted(p.stem for p in (ROOT / "rskp_plugin" / "configs").glob("*.yaml")) == ["activitynet13", "paper", "quick", "thumos14"]

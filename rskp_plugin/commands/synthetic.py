@@ -11,11 +11,12 @@ from . import console, markup
 def add_make_synthetic(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-synthetic",
-        help="write the synthetic THUMOS14-shaped dataset in the W-TALC format",
+        help="write the synthetic THUMOS14- (or ActivityNet1.3-) shaped dataset in the W-TALC format",
         description=(
             "Generate the synthetic dataset (what --data synthetic trains on) and write it in the W-TALC format: "
             "DIR/<NAME>-I3D-JOINTFeatures.npy and DIR/<NAME>-Annotations/*.npy, training videos as subset "
-            "'validation' and test videos as 'test', so that --data wtalc --data-root DIR reads it back "
+            "'validation' and test videos as 'test' ('training' and 'validation' for the ActivityNet1.3-shaped set of "
+            "--config activitynet13), so that --data wtalc --data-root DIR reads it back "
             "identically. At the default width of 2048 the feature file is about 1 GB. --config quick writes exactly "
             "the set that config trains on (its data.seed, feature_dim, difficulty and sizes); options given "
             "explicitly win. --layout folders writes the per-video layout instead (features/{train,test}/{rgb,flow}/"
@@ -65,7 +66,7 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     with console.status("generating synthetic videos"):
         train, test = make_synthetic(
             seed=data.seed, feature_dim=data.feature_dim, difficulty=data.difficulty, num_train=data.num_train,
-            num_test=data.num_test,
+            num_test=data.num_test, preset=data.synthetic_preset,
         )
     generated = time.perf_counter() - start
     with console.status(f"writing {args.out}"):
@@ -75,7 +76,8 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
         else:
             out = write_wtalc(train, test, args.out, dataset_name=data.dataset_name)
             how = f"W-TALC format, {data.dataset_name}: --data wtalc --data-root"
-    table = Table(title=f"Synthetic THUMOS14-shaped data ({how} {markup(out)})")
+    shape = {"thumos14": "THUMOS14", "activitynet13": "ActivityNet1.3"}[data.synthetic_preset]
+    table = Table(title=f"Synthetic {shape}-shaped data ({how} {markup(out)})")
     for column in ("subset", "videos", "instances", "snippets", "feature dim"):
         table.add_column(column, justify="right")
     for ds in (train, test):

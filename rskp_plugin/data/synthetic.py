@@ -1,7 +1,9 @@
 """Synthetic THUMOS14-shaped data: the default dataset when none is given, built in memory in seconds.
 
 Annotations follow distributions fitted to the real THUMOS14-reduced annotations: the figures and their sampler are
-in :mod:`rskp_plugin.data.synthetic_figures` (re-exported here).
+in :mod:`rskp_plugin.data.synthetic_figures` (re-exported here). The preset ``activitynet13`` draws ActivityNet1.3-
+shaped annotations instead (200 classes, long videos with one or two long instances:
+:mod:`rskp_plugin.data.synthetic_activitynet`) and maps them to features with the same model.
 
 Features stand in for I3D (non-negative, temporally smooth, any width >= 16). Each snippet mixes latent
 components that are mapped to the feature space by fixed random non-negative prototypes:
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from . import synthetic_activitynet
 from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
 from .synthetic_figures import (  # noqa: F401 - the fitted figures, importable from here as before
     CLASS_NAMES,
@@ -84,17 +87,26 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 class _World:
     """The fixed prototypes shared by the training and test videos (the "feature extractor")."""
 
-    def __init__(self, rng: np.random.Generator, feature_dim: int, difficulty: float) -> None:
-        c, d = len(CLASS_NAMES), feature_dim
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        feature_dim: int,
+        difficulty: float,
+        class_names: tuple[str, ...] = CLASS_NAMES,
+        families: tuple[tuple[str, ...], ...] = FAMILIES,
+        duplicate_of: dict[str, str] = DUPLICATE_OF,
+    ) -> None:
+        c, d = len(class_names), feature_dim
 
         def directions(n: int) -> np.ndarray:  # non-negative, sparse-ish, mean about 0.4 per element
             return np.maximum(rng.standard_normal((n, d), dtype=np.float32), 0)
 
         family_of = np.zeros(c, dtype=np.int64)
-        for f, members in enumerate(FAMILIES):
+        index = {name: k for k, name in enumerate(class_names)}
+        for f, members in enumerate(families):
             for name in members:
-                family_of[CLASS_NAMES.index(name)] = f
-        family = directions(len(FAMILIES))
+                family_of[index[name]] = f
+        family = directions(len(families))
         own = directions(c)
         views = directions(c * NUM_VIEWS).reshape(c, NUM_VIEWS, d)
         motion = directions(1)
@@ -104,7 +116,7 @@ class _World:
             c * NUM_VIEWS, d
         )
         share = min(0.25 * difficulty, 0.5)  # how much of a class's own direction its context carries
-        family_context = directions(len(FAMILIES))
+        family_context = directions(len(families))
         self.context = ((1 - share) * (0.5 * family_context[family_of] + 0.5 * directions(c)) + share * own).astype(
             np.float32
         )
@@ -114,6 +126,8 @@ class _World:
         self.noise = (0.1 + 0.15 * difficulty) * rng.standard_normal((NOISE_BANK, d), dtype=np.float32)
         self.num_classes = c
         self.difficulty = difficulty
+        self.class_names = class_names
+        self.duplicated = set(duplicate_of.values())  # classes whose instances another class duplicates
 
     def latent(self, rng: np.random.Generator, video: dict, length: int, sps: float) -> tuple[np.ndarray, ...]:
         """Latent description of one video's T snippets.
@@ -151,7 +165,7 @@ class _World:
             view = rng.integers(0, NUM_VIEWS, len(segs))
             np.add.at(action, (t, fclass[inst] * NUM_VIEWS + view[inst]), strength.astype(np.float32))
         # Distractors: unlabelled, weakly action-like stretches of the video's classes (replays, run-ups).
-        own = [k for k in video["classes"] if CLASS_NAMES[k] not in DUPLICATE_OF.values()] or video["classes"]
+        own = [k for k in video["classes"] if self.class_names[k] not in self.duplicated] or video["classes"]
         for _ in range(rng.poisson(0.15 * hard * max(len(segs), 1))):
             start = int(rng.integers(0, length))
             stop = min(length, start + 1 + int(rng.integers(1, 6)))
@@ -203,6 +217,15 @@ class _World:
         return np.split(out, np.cumsum(lengths)[:-1])
 
 
+#: Synthetic presets: name -> (dataset name, class names, families, duplicates, annotation sampler, subsets).
+PRESETS = {
+    "thumos14": ("synthetic-thumos14", CLASS_NAMES, FAMILIES, DUPLICATE_OF, sample_annotations,
+                 ("validation", "test")),
+    "activitynet13": ("synthetic-activitynet13", synthetic_activitynet.CLASS_NAMES, synthetic_activitynet.FAMILIES,
+                      {}, synthetic_activitynet.sample_activitynet_annotations, ("training", "validation")),
+}
+
+
 def make_synthetic(
     *,
     seed: int = 0,
@@ -211,34 +234,43 @@ def make_synthetic(
     num_train: int = 200,
     num_test: int = 212,
     snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
+    preset: str = "thumos14",
 ) -> tuple[VideoDataset, VideoDataset]:
-    """Build a THUMOS14-reduced-shaped training and test set in memory.
+    """Build a THUMOS14-reduced-shaped (or, with ``preset="activitynet13"``, ActivityNet1.3-shaped) training and
+    test set in memory.
 
     Args:
         seed: seeds everything; the same seed gives the same videos and annotations at any ``feature_dim``.
         feature_dim: D, the feature width (>= 16; I3D RGB + flow is 2048).
         difficulty: >= 0; 0 is trivially separable, 1 (default) is calibrated so that a good head alone lands
-            around 30-50 % average mAP, larger is harder (see the module docstring).
-        num_train: videos of the training subset (``"validation"``, as THUMOS14 trains on its validation videos).
-        num_test: videos of the test subset (``"test"``).
+            around 30-50 % average mAP on the THUMOS14 shape, larger is harder (see the module docstring).
+        num_train: videos of the training subset (``"validation"``, as THUMOS14 trains on its validation videos;
+            ``"training"`` for ActivityNet1.3).
+        num_test: videos of the test subset (``"test"``; ``"validation"`` for ActivityNet1.3).
         snippets_per_second: snippets per second of the generated features (I3D: 25/16).
+        preset: "thumos14" (annotations fitted to THUMOS14-reduced, 20 classes) or "activitynet13" (200 classes,
+            long videos with one or two long instances; figures in ``synthetic_activitynet``).
 
     Returns:
-        ``(train, test)`` datasets named ``synthetic-thumos14`` with subsets ``validation`` and ``test``.
+        ``(train, test)`` datasets named ``synthetic-<preset>`` with the preset's subsets.
     """
+    if preset not in PRESETS:
+        raise DataError(f'unknown synthetic preset "{preset}"; choose one of {", ".join(PRESETS)}')
     if feature_dim < 16:
         raise DataError(f"feature_dim must be >= 16, got {feature_dim}")
     if not difficulty >= 0:
         raise DataError(f"difficulty must be >= 0, got {difficulty}")
     if num_train < 1 or num_test < 1:
         raise DataError(f"need at least one training and one test video, got {num_train} and {num_test}")
+    name, class_names, families, duplicate_of, sampler, subset_names = PRESETS[preset]
     # The world (class, view and background directions) is the only part whose draws depend on the width; it gets
     # a stream of its own, so that one seed gives the same videos, annotations and temporal structure at any width.
     world_seed, video_seed = np.random.SeedSequence(seed).spawn(2)
-    world = _World(np.random.default_rng(world_seed), int(feature_dim), float(difficulty))
+    world = _World(np.random.default_rng(world_seed), int(feature_dim), float(difficulty), class_names, families,
+                   duplicate_of)
     rng = np.random.default_rng(video_seed)
-    subsets = (("validation", int(num_train)), ("test", int(num_test)))
-    annotations = {subset: sample_annotations(rng, count) for subset, count in subsets}
+    subsets = tuple(zip(subset_names, (int(num_train), int(num_test))))
+    annotations = {subset: sampler(rng, count) for subset, count in subsets}
     out = []
     for subset, _ in subsets:
         videos = annotations[subset]
@@ -247,7 +279,7 @@ def make_synthetic(
         feats = world.features(rng, latents, videos)
         records = []
         for i, (video, x) in enumerate(zip(videos, feats)):
-            labels = np.zeros(len(CLASS_NAMES), dtype=np.float32)
+            labels = np.zeros(len(class_names), dtype=np.float32)
             labels[video["classes"]] = 1.0
             records.append(
                 VideoRecord(
@@ -261,9 +293,9 @@ def make_synthetic(
             )
         out.append(
             VideoDataset(
-                name="synthetic-thumos14",
+                name=name,
                 subset=subset,
-                class_names=CLASS_NAMES,
+                class_names=class_names,
                 videos=tuple(records),
                 snippets_per_second=snippets_per_second,
             )

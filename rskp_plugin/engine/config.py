@@ -31,6 +31,8 @@ SELECTIONS = ("test", "heldout", "last")
 PROTOCOLS = ("activitynet", "rskp", "wtalc")
 AMP_MODES = ("auto", "bf16", "off")
 ON_ERROR = ("raise", "skip")
+#: The presets of ``rskp_plugin.data.make_synthetic`` (``data.PRESETS``; kept here so the config imports no data code).
+SYNTHETIC_PRESETS = ("thumos14", "activitynet13")
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes at most 64 bits
 # The default run folder: one per config, head and variant, so runs of different heads never share a folder.
 DEFAULT_OUTPUT_DIR = "runs/{run}"
@@ -79,6 +81,9 @@ class DataConfig:
         num_train: synthetic training videos (THUMOS14-reduced: 200).
         num_test: synthetic test videos (THUMOS14-reduced: 212).
         seed: seed of the synthetic generator; fixed across training seeds so that every run sees the same data.
+        synthetic_preset: the shape of the synthetic data: "thumos14" (fitted to THUMOS14-reduced, 20 classes) or
+            "activitynet13" (200 classes, long videos with one or two long instances; the ``activitynet13``
+            recipe's default).
         on_error: "raise" stops at the first bad video (missing features, wrong width, NaN, bad label or segment)
             with an error naming it; "skip" leaves such videos out with one warning listing them.
     """
@@ -94,6 +99,7 @@ class DataConfig:
     num_train: int = attrs.field(default=200, validator=ge(2))
     num_test: int = attrs.field(default=212, validator=ge(1))
     seed: int = attrs.field(default=0, validator=_seed)
+    synthetic_preset: str = attrs.field(default="thumos14", validator=in_(SYNTHETIC_PRESETS))
     on_error: str = attrs.field(default="raise", validator=in_(ON_ERROR))
 
 
