@@ -79,7 +79,8 @@ def test_shared_rows_have_equal_configs() -> None:
 def test_bad_override_names_the_row(monkeypatch) -> None:
     bad = ablations.AblationRow("my row", True, ("rskp.losses.distillation=-1",))
     monkeypatch.setitem(ablations.ABLATIONS, "table5", (ablations.ABLATIONS["table5"][1], bad))
-    with pytest.raises(ConfigError, match=r'ablation table5, row "my row": Invalid value for "rskp.losses.distillation"'):
+    expected = r'ablation table5, row "my row": Invalid value for "rskp.losses.distillation"'
+    with pytest.raises(ConfigError, match=expected):
         bench.plan_ablation(ExperimentConfig(), ["table5"])
     unknown = ablations.AblationRow("typo", True, ("rskp.memroy.enabled=false",))
     monkeypatch.setitem(ablations.ABLATIONS, "table5", (unknown,))

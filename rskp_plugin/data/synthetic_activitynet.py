@@ -5,12 +5,13 @@ Figures and their sources:
 
 * 200 classes: the paper (section 4.1) and activity-net.org (release 1.3, "ActivityNet 200").
 * instances per video: 15,410 instances in 10,024 training videos (activity-net.org, release 1.3; the validation
-  subset: 7,654 in 4,926, the same 1.55), so a video holds two instances with probability 0.537, else one.
+  subset: 7,654 in 4,926, 1.55), so a video holds two instances with probability 0.537, else one.
 * mean video duration: "more than 648 hours of untrimmed videos from a total of ~20K videos" (activity-net.org,
   challenge pages of 2017-2019; 10,024 + 4,926 + 5,044 = 19,994 videos), 116.7 s.
 * chosen here, not taken from a source read: durations log-normal with that mean and a log-sd of 0.6 limited to
   10-600 s (YouTube videos of up to 10 minutes), the instances of a video covering a Beta(2, 2) share of it (mean
-  one half: long instances, unlike THUMOS14's of a few seconds, ``synthetic_figures.LENGTH_LOG_MEAN``), a video's classes uniform over the 200, two instances of a video sharing its class, and families of five
+  one half: long instances, unlike THUMOS14's of a few seconds, ``synthetic_figures.LENGTH_LOG_MEAN``), a video's
+  classes uniform over the 200, two instances of a video sharing its class, and families of five
   consecutive classes whose prototypes share a component (ActivityNet's taxonomy groups its leaves under parents).
 """
 
