@@ -86,7 +86,7 @@ ABLATIONS: dict[str, tuple[AblationRow, ...]] = {
     ),
     # Fig. 5: eq. 4-5 unrolled for a number of steps beside the closed form; its values are only plotted.
     "fig5": (
-        *(AblationRow(f"unrolled, {k} step{'s' if k > 1 else ''}", True,
+        *(AblationRow(f"unrolled {k} step{'s' if k > 1 else ''}", True,
                       _off("rskp.propagation.method=unrolled", f"rskp.propagation.steps={k}"))
           for k in (1, 2, 3, 5, 10)),
         AblationRow("closed form (eq. 6)", True, _off()),

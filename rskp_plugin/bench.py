@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training epochs (default: the recipe's); the memory warm-up scales with it")
     parser.add_argument("--recipe", default="quick",
                         help="'quick' (synthetic, small width, minutes per head on CPU), 'paper' (the official "
-                             "recipe: 200 epochs, memory after epoch 100) or a YAML experiment file (default: quick)")
+                             "recipe: 200 epochs, memory after epoch 100), another packaged config (thumos14, "
+                             "activitynet13) or a YAML experiment file (default: quick)")
     parser.add_argument("--data", choices=data_source_names(), default=None,
                         help="data source (default: the recipe's, synthetic for quick/paper)")
     parser.add_argument("--data-root", default=None, help="data folder for --data wtalc/folders")
@@ -108,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any experiment config key, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--output", default=None,
-                        help="write the results as JSON to this file: one object per head (a list for --head all); "
+                        help="write the results as JSON to this file: one object per head and table (a list for --head all "
+                             "or --ablation all); "
                              "default: a new run folder runs/bench-<head>-<data>-<date>-<time>/results.json (never "
                              "an existing one)")
     rows = "; ".join(f"{t}: {', '.join(r.name for r in table)}" for t, table in ABLATIONS.items())
