@@ -69,6 +69,10 @@ class LossConfig:
     attention_topk_ratio: int = attrs.field(default=8, validator=ge(1))  # k = max(T // ratio, 1)
     inter_classification: float = attrs.field(default=0.5, validator=ge(0))  # weight of the inter branch L_cls
     intra_classification: float = attrs.field(default=1.0, validator=ge(0))
+    # RSKP's own terms (the propagated branches' L_cls, the distillation, a feature loss) are weighted by
+    # exp(-5 (1 - e / E)^2) in epoch e < E (the sigmoid ramp-up of temporal ensembling, Laine & Aila 2017): the
+    # head first learns as it does alone, then the walk's branches join. 0: full weight from the start (official).
+    rampup_epochs: int = attrs.field(default=0, validator=ge(0))
     # Supplement Table 3, "feature L1/L2 loss": a term pulling the intra walk's F^a towards F, the masked mean of
     # |F - F^a| ("l1") or (F - F^a)^2 ("l2") over snippets and channels, weight ``feature_weight``; "none": off.
     feature_loss: str = attrs.field(default="none", validator=in_(("none", "l1", "l2")))

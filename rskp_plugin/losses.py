@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -46,6 +48,17 @@ def teacher_confidence(teacher: Tensor, *, temperature: float = 0.2) -> Tensor:
     entropy = -torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device)).sum(-1)
     k = torch.isfinite(teacher).sum(-1).clamp(min=2).to(p.dtype)
     return (1.0 - entropy / k.log()).clamp(0.0, 1.0)
+
+
+def rampup_weight(epoch: int, epochs: int) -> float:
+    """exp(-5 (1 - epoch / epochs)^2) for epoch < epochs, else 1 (0-based epochs; ``epochs`` = 0: always 1).
+
+    The sigmoid-shaped ramp-up of temporal ensembling (Laine and Aila, ICLR 2017): 0.007 in the first epoch,
+    0.5 at 63 % of the way, 1 from ``epochs`` on.
+    """
+    if epochs <= 0 or epoch >= epochs:
+        return 1.0
+    return math.exp(-5.0 * (1.0 - max(epoch, 0) / epochs) ** 2)
 
 
 def attention_normalization(attention: Tensor, mask: Tensor, *, ratio: int = 8) -> Tensor:

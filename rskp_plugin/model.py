@@ -93,6 +93,10 @@ class Model(Protocol):
         """The end-of-warm-up pass filling the memory bank (a no-op without one)."""
         ...
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the training loop before epoch ``epoch`` (0-based) runs: epoch-dependent loss weights."""
+        ...
+
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
         """Inference with every branch, for diagnostics."""
         ...
@@ -190,6 +194,9 @@ class HeadOnlyModel(nn.Module):
         """No memory without RSKP; present so training loops treat both models alike."""
 
     @torch.no_grad()
+    def start_epoch(self, epoch: int) -> None:
+        """No epoch-dependent terms without RSKP."""
+
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
         """``RSKPWrapper.branch_outputs`` for the head alone: its one branch (main), no teacher."""
         return Branches(self(features, mask), None, "")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .config import RSKPConfig
 from .branch_outputs import branch_outputs
-from .losses import distillation, feature_distance, teacher_confidence
+from .losses import distillation, feature_distance, rampup_weight, teacher_confidence
 from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
 from .propagation_variants import fuse_representatives, score_branches, walk_features
@@ -111,6 +111,7 @@ class RSKPWrapper(nn.Module):
                 head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
             )
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
+        self.rampup = 1.0  # weight of RSKP's own loss terms in this epoch (``start_epoch``)
 
     @property
     def distillation_temperature(self) -> float:
@@ -120,6 +121,10 @@ class RSKPWrapper(nn.Module):
             return configured
         declared = self.traits.distillation_temperature
         return float(declared if declared is not None else 0.2)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before epoch ``epoch`` (0-based): RSKP's terms get ``losses.rampup_weight(epoch, rampup_epochs)``."""
+        self.rampup = rampup_weight(epoch, self.config.losses.rampup_epochs)
 
     @property
     def memory_ready(self) -> bool:
@@ -266,19 +271,20 @@ class RSKPWrapper(nn.Module):
         loss = None
         if labels is not None:
             losses = head_losses(head, self.traits, main, labels, mask, cfg)
-            lc = cfg.losses
+            lc, ramp = cfg.losses, self.rampup if self.training else 1.0
             if cfg.propagation.method != "scores":  # propagated scores get no video-level L_cls (Table 5)
-                losses["cls/intra"] = lc.intra_classification * head.classification_loss(intra, labels, mask)
+                losses["cls/intra"] = ramp * lc.intra_classification * head.classification_loss(intra, labels, mask)
                 if inter is not None:
-                    losses["cls/inter"] = lc.inter_classification * head.classification_loss(inter, labels, mask)
+                    losses["cls/inter"] = ramp * lc.inter_classification * head.classification_loss(inter, labels,
+                                                                                                      mask)
             teacher = self.pseudo_labels(main, intra, inter, labels)
             tau = self.distillation_temperature
             weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
-            alpha = lc.distillation_after_warmup if self.memory_ready else lc.distillation
+            alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)
             losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
             if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
-                losses["feature"] = lc.feature_weight * feature_distance(feats, walked[0].dense(), mask,
-                                                                         kind=lc.feature_loss)
+                losses["feature"] = ramp * lc.feature_weight * feature_distance(
+                    feats, walked[0].dense(), mask, kind=lc.feature_loss)
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)

@@ -2,9 +2,10 @@
 
 import math
 
+import pytest
 import torch
 
-from rskp_plugin.losses import attention_normalization, distillation
+from rskp_plugin.losses import attention_normalization, distillation, rampup_weight
 
 
 def test_distillation_hand_computed():
@@ -62,3 +63,12 @@ def test_distillation_weights_scale_each_snippet():
     per = [float(distillation(s[:, i : i + 1], t[:, i : i + 1], mask[:, :1])) for i in range(4)]
     expected = (per[0] + 0.5 * per[2]) / 4
     assert math.isclose(float(distillation(s, t, mask, weights=w)), expected, rel_tol=1e-6)
+
+
+def test_rampup_weight_follows_the_temporal_ensembling_curve():
+    assert rampup_weight(0, 0) == 1.0 and rampup_weight(7, 0) == 1.0  # off
+    assert rampup_weight(0, 10) == pytest.approx(math.exp(-5.0))
+    assert rampup_weight(5, 10) == pytest.approx(math.exp(-1.25))
+    assert rampup_weight(10, 10) == 1.0 and rampup_weight(25, 10) == 1.0
+    values = [rampup_weight(e, 10) for e in range(12)]
+    assert all(a < b for a, b in zip(values[:10], values[1:11]))  # rises to 1

@@ -1,11 +1,13 @@
 """RSKPWrapper: branch wiring, losses, warm-up, padded batches, gradients, and a toy problem it learns."""
 
+import math
+
 import pytest
 import torch
 from _toy import ToyHead
 
 from rskp_plugin import RSKPConfig, RSKPWrapper
-from rskp_plugin.config import MemoryConfig
+from rskp_plugin.config import LossConfig, MemoryConfig
 from rskp_plugin.errors import ShapeError
 from rskp_plugin.model import HeadOnlyModel
 
@@ -290,3 +292,30 @@ def test_unknown_teacher_option_is_a_config_error():
 
     with pytest.raises(ConfigError, match="teacher.source"):
         apply_overrides(RSKPConfig(), ["teacher.source=oracle"])
+
+
+def test_rampup_scales_rskp_terms_only_in_training():
+    torch.manual_seed(0)
+    cfg = RSKPConfig(losses=LossConfig(rampup_epochs=10))
+    model = RSKPWrapper(ToyHead(), cfg).double()
+    x, mask, labels = _batch([12, 5])
+    full = RSKPWrapper(ToyHead(), RSKPConfig()).double()
+    full.load_state_dict(model.state_dict())
+    model.train(), full.train()
+    model.start_epoch(2)
+    torch.manual_seed(1)
+    ramped = model(x, mask, labels).losses
+    torch.manual_seed(1)
+    plain = full(x, mask, labels).losses
+    w = math.exp(-5.0 * 0.8 ** 2)
+    for key in ("cls/intra", "distill"):
+        torch.testing.assert_close(ramped[key], w * plain[key])
+    for key in ("cls/main", "att_norm"):  # the head's own terms keep their weight
+        torch.testing.assert_close(ramped[key], plain[key])
+    model.start_epoch(10)
+    torch.manual_seed(1)
+    torch.testing.assert_close(model(x, mask, labels).losses["distill"], plain["distill"])
+    model.start_epoch(0)
+    model.eval()  # evaluation reports the terms at full weight
+    full.eval()
+    torch.testing.assert_close(model(x, mask, labels).losses["distill"], full(x, mask, labels).losses["distill"])

@@ -60,6 +60,7 @@ def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, 
     cfg, strategy = trainer.config.optimizer, trainer.strategy
     model, videos = trainer.model, trainer.datasets.train.videos
     model.train()
+    model.start_epoch(epoch)  # epoch-dependent loss weights (rskp.losses.rampup_epochs)
     order = trainer.epoch_order(epoch)
     groups = [order[start : start + cfg.accumulation] for start in range(0, len(order), cfg.accumulation)]
     groups = [strategy.share(g, [videos[i].num_snippets for i in g]) for g in groups]  # this process's share
