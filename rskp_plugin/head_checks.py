@@ -299,7 +299,9 @@ def _check_scalars(factory: Callable[..., Any], case: CheckCase, c: int, d_in: i
             _fail(f"{name} does not depend on any parameter (it has no gradient)")
 
 
-def _check_determinism(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, atol: float, rtol: float) -> None:
+def _check_determinism(
+    factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, atol: float, rtol: float
+) -> None:
     outs = []
     for _ in range(2):
         torch.manual_seed(1234)
@@ -316,7 +318,9 @@ def _check_determinism(factory: Callable[..., Any], case: CheckCase, c: int, d_i
         _close(value.detach(), loss_b[name].detach(), f"training-mode {name} under one seed", 0.0, 0.0)
 
 
-def _check_state_dict(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, atol: float, rtol: float) -> None:
+def _check_state_dict(
+    factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, atol: float, rtol: float
+) -> None:
     torch.manual_seed(1)
     source = factory(num_classes=c, feature_dim=d_in).eval()
     torch.manual_seed(2)

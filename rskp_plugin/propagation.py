@@ -17,6 +17,7 @@ Reference formulations for tests and benchmarks (``birw_unrolled``, ``birw_dense
 from __future__ import annotations
 
 import contextlib
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -310,6 +311,21 @@ class _BiRWFactors(torch.autograd.Function):
         return df, dmu, None, None, None, None, None
 
 
+def stack_walks(walks: Sequence[tuple[Tensor, Tensor | None]]) -> tuple[Tensor, Tensor | None, tuple[int, ...]]:
+    """Several walks' representatives side by side: each (reps (B, n_j, d), reps_mask (B, n_j) or None) ->
+    (reps (B, sum n_j, d), their mask or None where every walk has none, the sizes n_j)."""
+    for j, (r, _) in enumerate(walks):
+        expect(r, "B n d", name=f"reps of walk {j}")
+    sizes = tuple(int(r.shape[1]) for r, _ in walks)
+    reps = torch.cat([r for r, _ in walks], dim=1) if len(walks) > 1 else walks[0][0]
+    masks = None
+    if any(m is not None for _, m in walks):
+        masks = torch.cat([
+            m if m is not None else torch.ones(r.shape[:2], dtype=torch.bool, device=r.device) for r, m in walks
+        ], dim=1)
+    return reps, masks, sizes
+
+
 def birw_factors(
     features: Tensor,
     reps: Tensor,
@@ -357,15 +373,7 @@ def birw_walks(
         raise ShapeError(f"birw_factors takes batched features (B, T, d), got shape {tuple(features.shape)}")
     if not walks:
         return []
-    for j, (r, _) in enumerate(walks):
-        expect(r, "B n d", name=f"reps of walk {j}")
-    sizes = tuple(int(r.shape[1]) for r, _ in walks)
-    reps = torch.cat([r for r, _ in walks], dim=1) if len(walks) > 1 else walks[0][0]
-    masks = None
-    if any(m is not None for _, m in walks):
-        masks = torch.cat([
-            m if m is not None else torch.ones(r.shape[:2], dtype=torch.bool, device=r.device) for r, m in walks
-        ], dim=1)
+    reps, masks, sizes = stack_walks(walks)
     f, mu, mask, reps_mask, _ = prepare_walk(features, reps, w, mask, masks, check_finite)
     with float32_compute(f) as cast:
         z, m = _BiRWFactors.apply(cast(f), cast(mu), mask, reps_mask, float(w), float(temperature), sizes)

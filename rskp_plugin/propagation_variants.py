@@ -25,7 +25,9 @@ from torch import Tensor
 
 from .config import PropagationConfig, RSKPConfig
 from .errors import ShapeError
-from .propagation import _block_mask, affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk
+from .propagation import (
+    _block_mask, affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk, stack_walks,
+)
 from .protocols import Head, HeadOutput, Propagated
 from .shapes import expect
 
@@ -70,15 +72,7 @@ def _walk_parts(features: Tensor, walks: Walks, w: float, temperature: float, ma
         raise ShapeError(f"the walks take batched features (B, T, d), got shape {tuple(features.shape)}")
     if not walks:
         raise ShapeError("no walk to run: pass at least one (reps, reps_mask)")
-    for j, (r, _) in enumerate(walks):
-        expect(r, "B n d", name=f"reps of walk {j}")
-    sizes = tuple(int(r.shape[1]) for r, _ in walks)
-    reps = torch.cat([r for r, _ in walks], dim=1)
-    masks = None
-    if any(m is not None for _, m in walks):
-        masks = torch.cat([
-            m if m is not None else torch.ones(r.shape[:2], dtype=torch.bool, device=r.device) for r, m in walks
-        ], dim=1)
+    reps, masks, sizes = stack_walks(walks)
     f, mu, mask, reps_mask, _ = prepare_walk(features, reps, w, mask, masks, check_finite)
     z = affinity_parts(f, mu, temperature, mask, reps_mask, groups=sizes)[-1]  # (B, T, n)
     nrm_t = column_normalize(z).transpose(1, 2)  # N^T (B, n, T)

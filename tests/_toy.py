@@ -39,3 +39,15 @@ class ToyHead(nn.Module):
 
     def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
         return {}
+
+
+def labelled_batch(lengths, feature_dim=8, classes=3, seed=0):
+    """Random float64 features (B, max T, D) of videos of ``lengths``, their mask (B, T) and one-hot labels (B, C):
+    video i has class i mod C."""
+    g = torch.Generator().manual_seed(seed)
+    tmax = max(lengths)
+    x = torch.randn(len(lengths), tmax, feature_dim, generator=g, dtype=torch.float64)
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    labels = torch.zeros(len(lengths), classes, dtype=torch.float64)
+    labels[torch.arange(len(lengths)), torch.arange(len(lengths)) % classes] = 1
+    return x, mask, labels

@@ -6,6 +6,7 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
+from _toy import labelled_batch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,14 +37,6 @@ def _config(name: str, *extra: str) -> RSKPConfig:
     return apply_overrides(RSKPConfig(), [*VARIANTS[name], *extra])
 
 
-def _batch(lengths, feature_dim=8, classes=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tmax = max(lengths)
-    x = torch.randn(len(lengths), tmax, feature_dim, generator=g, dtype=torch.float64)
-    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
-    labels = torch.zeros(len(lengths), classes, dtype=torch.float64)
-    labels[torch.arange(len(lengths)), torch.arange(len(lengths)) % classes] = 1
-    return x, mask, labels
 
 
 def _model(head: str, config: RSKPConfig) -> RSKPWrapper:
@@ -186,7 +179,7 @@ def test_feature_distance_is_the_masked_mean_per_video():
 @pytest.mark.parametrize("head", HEADS)
 def test_every_variant_trains_on_every_head_and_batches_like_one_video(head, variant):
     model = _model(head, _config(variant)).train()
-    x, mask, labels = _batch([9, 5, 7], seed=1)
+    x, mask, labels = labelled_batch([9, 5, 7], seed=1)
     for ready in (False, True):
         model.zero_grad()
         out = model(x, mask, labels)
@@ -217,7 +210,7 @@ def test_every_variant_trains_on_every_head_and_batches_like_one_video(head, var
 @pytest.mark.parametrize("variant", ["random_walk", "unrolled", "early", "feature_l2"])
 @pytest.mark.parametrize("head", ["facnet", "stpn", "bm"])
 def test_factored_branches_match_the_dense_walk_for_the_variants(head, variant):
-    x, mask, labels = _batch([12, 5, 9], seed=4)
+    x, mask, labels = labelled_batch([12, 5, 9], seed=4)
     runs = []
     for factored in (True, False):
         model = _model(head, attrs.evolve(_config(variant), factored_branches=factored))
@@ -235,7 +228,7 @@ def test_factored_branches_match_the_dense_walk_for_the_variants(head, variant):
 
 def test_feature_loss_compares_f_with_the_intra_walk():
     model = _model("facnet", _config("feature_l2")).eval()
-    x, mask, labels = _batch([9, 5], seed=2)
+    x, mask, labels = labelled_batch([9, 5], seed=2)
     out = model(x, mask, labels)
     feats = model.head.embed(x, mask)
     walked = birw(feats, out.representatives, 0.5, 5.0, mask)
@@ -244,7 +237,7 @@ def test_feature_loss_compares_f_with_the_intra_walk():
 
 def test_early_fusion_walks_over_the_concatenated_representatives():
     model = _model("stpn", _config("early", "teacher.source=propagated", "teacher.weighting=uniform"))
-    x, mask, labels = _batch([9, 5, 7], seed=3)
+    x, mask, labels = labelled_batch([9, 5, 7], seed=3)
     model.initialize_memory([(x, mask, labels)])
     model.eval()
     out = model(x, mask, labels)
@@ -262,7 +255,7 @@ def test_early_fusion_walks_over_the_concatenated_representatives():
 
 def test_scores_branches_are_the_walked_main_tcam():
     model = _model("bm", _config("scores"))
-    x, mask, labels = _batch([9, 5, 7], seed=5)
+    x, mask, labels = labelled_batch([9, 5, 7], seed=5)
     model.initialize_memory([(x, mask, labels)])
     out = model.eval()(x, mask, labels)
     feats = model.head.embed(x, mask)
@@ -281,7 +274,7 @@ def test_scores_branches_are_the_walked_main_tcam():
 @pytest.mark.parametrize("head", ["facnet", "wum"])
 def test_diagnostics_give_the_prediction_and_the_training_teacher(head, variant):
     model = _model(head, _config(variant))
-    x, mask, labels = _batch([9, 5, 7], seed=6)
+    x, mask, labels = labelled_batch([9, 5, 7], seed=6)
     for ready in (False, True):
         if ready:
             model.initialize_memory([(x, mask, labels)])
@@ -306,7 +299,7 @@ def test_variants_run_under_bfloat16_autocast(variant):
     torch.manual_seed(0)
     model = RSKPWrapper(create_head("facnet", num_classes=3, feature_dim=8, embed_dim=8, dropout=0.0),
                         _config(variant)).train()
-    x, mask, labels = (t.float() if t.is_floating_point() else t for t in _batch([9, 5, 7], seed=7))
+    x, mask, labels = (t.float() if t.is_floating_point() else t for t in labelled_batch([9, 5, 7], seed=7))
     model.initialize_memory([(x, mask, labels)])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, mask, labels)

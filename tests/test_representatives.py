@@ -8,7 +8,7 @@ import sys
 import attrs
 import pytest
 import torch
-from _toy import ToyHead
+from _toy import ToyHead, labelled_batch
 
 import rskp_heads.bm
 import rskp_heads.facnet
@@ -50,14 +50,6 @@ def _needs_sklearn(method):
         pytest.importorskip("sklearn", reason='the "clustering" extra (scikit-learn) is not installed')
 
 
-def _batch(lengths, feature_dim=8, classes=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tmax = max(lengths)
-    x = torch.randn(len(lengths), tmax, feature_dim, generator=g, dtype=torch.float64)
-    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
-    labels = torch.zeros(len(lengths), classes, dtype=torch.float64)
-    labels[torch.arange(len(lengths)), torch.arange(len(lengths)) % classes] = 1
-    return x, mask, labels
 
 
 def _model(factory, method="em", region="all", n=5, memory=True, overrides=()):
@@ -84,7 +76,7 @@ COMBINED = [
 def test_variant_trains_and_pads_like_one_video_at_a_time(head, method, region, overrides):
     _needs_sklearn(method)
     model = _model(HEADS[head], method, region, overrides=overrides)
-    x, mask, labels = _batch(LENGTHS, seed=1)
+    x, mask, labels = labelled_batch(LENGTHS, seed=1)
     model.initialize_memory([(x, mask, labels)])
     assert model.memory_ready
     # a wrapped training step: finite loss, finite gradients, the inter branch on
@@ -121,7 +113,7 @@ def test_default_is_em_attention_and_the_factored_walk_of_today(head):
     if hasattr(h, "forward_branches"):
         own = h.forward_branches
         h.forward_branches = lambda *args: calls.append(1) or own(*args)
-    x, mask, labels = _batch(LENGTHS, seed=2)
+    x, mask, labels = labelled_batch(LENGTHS, seed=2)
     out = model(x, mask, labels)
     feats = h.embed(x, mask)
     reps = model.summarizer(feats, mask)
@@ -230,7 +222,7 @@ def test_features_walks_the_video_over_its_own_snippets():
     """Table 3 "replace mu^a with F": the intra branch is the head on eq. 6 with mu = F and the video's mask."""
     model = _model(ToyHead, "features", memory=False).eval()
     head = model.head
-    x, mask, labels = _batch([9, 4], seed=3)
+    x, mask, labels = labelled_batch([9, 4], seed=3)
     out = model(x, mask, labels)
     feats = head.embed(x, mask)
     torch.testing.assert_close(out.representatives, feats)
@@ -245,7 +237,7 @@ def test_region_walks_the_modulated_features_and_adds_the_rest_back(region, walk
     added back; S detached."""
     model = _model(ToyHead, "em", region, memory=False, overrides=[f"propagation.method={walk}"]).eval()
     head = model.head
-    x, mask, labels = _batch([9, 4], seed=4)
+    x, mask, labels = labelled_batch([9, 4], seed=4)
     out = model(x, mask, labels)
     feats = head.embed(x, mask)
     s = head(feats, mask).attention * mask
@@ -270,7 +262,7 @@ def test_scores_fall_back_to_the_largest_class_probability():
 
 
 def test_em_without_backpropagation_gives_em_numbers_without_their_gradient():
-    x, mask, labels = _batch([8, 5])
+    x, mask, labels = labelled_batch([8, 5])
     em, nograd = _model(ToyHead, "em"), _model(ToyHead, "em_nograd")
     a, b = em(x, mask, labels), nograd(x, mask, labels)
     torch.testing.assert_close(a.representatives, b.representatives, rtol=0, atol=0)
@@ -286,7 +278,7 @@ def test_em_without_backpropagation_gives_em_numbers_without_their_gradient():
 def test_memory_and_diagnostics_follow_the_variant(method, region, overrides):
     model = _model(ToyHead, method, region, n=4, overrides=overrides).eval()
     head = model.head
-    x, mask, labels = _batch([7, 2, 5], seed=6)
+    x, mask, labels = labelled_batch([7, 2, 5], seed=6)
     model.initialize_memory([(x, mask, labels)])
     feats = head.embed(x, mask)
     sel = select(model.config.summarizer, model.summarizer, feats, mask, head(feats, mask), bank=True)
@@ -305,7 +297,7 @@ def test_memory_and_diagnostics_follow_the_variant(method, region, overrides):
 
 def test_short_videos_never_put_missing_representatives_in_the_bank():
     model = _model(ToyHead, "kmeans", n=6)
-    x, mask, labels = _batch([3, 2], seed=7)
+    x, mask, labels = labelled_batch([3, 2], seed=7)
     labels[:] = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
     model.initialize_memory([(x, mask, labels)])
     assert int(model.memory.filled[0].sum()) == 5  # s = 5 slots of the 3 + 2 real representatives
@@ -318,7 +310,7 @@ def test_short_videos_never_put_missing_representatives_in_the_bank():
 def test_variants_run_under_cpu_autocast(method, region):
     model = RSKPWrapper(ToyHead(), attrs.evolve(RSKPConfig(), summarizer=SummarizerConfig(method=method,
                                                                                           region=region)))
-    x, mask, labels = _batch([9, 4])
+    x, mask, labels = labelled_batch([9, 4])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x.float(), mask, labels.float())
     assert torch.isfinite(out.loss)
