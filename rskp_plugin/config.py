@@ -112,6 +112,12 @@ class PropagationConfig:
     # "late": separate intra and inter walks, teacher 0.8 T^a + 0.2 T^e (default); "early": supplement Table 3
     # "concat mu^a and mu^e", after warm-up one walk over [mu^a; mu^e] that replaces both branches.
     inter_fusion: str = attrs.field(default="late", validator=in_(("late", "early")))
+    # Whether the propagated branches' losses reach the head's own weights (its classifier, attention; the
+    # embedding F and the summariser learn from them either way). None: the head's ``propagated_head_gradient``
+    # (True unless it declares otherwise; STPN declares False: trained on walked features its sigmoid attention and
+    # classifier lose the head's own localisation, benchmarks/RESULTS.md "Transfer"); True: official.
+    head_gradient: bool | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
 
 
 @attrs.frozen(kw_only=True)
@@ -151,10 +157,11 @@ class RSKPConfig:
     @classmethod
     def official(cls) -> "RSKPConfig":
         """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
-        branches alone, every snippet weighted alike, and main fused with intra at test (``--set`` keys:
-        rskp.teacher.source=propagated rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true)."""
+        branches alone, every snippet weighted alike, main fused with intra at test, and the propagated branches'
+        losses reaching every head's weights (``--set`` keys: rskp.teacher.source=propagated
+        rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true rskp.propagation.head_gradient=true)."""
         return cls(teacher=TeacherConfig(source="propagated", weighting="uniform"),
-                   fusion=FusionConfig(use_intra_at_test=True))
+                   fusion=FusionConfig(use_intra_at_test=True), propagation=PropagationConfig(head_gradient=True))
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -193,6 +193,8 @@ class HeadTraits:
             beta * L_att on the main branch's attention.
         distillation_temperature: the head's ``distillation_temperature`` (tau of eq. 7), or None for the
             official 0.2 (a config value overrides both).
+        propagated_head_gradient: the head's ``propagated_head_gradient`` (default True): whether the propagated
+            branches' losses update the head's own weights (``rskp.propagation.head_gradient`` overrides it).
         fuse: the head defines ``fuse`` (``FusesBranches``).
         forward_branches: the head defines ``forward_branches`` (``ForwardsBranches``).
         representative_scores: the head defines ``representative_scores`` (``ScoresRepresentatives``).
@@ -201,6 +203,7 @@ class HeadTraits:
     localization: Any = None
     attention_normalization: Any = True
     distillation_temperature: Any = None
+    propagated_head_gradient: Any = True
     fuse: bool = False
     forward_branches: bool = False
     representative_scores: bool = False
@@ -214,7 +217,8 @@ class HeadTraits:
 
 
 # The only place that looks a head's optional parts up by name: everything else reads ``HeadTraits``.
-_TRAIT_DEFAULTS = {"localization": None, "attention_normalization": True, "distillation_temperature": None}
+_TRAIT_DEFAULTS = {"localization": None, "attention_normalization": True, "distillation_temperature": None,
+                   "propagated_head_gradient": True}
 
 
 def head_traits(head: Any) -> HeadTraits:

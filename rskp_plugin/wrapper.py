@@ -127,6 +127,13 @@ class RSKPWrapper(nn.Module):
         self.rampup = rampup_weight(epoch, self.config.losses.rampup_epochs)
 
     @property
+    def branch_head_gradient(self) -> bool:
+        """Whether the propagated branches' losses reach the head's own weights: ``rskp.propagation.head_gradient``,
+        else the head's ``propagated_head_gradient`` (True unless the head declares otherwise)."""
+        configured = self.config.propagation.head_gradient
+        return bool(self.traits.propagated_head_gradient) if configured is None else configured
+
+    @property
     def memory_ready(self) -> bool:
         """True once the warm-up pass filled the memory bank (then the inter-video branch runs in training)."""
         return self.config.memory.enabled and bool(self.memory.ready)
@@ -217,12 +224,17 @@ class RSKPWrapper(nn.Module):
         if not walked:
             return []
         with separate_random_stream(walked[0].features.device):
-            return [self.head(p.dense(), mask) for p in walked]
+            if self.branch_head_gradient or not torch.is_grad_enabled():
+                return [self.head(p.dense(), mask) for p in walked]
+            # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
+            weights = {name: p.detach() for name, p in self.head.named_parameters()}
+            return [torch.func.functional_call(self.head, weights, (p.dense(), mask)) for p in walked]
 
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        if not (self.traits.forward_branches and self.config.factored_branches):
+        shared = self.branch_head_gradient or not torch.is_grad_enabled()  # factored branches share the weights
+        if not (self.traits.forward_branches and self.config.factored_branches and shared):
             return [head(feats, mask)] + self._on_walks(walked, mask)
         return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
 

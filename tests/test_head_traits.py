@@ -98,3 +98,11 @@ def test_plain_head_is_a_deprecated_alias() -> None:
             warnings.simplefilter("always")
             assert module.PlainHead is HeadOnlyModel
         assert [w.category for w in caught] == [DeprecationWarning]
+
+
+def test_stpn_keeps_its_weights_out_of_the_propagated_branches():
+    from rskp_plugin.plugins import create_head
+
+    assert head_traits(create_head("stpn", num_classes=3, feature_dim=8)).propagated_head_gradient is False
+    for name in ("facnet", "bm", "wum"):
+        assert head_traits(create_head(name, num_classes=3, feature_dim=8)).propagated_head_gradient is True

@@ -319,3 +319,38 @@ def test_rampup_scales_rskp_terms_only_in_training():
     model.eval()  # evaluation reports the terms at full weight
     full.eval()
     torch.testing.assert_close(model(x, mask, labels).losses["distill"], full(x, mask, labels).losses["distill"])
+
+
+@pytest.mark.parametrize("head_gradient", [True, False])
+def test_propagated_branches_can_leave_the_heads_weights_alone(head_gradient):
+    from rskp_plugin.config import PropagationConfig
+
+    torch.manual_seed(0)
+    model = RSKPWrapper(ToyHead(), RSKPConfig(propagation=PropagationConfig(head_gradient=head_gradient))).double()
+    reference = RSKPWrapper(ToyHead(), RSKPConfig()).double()
+    reference.load_state_dict(model.state_dict())
+    x, mask, labels = _batch([12, 5])
+    out, ref = model(x, mask, labels), reference(x, mask, labels)
+    for key in ref.losses:  # the same numbers either way: only where the gradient goes differs
+        torch.testing.assert_close(out.losses[key], ref.losses[key])
+    classifier = model.head.classifier.weight
+    (g_cls,) = torch.autograd.grad(out.losses["cls/intra"], [classifier], allow_unused=True)
+    assert (g_cls is None or float(g_cls.abs().max()) == 0.0) is (not head_gradient)
+    embed = model.head.embedding[0].weight
+    (g_embed,) = torch.autograd.grad(model(x, mask, labels).losses["cls/intra"], [embed])
+    assert float(g_embed.abs().max()) > 0  # F and the summariser still learn from the propagated branches
+    (g_mu,) = torch.autograd.grad(model(x, mask, labels).losses["cls/intra"], [model.summarizer.initial_means])
+    assert float(g_mu.abs().max()) > 0
+
+
+def test_head_gradient_default_comes_from_the_head():
+    class Declares(ToyHead):
+        propagated_head_gradient = False
+
+    from rskp_plugin.config import PropagationConfig
+
+    assert RSKPWrapper(ToyHead()).branch_head_gradient is True
+    assert RSKPWrapper(Declares()).branch_head_gradient is False
+    forced = RSKPWrapper(Declares(), RSKPConfig(propagation=PropagationConfig(head_gradient=True)))
+    assert forced.branch_head_gradient is True
+    assert RSKPWrapper(Declares(), RSKPConfig.official()).branch_head_gradient is True
