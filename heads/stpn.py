@@ -58,7 +58,7 @@ class STPNHead(nn.Module):
     distillation_temperature = 1.0
     # The propagated branches' losses train the embedding and the summariser, not STPN's attention and classifier:
     # trained on walked features those lose STPN's own localisation (paired, 3 seeds: STPN + RSKP -6.4 -> -2.1 AVG
-    # on the synthetic set, -3.9 -> -0.1 on the speech set; benchmarks/RESULTS.md "Transfer").
+    # on the synthetic set, -3.9 -> -0.2 on the speech set; benchmarks/RESULTS.md "Transfer").
     propagated_head_gradient = False
 
     def __init__(
