@@ -219,12 +219,17 @@ class RSKPWrapper(nn.Module):
             return [main] + self._on_walks(walked, mask), walked
         return self._head_on(feats, mask, walked), walked
 
+    def _shares_head_weights(self) -> bool:
+        """Whether the propagated branches run on the head's weights as they are: always, except in training with
+        ``branch_head_gradient`` off (then they run on detached copies; the numbers are the same)."""
+        return self.branch_head_gradient or not (self.training and torch.is_grad_enabled())
+
     def _on_walks(self, walked: list[Propagated], mask: Tensor) -> list[HeadOutput]:
         """The head on each dense walked F* (B, T, d), drawing its random numbers (dropout) from a separate stream."""
         if not walked:
             return []
         with separate_random_stream(walked[0].features.device):
-            if self.branch_head_gradient or not torch.is_grad_enabled():
+            if self._shares_head_weights():
                 return [self.head(p.dense(), mask) for p in walked]
             # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
             weights = {name: p.detach() for name, p in self.head.named_parameters()}
@@ -233,7 +238,7 @@ class RSKPWrapper(nn.Module):
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        shared = self.branch_head_gradient or not torch.is_grad_enabled()  # factored branches share the weights
+        shared = self._shares_head_weights()  # the factored branches share the head's weights with main
         if not (self.traits.forward_branches and self.config.factored_branches and shared):
             return [head(feats, mask)] + self._on_walks(walked, mask)
         return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]

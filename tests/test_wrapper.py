@@ -7,7 +7,7 @@ import torch
 from _toy import ToyHead
 
 from rskp_plugin import RSKPConfig, RSKPWrapper
-from rskp_plugin.config import LossConfig, MemoryConfig
+from rskp_plugin.config import LossConfig, MemoryConfig, PropagationConfig
 from rskp_plugin.errors import ShapeError
 from rskp_plugin.model import HeadOnlyModel
 
@@ -213,7 +213,11 @@ def test_factored_branches_give_the_dense_walk_numbers(name):
         calls = []
         own = head.forward_branches
         head.forward_branches = lambda *args: calls.append(1) or own(*args)
-        model = RSKPWrapper(head, attrs.evolve(RSKPConfig(), factored_branches=factored)).double()
+        # head_gradient pinned on: the factored path is where every branch shares the head's weights (STPN's
+        # default keeps them out of the propagated branches, which takes the dense path)
+        config = attrs.evolve(RSKPConfig(), factored_branches=factored,
+                              propagation=PropagationConfig(head_gradient=True))
+        model = RSKPWrapper(head, config).double()
         model.initialize_memory([(x, mask, labels)])
         model.train()
         out = model(x, mask, labels)
