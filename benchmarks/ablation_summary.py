@@ -31,7 +31,7 @@ def _load(path: str) -> dict[str, dict[str, Any]]:
 
 
 def _kendall(a: list[float], b: list[float]) -> float | None:
-    pairs = [(i, j) for i, j in combinations(range(len(a)), 2)]
+    pairs = list(combinations(range(len(a)), 2))
     if not pairs:
         return None
     score = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)

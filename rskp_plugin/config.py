@@ -199,8 +199,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = ""
 
 
 def _message(exc: BaseException) -> str:
-    """An exception's message; attrs' ``in_`` validator puts it first in a tuple of internals."""
-    if isinstance(exc, ValueError) and len(exc.args) > 1 and isinstance(exc.args[0], str):
+    """An exception's message; attrs' ``in_`` and ``instance_of`` validators put it first in a tuple of internals."""
+    if isinstance(exc, (ValueError, TypeError)) and len(exc.args) > 1 and isinstance(exc.args[0], str):
         return exc.args[0]
     return str(exc)
 

@@ -16,6 +16,7 @@ representatives into one walk (``propagation_variants``); ``rskp.losses.feature_
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import warnings
 from typing import Any, Iterable, Iterator
 
@@ -51,10 +52,14 @@ def separate_random_stream(device: torch.device) -> Iterator[None]:
     """
     cuda = device.type == "cuda"
     with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda"):
-        seed = int(torch.randint(0, 2**62, (), device=device))
+        if cuda:  # the CUDA generator's state is host memory: hashing it seeds the fork without a device sync
+            state = torch.cuda.get_rng_state(device).numpy().tobytes()
+            seed = int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little") >> 2
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)  # this device only; fork_rng restores it
+        else:
+            seed = int(torch.randint(0, 2**62, ()))
         torch.random.default_generator.manual_seed(seed)
-        if cuda:
-            torch.cuda.manual_seed(seed)  # the current device only; fork_rng restores it
         yield
 
 
