@@ -183,7 +183,8 @@ def test_head_options_by_key_and_bad_values(tmp_path, capsys) -> None:
 
 def test_a_diverging_run_is_a_clear_error(tmp_path, capsys) -> None:
     code, _, err = _tiny_run(tmp_path, capsys, "run", "--set", "optimizer.lr=1e30")
-    assert code == 2 and "training diverged in epoch 1" in err and "non-finite terms" in err
+    assert code == 2 and "training diverged in epoch 1" in err
+    assert "non-finite terms" in err or "non-finite weights" in err
     assert "--set optimizer.lr=" in err and "Traceback" not in err
 
 

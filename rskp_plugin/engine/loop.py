@@ -94,6 +94,16 @@ def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, 
         step(model, trainer.optimizer, cfg.grad_clip)
     if task is not None:
         progress.remove_task(task)
+    # a step can overflow the weights while every loss stays finite (a scale-invariant head); evaluation would then
+    # meet NaN predictions with no hint why: one check per epoch names the cause
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise TrainingError(
+            f"training diverged in epoch {epoch + 1}: the optimiser steps left non-finite weights in "
+            f"{', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''} while the losses stayed finite. Try a lower "
+            f"learning rate (optimizer.lr is {cfg.lr:g}: --set optimizer.lr=...) or gradient clipping "
+            "(--set optimizer.grad_clip=10)"
+        )
     reduce = strategy.sum_floats
     if reduce is not None:
         total_loss = reduce(total_loss)
