@@ -106,7 +106,7 @@ def test_variant_trains_and_pads_like_one_video_at_a_time(head, method, region, 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_default_is_em_attention_and_the_factored_walk_of_today(head):
     """The defaults run today's path: mu^a = EMSummarizer(F), the intra branch is the head on eq. 6 of them, and a
-    head with ``forward_branches`` gets all branches from one call (the fast path)."""
+    head with ``forward_branches`` whose branches share all its weights gets all branches from one call."""
     assert SummarizerConfig().method == "em" and SummarizerConfig().region == "all"
     model = _model(HEADS[head], memory=False).eval()
     h, calls = model.head, []
@@ -117,10 +117,12 @@ def test_default_is_em_attention_and_the_factored_walk_of_today(head):
     out = model(x, mask, labels)
     feats = h.embed(x, mask)
     reps = model.summarizer(feats, mask)
-    assert torch.equal(out.representatives, reps)
+    # the wrapper makes F contiguous first (a convolution's F is a transposed view): equal up to summation order
+    torch.testing.assert_close(out.representatives, reps, rtol=1e-12, atol=1e-14)
     walked = birw_factors(feats, reps, 0.5, 5.0, mask).dense()
     torch.testing.assert_close(out.intra.tcam, h(walked, mask).tcam, rtol=1e-10, atol=1e-12)
-    assert len(calls) == (1 if hasattr(h, "forward_branches") else 0)
+    # a head whose branches keep their own copies of some parameters (FAC-Net's "foreground") takes the dense path
+    assert len(calls) == (1 if hasattr(h, "forward_branches") and not model.branch_names else 0)
 
 
 def test_unknown_values_name_the_valid_ones():
