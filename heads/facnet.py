@@ -53,6 +53,10 @@ class FACNetHead(nn.Module):
     """
 
     attention_normalization = True  # the RSKP wrapper adds beta * L_att on the main branch's sigmoid attention
+    # RSKP's propagated branches keep their own attention centre g: trained on walked features (every snippet mixed
+    # with the representatives) the shared g loses the boundaries, while the class centres A gain from them
+    # (paired, 3 seeds: benchmarks/RESULTS.md "Transfer"; ``rskp.propagation.branch_parameters=[]``: shared).
+    branch_parameters = ("foreground",)
 
     def __init__(
         self,

@@ -97,6 +97,20 @@ class TeacherConfig:
     # "confidence" (default): each snippet's term is weighted by the teacher's confidence, 1 - normalised entropy of
     # T^f at the distillation temperature; "uniform": every snippet counts the same (official).
     weighting: str = attrs.field(default="confidence", validator=in_(("uniform", "confidence")))
+    # Whether the main branch distils T^f at all (eq. 7). None: the head's ``distilled`` (True unless it declares
+    # otherwise; STPN declares False: its TCAM has no background column and does not localise, its attention does,
+    # and distilling the TCAM's class mix on every snippet cost it on both sets, benchmarks/RESULTS.md "Transfer");
+    # True: official.
+    distill: bool | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
+
+
+def _optional_tuple(value: Any) -> Any:
+    """YAML and ``--set`` give lists (or one name): make them tuples, which keep the frozen config hashable; leave
+    the rest to the validator."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +132,15 @@ class PropagationConfig:
     # classifier lose the head's own localisation, benchmarks/RESULTS.md "Transfer"); True: official.
     head_gradient: bool | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
+    # Parameters of the head (names, or dotted prefixes such as "attention") of which the propagated branches keep
+    # their own copy, initialised from the head's and trained by those branches' losses alone: the main branch's
+    # copy then learns from the real snippets only. None: the head's ``branch_parameters`` (FAC-Net declares its
+    # attention centre "foreground": trained on walked features it loses the boundaries, benchmarks/RESULTS.md
+    # "Transfer"); []: every parameter shared (official).
+    branch_parameters: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_optional_tuple,
+        validator=attrs.validators.optional(attrs.validators.deep_iterable(
+            attrs.validators.instance_of(str), attrs.validators.instance_of(tuple))))
 
 
 @attrs.frozen(kw_only=True)
@@ -159,9 +182,11 @@ class RSKPConfig:
         """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
         branches alone, every snippet weighted alike, main fused with intra at test, and the propagated branches'
         losses reaching every head's weights (``--set`` keys: rskp.teacher.source=propagated
-        rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true rskp.propagation.head_gradient=true)."""
-        return cls(teacher=TeacherConfig(source="propagated", weighting="uniform"),
-                   fusion=FusionConfig(use_intra_at_test=True), propagation=PropagationConfig(head_gradient=True))
+        rskp.teacher.weighting=uniform rskp.teacher.distill=true rskp.fusion.use_intra_at_test=true
+        rskp.propagation.head_gradient=true "rskp.propagation.branch_parameters=[]")."""
+        return cls(teacher=TeacherConfig(source="propagated", weighting="uniform", distill=True),
+                   fusion=FusionConfig(use_intra_at_test=True),
+                   propagation=PropagationConfig(head_gradient=True, branch_parameters=()))
 
 
 def _field_types(cls: type) -> dict[str, Any]:

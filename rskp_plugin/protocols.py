@@ -195,6 +195,11 @@ class HeadTraits:
             official 0.2 (a config value overrides both).
         propagated_head_gradient: the head's ``propagated_head_gradient`` (default True): whether the propagated
             branches' losses update the head's own weights (``rskp.propagation.head_gradient`` overrides it).
+        branch_parameters: the head's ``branch_parameters`` (default ``()``): names, or dotted prefixes of names,
+            of the head's parameters that RSKP's propagated branches replace with their own copies
+            (``rskp.propagation.branch_parameters`` overrides it).
+        distilled: the head's ``distilled`` (default True): whether its main branch distils the teacher (eq. 7;
+            ``rskp.teacher.distill`` overrides it).
         fuse: the head defines ``fuse`` (``FusesBranches``).
         forward_branches: the head defines ``forward_branches`` (``ForwardsBranches``).
         representative_scores: the head defines ``representative_scores`` (``ScoresRepresentatives``).
@@ -204,6 +209,8 @@ class HeadTraits:
     attention_normalization: Any = True
     distillation_temperature: Any = None
     propagated_head_gradient: Any = True
+    branch_parameters: Any = ()
+    distilled: Any = True
     fuse: bool = False
     forward_branches: bool = False
     representative_scores: bool = False
@@ -218,7 +225,8 @@ class HeadTraits:
 
 # The only place that looks a head's optional parts up by name: everything else reads ``HeadTraits``.
 _TRAIT_DEFAULTS = {"localization": None, "attention_normalization": True, "distillation_temperature": None,
-                   "propagated_head_gradient": True}
+                   "propagated_head_gradient": True, "branch_parameters": (),
+                   "distilled": True}
 
 
 def head_traits(head: Any) -> HeadTraits:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import RSKPConfig
+from .errors import ConfigError
 from .branch_outputs import branch_outputs
 from .losses import distillation, feature_distance, rampup_weight, teacher_confidence
 from .memory import MemoryBank
@@ -61,6 +62,24 @@ def separate_random_stream(device: torch.device) -> Iterator[None]:
             seed = int(torch.randint(0, 2**62, ()))
         torch.random.default_generator.manual_seed(seed)
         yield
+
+
+def branch_parameter_names(head: Head, configured: tuple[str, ...] | None, declared: Any) -> list[str]:
+    """The names of ``head``'s parameters that the propagated branches get their own copies of: those equal to, or
+    under (``name.``), an entry of ``configured`` (``rskp.propagation.branch_parameters``), else of the head's
+    ``declared`` trait. ``ConfigError`` names an entry that matches no parameter, and the head's parameters."""
+    entries = tuple(declared or ()) if configured is None else configured
+    names = [name for name, _ in head.named_parameters()]
+    chosen = []
+    for entry in entries:
+        matched = [n for n in names if n == entry or n.startswith(entry + ".")]
+        if not matched:
+            source = "rskp.propagation.branch_parameters" if configured is not None else (
+                f"{type(head).__name__}.branch_parameters")
+            raise ConfigError(f"{source}: {entry!r} names no parameter of {type(head).__name__}; its parameters "
+                              f"are {', '.join(names) or '(none)'}")
+        chosen += [n for n in matched if n not in chosen]
+    return chosen
 
 
 def fuse_outputs(head: Head, outputs: list[HeadOutput], weights: list[float],
@@ -116,6 +135,11 @@ class RSKPWrapper(nn.Module):
                 head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
             )
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
+        # the propagated branches' own copies of some head parameters (``rskp.propagation.branch_parameters``)
+        self.branch_names = branch_parameter_names(head, config.propagation.branch_parameters,
+                                                   self.traits.branch_parameters)
+        params = dict(head.named_parameters())
+        self.branch_weights = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.branch_names])
         self.rampup = 1.0  # weight of RSKP's own loss terms in this epoch (``start_epoch``)
 
     @property
@@ -137,6 +161,12 @@ class RSKPWrapper(nn.Module):
         else the head's ``propagated_head_gradient`` (True unless the head declares otherwise)."""
         configured = self.config.propagation.head_gradient
         return bool(self.traits.propagated_head_gradient) if configured is None else configured
+
+    @property
+    def distills(self) -> bool:
+        """Whether the main branch distils the teacher: ``rskp.teacher.distill``, else the head's ``distilled``."""
+        configured = self.config.teacher.distill
+        return bool(self.traits.distilled) if configured is None else configured
 
     @property
     def memory_ready(self) -> bool:
@@ -224,26 +254,31 @@ class RSKPWrapper(nn.Module):
             return [main] + self._on_walks(walked, mask), walked
         return self._head_on(feats, mask, walked), walked
 
-    def _shares_head_weights(self) -> bool:
-        """Whether the propagated branches run on the head's weights as they are: always, except in training with
-        ``branch_head_gradient`` off (then they run on detached copies; the numbers are the same)."""
-        return self.branch_head_gradient or not (self.training and torch.is_grad_enabled())
+    def _branch_weights(self) -> dict[str, Tensor] | None:
+        """The parameters the propagated branches run on in place of the head's, by name, or None where they run on
+        the head as it is: the branches' own copies (``branch_parameters``) and, in training with
+        ``branch_head_gradient`` off, the head's other weights detached (the same numbers, no gradient)."""
+        weights: dict[str, Tensor] = {}
+        if not self.branch_head_gradient and self.training and torch.is_grad_enabled():
+            # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
+            weights = {name: p.detach() for name, p in self.head.named_parameters()}
+        weights.update(zip(self.branch_names, self.branch_weights))
+        return weights or None
 
     def _on_walks(self, walked: list[Propagated], mask: Tensor) -> list[HeadOutput]:
         """The head on each dense walked F* (B, T, d), drawing its random numbers (dropout) from a separate stream."""
         if not walked:
             return []
         with separate_random_stream(walked[0].features.device):
-            if self._shares_head_weights():
+            weights = self._branch_weights()
+            if weights is None:
                 return [self.head(p.dense(), mask) for p in walked]
-            # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
-            weights = {name: p.detach() for name, p in self.head.named_parameters()}
             return [torch.func.functional_call(self.head, weights, (p.dense(), mask)) for p in walked]
 
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        shared = self._shares_head_weights()  # the factored branches share the head's weights with main
+        shared = self._branch_weights() is None  # the factored branches share the head's weights with main
         if not (self.traits.forward_branches and self.config.factored_branches and shared):
             return [head(feats, mask)] + self._on_walks(walked, mask)
         return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
@@ -303,6 +338,7 @@ class RSKPWrapper(nn.Module):
             tau = self.distillation_temperature
             weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
             alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)
+            alpha = alpha if self.distills else 0.0  # the term stays in the record (0) so every run logs the same keys
             losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
             if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
                 losses["feature"] = ramp * lc.feature_weight * feature_distance(

@@ -213,10 +213,10 @@ def test_factored_branches_give_the_dense_walk_numbers(name):
         calls = []
         own = head.forward_branches
         head.forward_branches = lambda *args: calls.append(1) or own(*args)
-        # head_gradient pinned on: the factored path is where every branch shares the head's weights (STPN's
-        # default keeps them out of the propagated branches, which takes the dense path)
+        # head_gradient pinned on and no branch copies: the factored path is where every branch shares all the head's
+        # weights (STPN's and FAC-Net's defaults keep some out of the propagated branches: the dense path)
         config = attrs.evolve(RSKPConfig(), factored_branches=factored,
-                              propagation=PropagationConfig(head_gradient=True))
+                              propagation=PropagationConfig(head_gradient=True, branch_parameters=()))
         model = RSKPWrapper(head, config).double()
         model.initialize_memory([(x, mask, labels)])
         model.train()
@@ -358,3 +358,68 @@ def test_head_gradient_default_comes_from_the_head():
     forced = RSKPWrapper(Declares(), RSKPConfig(propagation=PropagationConfig(head_gradient=True)))
     assert forced.branch_head_gradient is True
     assert RSKPWrapper(Declares(), RSKPConfig.official()).branch_head_gradient is True
+
+
+def test_branch_parameters_give_the_propagated_branches_their_own_copy():
+    from rskp_plugin.config import PropagationConfig
+
+    torch.manual_seed(0)
+    config = RSKPConfig(propagation=PropagationConfig(branch_parameters=["classifier"]))
+    model = RSKPWrapper(ToyHead(), config).double()
+    assert model.branch_names == ["classifier.weight", "classifier.bias"]
+    shared = RSKPWrapper(ToyHead(), RSKPConfig(propagation=PropagationConfig(branch_parameters=[]))).double()
+    assert shared.branch_names == []
+    shared.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("branch_weights")})
+    x, mask, labels = _batch([12, 5])
+    out, ref = model(x, mask, labels), shared(x, mask, labels)
+    for key in ref.losses:  # the copies start equal to the head's: the same numbers until they learn apart
+        torch.testing.assert_close(out.losses[key], ref.losses[key])
+    # the propagated branches' losses train the copies, not the head's own classifier (the embedding still learns)
+    own, copy = model.head.classifier.weight, model.branch_weights[0]
+    g_own, g_copy, g_embed = torch.autograd.grad(out.losses["cls/intra"], [own, copy, model.head.embedding[0].weight],
+                                                 allow_unused=True)
+    assert g_own is None or float(g_own.abs().max()) == 0.0
+    assert float(g_copy.abs().max()) > 0 and float(g_embed.abs().max()) > 0
+    # and the main branch runs on the head's own classifier only
+    with torch.no_grad():
+        copy.add_(1.0)
+    moved = model(x, mask, labels)
+    torch.testing.assert_close(moved.main.tcam, out.main.tcam)
+    assert not torch.allclose(moved.intra.tcam, out.intra.tcam)
+
+
+def test_branch_parameters_name_errors_and_defaults():
+    from rskp_plugin.config import PropagationConfig
+    from rskp_plugin.errors import ConfigError
+    from rskp_plugin.plugins import create_head
+
+    bad = RSKPConfig(propagation=PropagationConfig(branch_parameters=["attn"]))
+    with pytest.raises(ConfigError, match=r"'attn' names no parameter of ToyHead; its parameters are .*classifier"):
+        RSKPWrapper(ToyHead(), bad)
+    facnet = create_head("facnet", num_classes=3, feature_dim=8, embed_dim=8)
+    assert RSKPWrapper(facnet).branch_names == ["foreground"]  # declared by the head
+    assert RSKPWrapper(facnet, RSKPConfig.official()).branch_names == []
+    for name in ("stpn", "bm", "wum"):
+        assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).branch_names == []
+
+
+def test_a_head_can_decline_the_distillation():
+    from rskp_plugin.config import TeacherConfig
+    from rskp_plugin.plugins import create_head
+
+    class Declines(ToyHead):
+        distilled = False
+
+    x, mask, labels = _batch([12, 5])
+    torch.manual_seed(0)
+    declines = RSKPWrapper(Declines(), RSKPConfig()).double()
+    torch.manual_seed(0)
+    forced = RSKPWrapper(Declines(), RSKPConfig(teacher=TeacherConfig(distill=True))).double()
+    assert not declines.distills and forced.distills and RSKPWrapper(Declines(), RSKPConfig.official()).distills
+    out, ref = declines(x, mask, labels), forced(x, mask, labels)
+    assert float(out.losses["distill"]) == 0.0 and float(ref.losses["distill"]) > 0
+    for key in ("cls/main", "cls/intra"):  # only the distillation term differs
+        torch.testing.assert_close(out.losses[key], ref.losses[key])
+    assert not RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8)).distills
+    for name in ("facnet", "bm", "wum"):
+        assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).distills
