@@ -3,7 +3,7 @@
 A checkpoint is one ``torch.save`` file holding a plain dict::
 
     format          "rskp-checkpoint"           (anything else is a foreign file)
-    format_version  1
+    format_version  2
     epoch           epochs completed
     config          the resolved ExperimentConfig as plain data (attrs.asdict)
     model           model.state_dict(): head, summariser and the memory bank (its buffers, incl. ``ready``)
@@ -39,7 +39,7 @@ import torch
 from .errors import CheckpointError, OutputError
 
 FORMAT = "rskp-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("epoch", "config", "model", "optimizer", "rng", "trainer", "meta")
 
 #: Keys of an evaluation record (``EvalResult.to_dict``) before they named their unit (the values were percent).
@@ -202,9 +202,23 @@ def _record_units(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "trainer": upgraded}
 
 
+def _official_branches(data: dict[str, Any]) -> dict[str, Any]:
+    """Runs before format 2 shared every head weight with the propagated branches and distilled every head (the
+    keys ``rskp.propagation.branch_parameters`` and ``rskp.teacher.distill`` did not exist): say so in their
+    config, so that the model is rebuilt as it was trained (FAC-Net and STPN now default otherwise)."""
+    stored = data["config"]
+    rskp = stored.get("rskp") if isinstance(stored, dict) else None
+    if not isinstance(rskp, dict):
+        return data
+    propagation, teacher = dict(rskp.get("propagation") or {}), dict(rskp.get("teacher") or {})
+    propagation.setdefault("branch_parameters", [])
+    teacher.setdefault("distill", True)
+    return {**data, "config": {**stored, "rskp": {**rskp, "propagation": propagation, "teacher": teacher}}}
+
+
 #: format version -> the upgrades a checkpoint written at that version or earlier needs, in order.
 MIGRATIONS: dict[int, tuple[Callable[[dict[str, Any]], dict[str, Any]], ...]] = {
-    1: (_amp_mode_from_bool, _trainer_defaults, _record_units),
+    1: (_amp_mode_from_bool, _trainer_defaults, _record_units, _official_branches),
 }
 
 

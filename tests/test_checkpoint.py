@@ -190,7 +190,7 @@ def test_migrations_run_for_the_files_format_version_and_later_only(monkeypatch)
 
 def test_a_version_1_checkpoint_reads_as_today(tmp_path) -> None:
     """train.amp as a bool and evaluation records without units (format version 1) are upgraded on load."""
-    payload = _payload()
+    payload = {**_payload(), "format_version": 1}
     payload["config"]["train"]["amp"] = True
     record = {"epoch": 1, "test": {"tiou": [0.5], "map": [1.0], "average": 1.0, "cmap": 2.0, "detections": 3}}
     payload["trainer"] = {"history": [record], "best": record}

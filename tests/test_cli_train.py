@@ -326,3 +326,22 @@ def test_threads_flag_sets_the_config(tmp_path) -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--threads", "2"])
     assert cli._train_values(args)["train.threads"] == 2
+
+
+def test_a_format_1_checkpoint_rebuilds_the_model_it_was_trained_as(tmp_path, capsys) -> None:
+    """Before format 2 every head weight was shared with the propagated branches and every head distilled: such a
+    FAC-Net checkpoint (no branch copy of its attention centre) loads as that model, not as today's default."""
+    from rskp_plugin.checkpoint import save_checkpoint
+    from rskp_plugin.engine.predict import load_trained_model
+
+    code, _, _ = _tiny_run(tmp_path, capsys, "run", "--set", "rskp.propagation.branch_parameters=[]")
+    assert code == 0
+    data = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert not any(k.startswith("branch_weights") for k in data["model"])
+    del data["config"]["rskp"]["propagation"]["branch_parameters"], data["config"]["rskp"]["teacher"]["distill"]
+    old = save_checkpoint(tmp_path / "old.pt", {**data, "format_version": 1})
+    model, _ = load_trained_model(old, device="cpu")
+    assert model.branch_names == [] and model.distills
+    current = save_checkpoint(tmp_path / "current.pt", {**data, "format_version": 2})  # the keys' defaults apply
+    with pytest.raises(Exception, match="does not match the head it names"):
+        load_trained_model(current, device="cpu")
