@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--output", default=None, help="write the measurements as JSON")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="experiment config override for both variants, repeatable (e.g. "
+                        "rskp.propagation.head_gradient=true)")
     p.add_argument("--profile", action="store_true",
                    help="also profile one batched epoch per head and variant with torch.profiler (top operators)")
     return p.parse_args(argv)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         f"head.options={{embed_dim: {d}}}", f"train.device={args.device}", "train.output_dir=''",
         "rskp.memory.warmup_epochs=0",
         f"train.threads={torch.get_num_threads()}",  # every Trainer sets its config's count: keep this one
-    ])
+    ] + args.overrides)
     datasets = build_datasets(base)
     console = Console(width=200)
     rows = []

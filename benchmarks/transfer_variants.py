@@ -7,7 +7,8 @@ AVG over epochs, the last one, the curves, and the per-branch AVG and loss terms
 
     OMP_NUM_THREADS=1 python benchmarks/transfer_variants.py HEAD {synthetic,dev} SEED [--no-rskp] [KEY=VALUE ...]
 
-``dev`` is the speech development set in ../shared/data/japanesevowels-tal (``--data-root`` to point elsewhere).
+``dev`` is the speech development set in ../shared/data/japanesevowels-tal (``--data-root`` and ``--dataset-name``
+to point at another W-TALC set, e.g. the one ``make_motion_set.py`` builds).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="experiment config overrides, e.g. rskp.teacher.source=ensemble")
     parser.add_argument("--no-rskp", action="store_true", help="train the head alone")
     parser.add_argument("--data-root", default="../shared/data/japanesevowels-tal")
+    parser.add_argument("--dataset-name", default="JapaneseVowelsTAL", help="the W-TALC dataset name under --data-root")
     args = parser.parse_args(argv)
     base = ["train.selection=heldout", f"head.name={args.head}", f"train.seed={args.seed}"]
     if args.data == "dev":
-        base += ["data.source=wtalc", f"data.root={args.data_root}", "data.dataset_name=JapaneseVowelsTAL"]
+        base += ["data.source=wtalc", f"data.root={args.data_root}", f"data.dataset_name={args.dataset_name}"]
     config = apply_overrides(load_experiment("quick"), base + list(args.overrides))
     config = attrs.evolve(config, rskp_enabled=not args.no_rskp, train=attrs.evolve(config.train, output_dir=""))
     started = time.perf_counter()

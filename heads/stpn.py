@@ -60,10 +60,6 @@ class STPNHead(nn.Module):
     # trained on walked features those lose STPN's own localisation (paired, 3 seeds: STPN + RSKP -6.4 -> -2.1 AVG
     # on the synthetic set, -3.9 -> -0.2 on the speech set; benchmarks/RESULTS.md "Transfer").
     propagated_head_gradient = False
-    # and its main branch does not distil RSKP's teacher: eq. 7 matches the TCAM's class mix on every snippet, but
-    # STPN's TCAM (W x + b, no background column) does not localise, its attention does; the distillation cost it
-    # on both sets (paired, 3 seeds: benchmarks/RESULTS.md "Transfer"). ``rskp.teacher.distill=true`` restores it.
-    distilled = False
 
     def __init__(
         self,

@@ -97,10 +97,8 @@ class TeacherConfig:
     # "confidence" (default): each snippet's term is weighted by the teacher's confidence, 1 - normalised entropy of
     # T^f at the distillation temperature; "uniform": every snippet counts the same (official).
     weighting: str = attrs.field(default="confidence", validator=in_(("uniform", "confidence")))
-    # Whether the main branch distils T^f at all (eq. 7). None: the head's ``distilled`` (True unless it declares
-    # otherwise; STPN declares False: its TCAM has no background column and does not localise, its attention does,
-    # and distilling the TCAM's class mix on every snippet cost it on both sets, benchmarks/RESULTS.md "Transfer");
-    # True: official.
+    # Whether the main branch distils T^f at all (eq. 7; False: the "w/o distillation" ablation). None: the head's
+    # ``distilled`` (True unless it declares otherwise; no built-in head does); True: official.
     distill: bool | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
 

@@ -64,6 +64,18 @@ def separate_random_stream(device: torch.device) -> Iterator[None]:
         yield
 
 
+class _ForwardBranches(nn.Module):
+    """A head's ``forward_branches`` as a module's forward, so that ``torch.func.functional_call`` can run it on
+    other weights (built per call: kept as an attribute it would register the head's parameters twice)."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
+        return self.head.forward_branches(x, mask, walked)  # type: ignore[attr-defined]
+
+
 def branch_parameter_names(head: Head, configured: tuple[str, ...] | None, declared: Any) -> list[str]:
     """The names of ``head``'s parameters that the propagated branches get their own copies of: those equal to, or
     under (``name.``), an entry of ``configured`` (``rskp.propagation.branch_parameters``), else of the head's
@@ -278,10 +290,19 @@ class RSKPWrapper(nn.Module):
     def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        shared = self._branch_weights() is None  # the factored branches share the head's weights with main
-        if not (self.traits.forward_branches and self.config.factored_branches and shared):
+        if not (self.traits.forward_branches and self.config.factored_branches):
             return [head(feats, mask)] + self._on_walks(walked, mask)
-        return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
+        weights = self._branch_weights()
+        if weights is None:  # every branch on the head's own weights: one call
+            return list(head.forward_branches(feats, mask, walked))  # type: ignore[attr-defined]
+        # the walked branches on other weights, still factored: ``forward_branches`` under those weights, whose
+        # main-branch output is dropped for the head's own (one extra pass of the cheapest branch)
+        if not walked:
+            return [head(feats, mask)]
+        with separate_random_stream(feats.device):
+            on_walks = torch.func.functional_call(
+                _ForwardBranches(head), {f"head.{name}": w for name, w in weights.items()}, (feats, mask, walked))
+        return [head(feats, mask)] + list(on_walks[1:])
 
     def _fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
         """The test-time prediction: main fused with intra (``config.fusion``), or main alone."""

@@ -148,5 +148,5 @@ def test_resume_reads_checkpoints_whose_amp_was_a_bool(tmp_path, datasets) -> No
         path = trainer.save(out / "last.pt")
         data = load_checkpoint(path)
         data["config"]["train"]["amp"] = old
-        save_checkpoint(path, {k: v for k, v in data.items() if k not in ("format", "format_version")})
+        save_checkpoint(path, {**{k: v for k, v in data.items() if k != "format"}, "format_version": 1})
         assert Trainer.resume(path, datasets=datasets, progress=False).config.train.amp == mode

@@ -476,7 +476,7 @@ def test_resume_reads_a_checkpoint_from_before_the_keys_named_their_unit(tmp_pat
     data["trainer"]["history"] = [legacy(r) for r in data["trainer"]["history"]]
     data["trainer"]["best"] = legacy(data["trainer"]["best"])
     assert "average" in data["trainer"]["best"]["test"]
-    save_checkpoint(tmp_path / "last.pt", data)
+    save_checkpoint(tmp_path / "last.pt", {**data, "format_version": 1})
     result = Trainer.resume(tmp_path, datasets=datasets, progress=False).fit()
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert all("avg_map_percent" in r["test"] and "average" not in r["test"] for r in result.history)

@@ -106,7 +106,7 @@ def test_variant_trains_and_pads_like_one_video_at_a_time(head, method, region, 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_default_is_em_attention_and_the_factored_walk_of_today(head):
     """The defaults run today's path: mu^a = EMSummarizer(F), the intra branch is the head on eq. 6 of them, and a
-    head with ``forward_branches`` whose branches share all its weights gets all branches from one call."""
+    head with ``forward_branches`` gets the walked branches from one call (also where they run on copies)."""
     assert SummarizerConfig().method == "em" and SummarizerConfig().region == "all"
     model = _model(HEADS[head], memory=False).eval()
     h, calls = model.head, []
@@ -121,8 +121,7 @@ def test_default_is_em_attention_and_the_factored_walk_of_today(head):
     torch.testing.assert_close(out.representatives, reps, rtol=1e-12, atol=1e-14)
     walked = birw_factors(feats, reps, 0.5, 5.0, mask).dense()
     torch.testing.assert_close(out.intra.tcam, h(walked, mask).tcam, rtol=1e-10, atol=1e-12)
-    # a head whose branches keep their own copies of some parameters (FAC-Net's "foreground") takes the dense path
-    assert len(calls) == (1 if hasattr(h, "forward_branches") and not model.branch_names else 0)
+    assert len(calls) == (1 if hasattr(h, "forward_branches") else 0)
 
 
 def test_unknown_values_name_the_valid_ones():

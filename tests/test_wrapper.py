@@ -197,10 +197,13 @@ def test_toy_head_learns_a_separable_problem(wrap):
     assert accuracy() >= 0.9 > before
 
 
+@pytest.mark.parametrize("weights", ["shared", "default", "copies"])
 @pytest.mark.parametrize("name", ["facnet", "stpn", "bm"])
-def test_factored_branches_give_the_dense_walk_numbers(name):
+def test_factored_branches_give_the_dense_walk_numbers(name, weights):
     """Heads with ``forward_branches``: the same losses, outputs, gradients and memory as running each branch on
-    the materialised walk (``factored_branches: false``), with the inter branch on."""
+    the materialised walk (``factored_branches: false``), with the inter branch on; with every weight shared
+    (official), with the head's defaults (FAC-Net's branch copy of its attention centre, STPN's detached weights)
+    and with branch copies of the classifier that have moved away from the head's."""
     import attrs
 
     from rskp_plugin import create_head
@@ -213,11 +216,14 @@ def test_factored_branches_give_the_dense_walk_numbers(name):
         calls = []
         own = head.forward_branches
         head.forward_branches = lambda *args: calls.append(1) or own(*args)
-        # head_gradient pinned on and no branch copies: the factored path is where every branch shares all the head's
-        # weights (STPN's and FAC-Net's defaults keep some out of the propagated branches: the dense path)
-        config = attrs.evolve(RSKPConfig(), factored_branches=factored,
-                              propagation=PropagationConfig(head_gradient=True, branch_parameters=()))
+        propagation = {"shared": PropagationConfig(head_gradient=True, branch_parameters=()),
+                       "default": PropagationConfig(),
+                       "copies": PropagationConfig(branch_parameters=["centres" if name == "facnet" else "classifier"])}
+        config = attrs.evolve(RSKPConfig(), factored_branches=factored, propagation=propagation[weights])
         model = RSKPWrapper(head, config).double()
+        with torch.no_grad():
+            for copy in model.branch_weights:
+                copy.add_(0.1 * torch.randn_like(copy))
         model.initialize_memory([(x, mask, labels)])
         model.train()
         out = model(x, mask, labels)
@@ -420,6 +426,5 @@ def test_a_head_can_decline_the_distillation():
     assert float(out.losses["distill"]) == 0.0 and float(ref.losses["distill"]) > 0
     for key in ("cls/main", "cls/intra"):  # only the distillation term differs
         torch.testing.assert_close(out.losses[key], ref.losses[key])
-    assert not RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8)).distills
-    for name in ("facnet", "bm", "wum"):
+    for name in ("facnet", "stpn", "bm", "wum"):
         assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).distills
