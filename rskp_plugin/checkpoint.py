@@ -203,17 +203,20 @@ def _record_units(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _official_branches(data: dict[str, Any]) -> dict[str, Any]:
-    """Runs before format 2 shared every head weight with the propagated branches and distilled every head (the
-    keys ``rskp.propagation.branch_parameters`` and ``rskp.teacher.distill`` did not exist): say so in their
-    config, so that the model is rebuilt as it was trained (FAC-Net and STPN now default otherwise)."""
+    """Runs before format 2 shared every head weight with the propagated branches, distilled every head and (where
+    the key is absent) had no ramp-up (the keys ``rskp.propagation.branch_parameters`` and ``rskp.teacher.distill``
+    did not exist): say so in their config, so that the model is rebuilt, and resumes, as it was trained."""
     stored = data["config"]
     rskp = stored.get("rskp") if isinstance(stored, dict) else None
     if not isinstance(rskp, dict):
         return data
     propagation, teacher = dict(rskp.get("propagation") or {}), dict(rskp.get("teacher") or {})
+    losses = dict(rskp.get("losses") or {})
     propagation.setdefault("branch_parameters", [])
     teacher.setdefault("distill", True)
-    return {**data, "config": {**stored, "rskp": {**rskp, "propagation": propagation, "teacher": teacher}}}
+    losses.setdefault("rampup_epochs", 0)
+    upgraded = {**rskp, "propagation": propagation, "teacher": teacher, "losses": losses}
+    return {**data, "config": {**stored, "rskp": upgraded}}
 
 
 #: format version -> the upgrades a checkpoint written at that version or earlier needs, in order.

@@ -71,8 +71,10 @@ class LossConfig:
     intra_classification: float = attrs.field(default=1.0, validator=ge(0))
     # RSKP's own terms (the propagated branches' L_cls, the distillation, a feature loss) are weighted by
     # exp(-5 (1 - e / E)^2) in epoch e < E (the sigmoid ramp-up of temporal ensembling, Laine & Aila 2017): the
-    # head first learns as it does alone, then the walk's branches join. 0: full weight from the start (official).
-    rampup_epochs: int = attrs.field(default=0, validator=ge(0))
+    # head first learns as it does alone, then the walk's branches join. None (default): E = the memory bank's
+    # warm-up (``memory.warmup_epochs``), so RSKP's terms reach full weight when the inter-video branch joins;
+    # 0: full weight from the first step (official). Why: benchmarks/RESULTS.md "Transfer".
+    rampup_epochs: int | None = attrs.field(default=None, validator=attrs.validators.optional(ge(0)))
     # Supplement Table 3, "feature L1/L2 loss": a term pulling the intra walk's F^a towards F, the masked mean of
     # |F - F^a| ("l1") or (F - F^a)^2 ("l2") over snippets and channels, weight ``feature_weight``; "none": off.
     feature_loss: str = attrs.field(default="none", validator=in_(("none", "l1", "l2")))
@@ -181,8 +183,9 @@ class RSKPConfig:
         branches alone, every snippet weighted alike, main fused with intra at test, and the propagated branches'
         losses reaching every head's weights (``--set`` keys: rskp.teacher.source=propagated
         rskp.teacher.weighting=uniform rskp.teacher.distill=true rskp.fusion.use_intra_at_test=true
-        rskp.propagation.head_gradient=true "rskp.propagation.branch_parameters=[]")."""
-        return cls(teacher=TeacherConfig(source="propagated", weighting="uniform", distill=True),
+        rskp.propagation.head_gradient=true "rskp.propagation.branch_parameters=[]" rskp.losses.rampup_epochs=0)."""
+        return cls(losses=LossConfig(rampup_epochs=0),
+                   teacher=TeacherConfig(source="propagated", weighting="uniform", distill=True),
                    fusion=FusionConfig(use_intra_at_test=True),
                    propagation=PropagationConfig(head_gradient=True, branch_parameters=()))
 

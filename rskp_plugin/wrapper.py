@@ -164,8 +164,15 @@ class RSKPWrapper(nn.Module):
         return float(declared if declared is not None else 0.2)
 
     def start_epoch(self, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based): RSKP's terms get ``losses.rampup_weight(epoch, rampup_epochs)``."""
-        self.rampup = rampup_weight(epoch, self.config.losses.rampup_epochs)
+        """Before epoch ``epoch`` (0-based): RSKP's terms get ``losses.rampup_weight(epoch, E)``, E =
+        ``losses.rampup_epochs``, or the memory bank's warm-up where that is None."""
+        self.rampup = rampup_weight(epoch, self.rampup_epochs)
+
+    @property
+    def rampup_epochs(self) -> int:
+        """E of the ramp-up: ``losses.rampup_epochs``, else ``memory.warmup_epochs`` (0: no ramp-up)."""
+        configured = self.config.losses.rampup_epochs
+        return self.config.memory.warmup_epochs if configured is None else configured
 
     @property
     def branch_head_gradient(self) -> bool:
