@@ -56,10 +56,12 @@ class STPNHead(nn.Module):
     # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
     # column, tau = 0.2 drives every snippet to a confident class (benchmarks/RESULTS.md, "Investigating STPN and WUM").
     distillation_temperature = 1.0
-    # The propagated branches' losses train the embedding and the summariser, not STPN's attention and classifier:
-    # trained on walked features those lose STPN's own localisation (paired, 3 seeds: STPN + RSKP -6.4 -> -2.1 AVG
-    # on the synthetic set, -3.9 -> -0.2 on the speech set; benchmarks/RESULTS.md "Transfer").
-    propagated_head_gradient = False
+    # RSKP's propagated branches keep their own copy of the attention module: trained on walked features the shared
+    # lambda loses STPN's localisation; the classifier and the embedding learn from every branch (official).
+    branch_parameters = ("attention",)
+    # The main branch does not distil RSKP's teacher: STPN's TCAM (W x + b, no background column) does not localise,
+    # its attention does, and eq. 7's class mix on every snippet slowed it. Both: benchmarks/RESULTS.md "Transfer".
+    distilled = False
 
     def __init__(
         self,

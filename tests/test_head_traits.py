@@ -100,9 +100,10 @@ def test_plain_head_is_a_deprecated_alias() -> None:
         assert [w.category for w in caught] == [DeprecationWarning]
 
 
-def test_stpn_keeps_its_weights_out_of_the_propagated_branches():
+def test_what_the_built_in_heads_declare_for_rskp():
     from rskp_plugin.plugins import create_head
 
-    assert head_traits(create_head("stpn", num_classes=3, feature_dim=8)).propagated_head_gradient is False
-    for name in ("facnet", "bm", "wum"):
-        assert head_traits(create_head(name, num_classes=3, feature_dim=8)).propagated_head_gradient is True
+    declared = {"facnet": (("foreground",), True), "stpn": (("attention",), False), "bm": ((), True), "wum": ((), True)}
+    for name, (branch, distilled) in declared.items():
+        traits = head_traits(create_head(name, num_classes=3, feature_dim=8))
+        assert (traits.branch_parameters, traits.distilled, traits.propagated_head_gradient) == (branch, distilled, True)

@@ -236,7 +236,8 @@ def test_feature_loss_compares_f_with_the_intra_walk():
 
 
 def test_early_fusion_walks_over_the_concatenated_representatives():
-    model = _model("stpn", _config("early", "teacher.source=propagated", "teacher.weighting=uniform"))
+    official_teacher = ("teacher.source=propagated", "teacher.weighting=uniform", "teacher.distill=true")
+    model = _model("stpn", _config("early", *official_teacher))
     x, mask, labels = labelled_batch([9, 5, 7], seed=3)
     model.initialize_memory([(x, mask, labels)])
     model.eval()

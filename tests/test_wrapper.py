@@ -405,7 +405,9 @@ def test_branch_parameters_name_errors_and_defaults():
     facnet = create_head("facnet", num_classes=3, feature_dim=8, embed_dim=8)
     assert RSKPWrapper(facnet).branch_names == ["foreground"]  # declared by the head
     assert RSKPWrapper(facnet, RSKPConfig.official()).branch_names == []
-    for name in ("stpn", "bm", "wum"):
+    stpn = RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8))
+    assert stpn.branch_names == ["attention.0.weight", "attention.0.bias", "attention.2.weight", "attention.2.bias"]
+    for name in ("bm", "wum"):
         assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).branch_names == []
 
 
@@ -426,5 +428,6 @@ def test_a_head_can_decline_the_distillation():
     assert float(out.losses["distill"]) == 0.0 and float(ref.losses["distill"]) > 0
     for key in ("cls/main", "cls/intra"):  # only the distillation term differs
         torch.testing.assert_close(out.losses[key], ref.losses[key])
-    for name in ("facnet", "stpn", "bm", "wum"):
+    assert not RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8)).distills
+    for name in ("facnet", "bm", "wum"):
         assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).distills
