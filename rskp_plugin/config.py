@@ -100,7 +100,7 @@ class TeacherConfig:
     # T^f at the distillation temperature; "uniform": every snippet counts the same (official).
     weighting: str = attrs.field(default="confidence", validator=in_(("uniform", "confidence")))
     # Whether the main branch distils T^f at all (eq. 7; False: the "w/o distillation" ablation). None: the head's
-    # ``distilled`` (True unless it declares otherwise; no built-in head does); True: official.
+    # ``distilled`` (True unless it declares otherwise; STPN declares False, ``heads/stpn.py``); True: official.
     distill: bool | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
 
@@ -128,15 +128,15 @@ class PropagationConfig:
     inter_fusion: str = attrs.field(default="late", validator=in_(("late", "early")))
     # Whether the propagated branches' losses reach the head's own weights (its classifier, attention; the
     # embedding F and the summariser learn from them either way). None: the head's ``propagated_head_gradient``
-    # (True unless it declares otherwise; STPN declares False: trained on walked features its sigmoid attention and
-    # classifier lose the head's own localisation, benchmarks/RESULTS.md "Transfer"); True: official.
+    # (True unless it declares otherwise; no built-in head does: ``branch_parameters`` keeps the part that must stay
+    # out, and False measured worse for FAC-Net, BM and WUM, benchmarks/RESULTS.md "Transfer"); True: official.
     head_gradient: bool | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
     # Parameters of the head (names, or dotted prefixes such as "attention") of which the propagated branches keep
     # their own copy, initialised from the head's and trained by those branches' losses alone: the main branch's
     # copy then learns from the real snippets only. None: the head's ``branch_parameters`` (FAC-Net declares its
-    # attention centre "foreground": trained on walked features it loses the boundaries, benchmarks/RESULTS.md
-    # "Transfer"); []: every parameter shared (official).
+    # attention centre "foreground", STPN its attention module "attention": trained on walked features they lose
+    # the boundaries, benchmarks/RESULTS.md "Transfer"); []: every parameter shared (official).
     branch_parameters: tuple[str, ...] | None = attrs.field(
         default=None, converter=_optional_tuple,
         validator=attrs.validators.optional(attrs.validators.deep_iterable(
