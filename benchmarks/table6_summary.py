@@ -34,6 +34,14 @@ def _at_selected(run: dict[str, Any], branch: str) -> float | None:
     return None
 
 
+def _data_name(result: dict[str, Any]) -> str:
+    """The data set a result was trained on: "synthetic", or a file-based set's dataset name."""
+    data = (result.get("config") or {}).get("data") or {}
+    if result.get("data") in ("wtalc", "folders") and data.get("dataset_name"):
+        return str(data["dataset_name"])
+    return str(result.get("data"))
+
+
 def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows (one per selection) for one head's bench result."""
     head_runs, rskp_runs = (row["per_seed"] for row in result["rows"])
@@ -43,7 +51,7 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
         rskp = np.array([pick(r) for r in rskp_runs])
         gains = rskp - alone
         rows.append({
-            "head": result["head"], "data": result.get("data"), "selection": selection, "seeds": len(gains),
+            "head": result["head"], "data": _data_name(result), "selection": selection, "seeds": len(gains),
             "alone": float(alone.mean()), "rskp": float(rskp.mean()), "gain": float(gains.mean()),
             "per_seed": [round(float(g), 1) for g in gains], "worst": float(gains.min()),
             "ok": bool(gains.mean() >= 0 and gains.min() >= -1.0),
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['data']} | {r['head']} | {r['selection']} | {r['alone']:.1f} | {r['rskp']:.1f} | "
                   f"{r['gain']:+.1f} ({gains}) | {r['worst']:+.1f} | {diag} | {ok} |")
         else:
-            print(f"{r['data']:10s} {r['head']:7s} {r['selection']:9s} alone {r['alone']:5.1f}  +RSKP {r['rskp']:5.1f}"
+            print(f"{r['data']:17s} {r['head']:7s} {r['selection']:9s} alone {r['alone']:5.1f}  +RSKP {r['rskp']:5.1f}"
                   f"  gain {r['gain']:+5.1f} ({gains})  worst {r['worst']:+5.1f}  {diag:13s} {ok}")
     return 0
 
