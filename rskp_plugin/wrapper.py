@@ -11,6 +11,9 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
 
 ``rskp.propagation`` swaps the walk (random walk, unrolled eq. 4-5, propagated scores) or fuses the intra and inter
 representatives into one walk (``propagation_variants``); ``rskp.losses.feature_loss`` adds ||F - F^a||.
+``rskp.propagation.branch_parameters`` (or the head's ``branch_parameters``) gives the intra and inter branches their
+own copies of named head parameters (FAC-Net's attention centre, STPN's attention module), trained by their losses
+alone; ``rskp.losses.rampup_epochs`` ramps RSKP's terms up over the warm-up by default.
 """
 
 from __future__ import annotations
