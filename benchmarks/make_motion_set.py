@@ -131,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; choose a new folder (nothing is overwritten)")
     name = "BasicMotionsTAL"
-    with zipfile.ZipFile(args.wheel) as wheel:
-        raw = {s: read_ts(wheel.read(f"aeon/datasets/data/BasicMotions/BasicMotions_{s}.ts").decode())
-               for s in ("TRAIN", "TEST")}
+    try:
+        with zipfile.ZipFile(args.wheel) as wheel:
+            raw = {s: read_ts(wheel.read(f"aeon/datasets/data/BasicMotions/BasicMotions_{s}.ts").decode())
+                   for s in ("TRAIN", "TEST")}
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        parser.error(f"cannot read the BasicMotions recordings from {args.wheel} ({exc}); pass the aeon 1.6.0 wheel "
+                     "from: pip download --no-deps aeon==1.6.0 -d DIR")
     rng = np.random.default_rng(args.seed)
     feats, names, subsets, durations, segments, labels, labels_all = [], [], [], [], [], [], []
     for split, subset in (("TRAIN", "validation"), ("TEST", "test")):

@@ -203,9 +203,10 @@ def _record_units(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _official_branches(data: dict[str, Any]) -> dict[str, Any]:
-    """Runs before format 2 shared every head weight with the propagated branches, distilled every head and (where
-    the key is absent) had no ramp-up (the keys ``rskp.propagation.branch_parameters`` and ``rskp.teacher.distill``
-    did not exist): say so in their config, so that the model is rebuilt, and resumes, as it was trained."""
+    """Before format 2 every run shared all head weights with the propagated branches and distilled every head (the
+    keys ``rskp.propagation.branch_parameters`` and ``rskp.teacher.distill`` did not exist), and a config without
+    ``rskp.losses.rampup_epochs`` had no ramp-up: write those values into the stored config, so that the model is
+    rebuilt, and resumes, as it was trained."""
     stored = data["config"]
     rskp = stored.get("rskp") if isinstance(stored, dict) else None
     if not isinstance(rskp, dict):

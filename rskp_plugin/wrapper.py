@@ -365,12 +365,15 @@ class RSKPWrapper(nn.Module):
                 if inter is not None:
                     losses["cls/inter"] = ramp * lc.inter_classification * head.classification_loss(inter, labels,
                                                                                                       mask)
-            teacher = self.pseudo_labels(main, intra, inter, labels)
-            tau = self.distillation_temperature
-            weights = teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence" else None
-            alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)
-            alpha = alpha if self.distills else 0.0  # the term stays in the record (0) so every run logs the same keys
-            losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
+            if self.distills:
+                teacher = self.pseudo_labels(main, intra, inter, labels)
+                tau = self.distillation_temperature
+                weights = (teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence"
+                           else None)
+                alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)
+                losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
+            else:  # the term stays in the record (0) so that every run logs the same keys
+                losses["distill"] = main.tcam.new_zeros(())
             if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
                 losses["feature"] = ramp * lc.feature_weight * feature_distance(
                     feats, walked[0].dense(), mask, kind=lc.feature_loss)

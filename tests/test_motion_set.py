@@ -68,3 +68,11 @@ def test_an_existing_output_folder_is_refused(tmp_path) -> None:
     with pytest.raises(SystemExit):
         _module().main([str(_wheel(tmp_path / "aeon.whl")), str(out)])
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_a_file_that_is_not_the_wheel_is_a_clear_error(tmp_path, capsys) -> None:
+    bad = tmp_path / "notes.whl"
+    bad.write_text("not a zip")
+    with pytest.raises(SystemExit):
+        _module().main([str(bad), str(tmp_path / "motion")])
+    assert "pass the aeon 1.6.0 wheel" in capsys.readouterr().err and not (tmp_path / "motion").exists()

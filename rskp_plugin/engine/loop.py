@@ -96,7 +96,9 @@ def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, 
         progress.remove_task(task)
     # a step can overflow the weights while every loss stays finite (a scale-invariant head); evaluation would then
     # meet NaN predictions with no hint why: one check per epoch names the cause
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    named = list(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).tolist()  # one sync, not one per tensor
+    bad = [name for (name, _), ok in zip(named, finite) if not ok]
     if bad:
         raise TrainingError(
             f"training diverged in epoch {epoch + 1}: the optimiser steps left non-finite weights in "
