@@ -11,6 +11,7 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Sequence
 
 import torch
@@ -21,6 +22,7 @@ from rskp_plugin.functional import embed_linear, masked_gaussian_smooth, masked_
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
@@ -76,8 +78,6 @@ class BMHead(nn.Module):
         cas_mode: ``"sigmoid"`` (CAS = lambda sigma(W x_t), DGAM/STPN-style psi) or ``"softmax"``
             (lambda softmax(W x_t) over C+1, background dropped).
     """
-
-    attention_normalization = False  # lambda is already supervised top-down by L_guide; L_att would double it
 
     def __init__(
         self,
@@ -224,11 +224,17 @@ class BMHead(nn.Module):
         return losses
 
 
+# The head's RSKP settings: data beside its registration, written by ``rskp calibrate`` (recipes/bm.yaml records
+# the candidates it trained and their held-out scores).
+RECIPE = read_recipe(resources.files(__package__) / "recipes" / "bm.yaml")
+
+
 @hookimpl
 def register_heads(register) -> None:
     register(
         HeadSpec(
             name="bm",
+            recipe=RECIPE.values,
             factory=BMHead,
             summary="Background modeling (BM, ICCV 2019; DGAM's formulas): fg/bg attention pooling, "
             "background class, self-guided attention.",

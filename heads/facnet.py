@@ -9,6 +9,7 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Sequence
 
 import torch
@@ -18,6 +19,7 @@ from rskp_plugin.functional import embed_linear
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
+from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
@@ -51,12 +53,6 @@ class FACNetHead(nn.Module):
         attention_eps: added to the attention sums of the temporal normalisation (official 1e-5).
         fusion_weights: inference weights of main and intra branches in ``fuse`` (official 0.6, 0.4).
     """
-
-    attention_normalization = True  # the RSKP wrapper adds beta * L_att on the main branch's sigmoid attention
-    # RSKP's propagated branches keep their own attention centre g: trained on walked features (every snippet mixed
-    # with the representatives) the shared g loses the boundaries, while the class centres A gain from them
-    # (paired, 3 seeds: benchmarks/RESULTS.md "Transfer"; ``rskp.propagation.branch_parameters=[]``: shared).
-    branch_parameters = ("foreground",)
 
     def __init__(
         self,
@@ -191,11 +187,17 @@ class FACNetHead(nn.Module):
         return HeadOutput(video, tcam, main.attention, cas, dict(main.extras))
 
 
+# The head's RSKP settings: data beside its registration, written by ``rskp calibrate`` (recipes/facnet.yaml records
+# the candidates it trained and their held-out scores).
+RECIPE = read_recipe(resources.files(__package__) / "recipes" / "facnet.yaml")
+
+
 @hookimpl
 def register_heads(register) -> None:
     register(
         HeadSpec(
             name="facnet",
+            recipe=RECIPE.values,
             factory=FACNetHead,
             summary="FAC-Net as modified by RSKP (cosine classifier, sigmoid attention, background class); "
             "the RSKP baseline.",

@@ -9,6 +9,7 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Sequence
 
 import torch
@@ -19,6 +20,7 @@ from rskp_plugin.functional import embed_linear, masked_sum, stack_affine
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
@@ -51,17 +53,6 @@ class STPNHead(nn.Module):
     """
 
     attention_eps = 1e-5  # keeps the normalised pooling finite when every lambda_t underflows
-    attention_normalization = False  # STPN's own L1 sparsity term regularises lambda; RSKP's L_att is not STPN's
-    # RSKP distils this head's TCAM at tau = 1 (the paper's eq. 7) rather than the official 0.2, which was tuned for
-    # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
-    # column, tau = 0.2 drives every snippet to a confident class (benchmarks/RESULTS.md, "Investigating STPN and WUM").
-    distillation_temperature = 1.0
-    # RSKP's propagated branches keep their own copy of the attention module: trained on walked features the shared
-    # lambda loses STPN's localisation; the classifier and the embedding learn from every branch (official).
-    branch_parameters = ("attention",)
-    # The main branch does not distil RSKP's teacher: STPN's TCAM (W x + b, no background column) does not localise,
-    # its attention does, and eq. 7's class mix on every snippet slowed it. Both: benchmarks/RESULTS.md "Transfer".
-    distilled = False
 
     def __init__(
         self,
@@ -162,11 +153,17 @@ class STPNHead(nn.Module):
         return torch.sigmoid(self.classify(reps))
 
 
+# The head's RSKP settings: data beside its registration, written by ``rskp calibrate`` (recipes/stpn.yaml records
+# the candidates it trained and their held-out scores).
+RECIPE = read_recipe(resources.files(__package__) / "recipes" / "stpn.yaml")
+
+
 @hookimpl
 def register_heads(register) -> None:
     register(
         HeadSpec(
             name="stpn",
+            recipe=RECIPE.values,
             factory=STPNHead,
             summary="STPN (sparse temporal pooling, sigmoid attention, L1 sparsity) with RSKP's learnable embedding.",
         )

@@ -9,6 +9,8 @@ Symbols: B batch, T snippets, D input feature size, d embedding size, C action c
 
 from __future__ import annotations
 
+from importlib import resources
+
 import math
 
 import torch
@@ -19,6 +21,7 @@ from rskp_plugin.functional import dropout, masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
 from rskp_plugin.localization import LocalizationSettings, preset
 from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
@@ -74,12 +77,6 @@ class WUMHead(nn.Module):
             and drags every snippet's class distribution to uniform (benchmarks/RESULTS.md). True uses the
             dropped-out CAS for both.
     """
-
-    attention_normalization = False  # the attention is the normalised feature magnitude, already shaped by L_um
-    # RSKP distils this head's TCAM at tau = 1 (the paper's eq. 7) rather than the official 0.2, which was tuned for
-    # FAC-Net's cosine logits (scale 20, background column): on these unnormalised linear logits with no background
-    # column, tau = 0.2 drives every snippet to a confident class (benchmarks/RESULTS.md, "Investigating STPN and WUM").
-    distillation_temperature = 1.0
 
     def __init__(
         self,
@@ -183,11 +180,17 @@ class WUMHead(nn.Module):
         return {"uncertainty": self.um_weight * um.mean(), "background_entropy": self.be_weight * be}
 
 
+# The head's RSKP settings: data beside its registration, written by ``rskp calibrate`` (recipes/wum.yaml records
+# the candidates it trained and their held-out scores).
+RECIPE = read_recipe(resources.files(__package__) / "recipes" / "wum.yaml")
+
+
 @hookimpl
 def register_heads(register) -> None:
     register(
         HeadSpec(
             name="wum",
+            recipe=RECIPE.values,
             factory=WUMHead,
             summary="Uncertainty modeling (WUM, AAAI 2021): feature magnitudes separate action from background, "
             "top-k pooling.",

@@ -5,8 +5,9 @@ For every seed, the head alone (``HeadOnlyModel``) and the head inside ``RSKPWra
 with the same seed (so the head starts from the same weights) and the same recipe; the table shows detection
 mAP at IoU 0.1 ... 0.7 and their average, mean +- sample standard deviation over seeds, and the gain of RSKP
 (computed per seed, then averaged). Which evaluation a row reports is the recipe's ``train.selection``: by
-default the best test mAP over the periodic evaluations, as the paper and the official code do; ``--selection
-heldout`` selects on a held-out part of the training split instead (honest), ``last`` reports the final epoch.
+default the best epoch on a held-out part of the training split (honest); ``--selection test`` picks the best
+test mAP over the periodic evaluations, as the paper and the official code do (optimistic), ``last`` the final
+epoch. The table's title and the JSON name the selection.
 
 Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 128, 30 epochs,
 minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.md: 200 epochs, memory after epoch
@@ -94,14 +95,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'quick' (synthetic, small width, minutes per head on CPU), 'paper' (the official "
                              "recipe: 200 epochs, memory after epoch 100), another packaged config (thumos14, "
                              "activitynet13) or a YAML experiment file (default: quick)")
+    parser.add_argument("--head-recipe", default=None, metavar="builtin|none|FILE",
+                        help="the heads' RSKP settings: 'builtin' (each head's registered recipe), 'none' (the "
+                             "defaults: what a head that declares nothing gets) or a recipe file written by 'rskp "
+                             "calibrate' (default: the config's head.recipe, builtin)")
     parser.add_argument("--data", choices=data_source_names(), default=None,
                         help="data source (default: the recipe's, synthetic for quick/paper)")
     parser.add_argument("--data-root", default=None, help="data folder for --data wtalc/folders")
     parser.add_argument("--dataset-name", default=None,
                         help="W-TALC dataset prefix, e.g. Thumos14reduced (files <NAME>-I3D-JOINTFeatures.npy)")
     parser.add_argument("--selection", choices=("test", "heldout", "last"), default=None,
-                        help="which evaluation a row reports: best on test (the paper's practice), best on a "
-                             "held-out part of the training split (honest), or the last epoch (default: recipe's)")
+                        help="which evaluation a row reports: best on a held-out part of the training split "
+                             "(honest), best on test (the paper's practice: optimistic) or the last epoch (default: "
+                             "the recipe's train.selection, heldout)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's, auto)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch; 0 = auto: OMP_NUM_THREADS if set, else 1 (default: the recipe's "
@@ -129,14 +135,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def scaled_warmup(epochs: int, recipe_epochs: int, recipe_warmup: int) -> int:
+    """The memory warm-up of a run of ``epochs`` epochs that keeps the recipe's warm-up share (official: the bank
+    is filled after epoch index 100 of 200, i.e. 101 of 200 epochs warm up)."""
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    return max(0, round(epochs * (recipe_warmup + 1) / recipe_epochs) - 1)
+
+
 def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup: int) -> list[str]:
     """Config overrides from the command-line options (applied before ``--set``)."""
     out: list[str] = []
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
-        # Keep the warm-up share of the recipe: official 101 of 200 epochs (memory filled after epoch index 100).
-        warmup = max(0, round(args.epochs * (recipe_warmup + 1) / recipe_epochs) - 1)
+        warmup = scaled_warmup(args.epochs, recipe_epochs, recipe_warmup)
         out += [f"train.epochs={args.epochs}", f"rskp.memory.warmup_epochs={warmup}"]
     if args.data is not None:
         out.append(f"data.source={args.data}")
@@ -153,14 +164,18 @@ def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup
     return out
 
 
-def load_recipe(args: argparse.Namespace):
-    """The experiment config of the recipe with the command-line options applied (head name and seed unset)."""
-    from .config import apply_overrides
+def load_recipe(args: argparse.Namespace, head: str | None = None):
+    """The experiment config of the recipe with the command-line options applied, for ``head`` (its RSKP recipe
+    laid under the config, ``rskp_plugin.recipes``; None: the config's head), seed unset."""
     from .engine import load_experiment
 
-    base = load_experiment(args.recipe)
-    config = apply_overrides(
-        base, recipe_overrides(args, base.train.epochs, base.rskp.memory.warmup_epochs) + list(args.overrides)
+    values = {} if head is None else {"head.name": head}
+    if args.head_recipe is not None:
+        values["head.recipe"] = args.head_recipe
+    base = load_experiment(args.recipe, values=values)
+    config = load_experiment(
+        args.recipe, recipe_overrides(args, base.train.epochs, base.rskp.memory.warmup_epochs) + list(args.overrides),
+        values=values,
     )
     return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=""))  # benchmark runs write no files
 
@@ -368,33 +383,36 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    config = load_recipe(args)
-    set_threads(config.train.threads)  # before the data is built; every Trainer sets the same again
     installed = available_heads()
     heads = installed if args.head == "all" else [args.head]
     if args.head != "all" and args.head not in installed:
         create_head(args.head)  # raises UnknownHeadError with a suggestion and the installed names
-    datasets = build_datasets(config)
+    configs = {head: load_recipe(args, head) for head in heads}  # each head with its own recipe laid under
+    config = configs[heads[0]]
+    set_threads(config.train.threads)  # before the data is built; every Trainer sets the same again
+    datasets = build_datasets(config)  # the same videos for every head (the data keys do not depend on the head)
     seeds = [args.seed_start + i for i in range(args.seeds)]
     results = []
     err = Console(stderr=True)
-    plan = None
+    plans: dict[str, AblationPlan] = {}
     if args.ablation:
-        plan = plan_ablation(config, selected_tables(args.ablation))  # every row validated before any training
+        for head in heads:  # every row of every head validated before any training
+            plans[head] = plan_ablation(configs[head], selected_tables(args.ablation))
+        plan = plans[heads[0]]
         for table, row, reason in plan.skipped:
             err.print(f"[yellow]skipped[/] {table} row \"{row.name}\": {reason}", highlight=False)
         if not plan.configs:
             raise ConfigError(f"--ablation {args.ablation}: no row can run here (all were skipped, see above)")
-    runs_per_head = len(plan.configs) if plan is not None else 2
+    runs = sum(len(plans[h].configs) if plans else 2 for h in heads)
     progress = None if args.no_progress else progress_bar(err)
     with progress if progress is not None else contextlib.nullcontext():
         if progress is not None:
-            progress.add_task("benchmark runs", total=len(heads) * len(seeds) * runs_per_head)
+            progress.add_task("benchmark runs", total=runs * len(seeds))
         for head in heads:
-            if plan is not None:
-                found = run_ablation(head, plan, datasets, seeds, progress, log=err)
+            if plans:
+                found = run_ablation(head, plans[head], datasets, seeds, progress, log=err)
             else:
-                found = [run_head(head, config, datasets, seeds, progress, log=err)]
+                found = [run_head(head, configs[head], datasets, seeds, progress, log=err)]
             for result in found:
                 result["environment"] = environment(resolve_device(config.train.device))
                 results.append(result)

@@ -3,7 +3,7 @@
 A checkpoint is one ``torch.save`` file holding a plain dict::
 
     format          "rskp-checkpoint"           (anything else is a foreign file)
-    format_version  2
+    format_version  3
     epoch           epochs completed
     config          the resolved ExperimentConfig as plain data (attrs.asdict)
     model           model.state_dict(): head, summariser and the memory bank (its buffers, incl. ``ready``)
@@ -39,7 +39,7 @@ import torch
 from .errors import CheckpointError, OutputError
 
 FORMAT = "rskp-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REQUIRED_KEYS = ("epoch", "config", "model", "optimizer", "rng", "trainer", "meta")
 
 #: Keys of an evaluation record (``EvalResult.to_dict``) before they named their unit (the values were percent).
@@ -220,9 +220,47 @@ def _official_branches(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "config": {**stored, "rskp": upgraded}}
 
 
+#: What the built-in heads declared as class attributes up to format 2, where the stored config held None ("ask
+#: the head") or a value the head's trait switched off. Format 3 stores the values themselves (recipes).
+_FORMAT_2_DECLARATIONS: dict[str, dict[str, Any]] = {
+    "facnet": {"propagation.branch_parameters": ["foreground"]},
+    "stpn": {"losses.distillation_temperature": 1.0, "propagation.branch_parameters": ["attention"],
+             "teacher.distill": False, "losses.attention_normalization": 0.0},
+    "wum": {"losses.distillation_temperature": 1.0, "losses.attention_normalization": 0.0},
+    "bm": {"losses.attention_normalization": 0.0},
+}
+_FORMAT_2_DEFAULTS = {"losses.distillation_temperature": 0.2, "propagation.branch_parameters": [],
+                      "teacher.distill": True, "propagation.head_gradient": True}
+
+
+def _recipe_values(data: dict[str, Any]) -> dict[str, Any]:
+    """Up to format 2 a config value None meant "the head's class attribute", and a head could switch L_att off
+    with ``attention_normalization = False``: write the values the run trained with into the stored config (the
+    built-in heads' declarations of that time, else the defaults of that time), and drop ``teacher.label_mask``,
+    which format 3 removed (it was measured harmful and never a default)."""
+    stored = data["config"]
+    rskp = stored.get("rskp") if isinstance(stored, dict) else None
+    if not isinstance(rskp, dict):
+        return data
+    head = str((stored.get("head") or {}).get("name", ""))
+    declared = _FORMAT_2_DECLARATIONS.get(head, {})
+    sections = {name: dict(rskp.get(name) or {}) for name in ("losses", "teacher", "propagation")}
+    if sections["teacher"].pop("label_mask", False):
+        raise CheckpointError(f"this checkpoint was trained with rskp.teacher.label_mask=true, which rskp-plugin "
+                              "no longer has (it was measured harmful); retrain with the current version")
+    for key, default in _FORMAT_2_DEFAULTS.items():
+        section, name = key.split(".")
+        if sections[section].get(name) is None:
+            sections[section][name] = declared.get(key, default)
+    if "losses.attention_normalization" in declared:  # the head's trait switched L_att off whatever beta was
+        sections["losses"]["attention_normalization"] = declared["losses.attention_normalization"]
+    return {**data, "config": {**stored, "rskp": {**rskp, **sections}}}
+
+
 #: format version -> the upgrades a checkpoint written at that version or earlier needs, in order.
 MIGRATIONS: dict[int, tuple[Callable[[dict[str, Any]], dict[str, Any]], ...]] = {
     1: (_amp_mode_from_bool, _trainer_defaults, _record_units, _official_branches),
+    2: (_recipe_values,),
 }
 
 

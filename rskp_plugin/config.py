@@ -62,10 +62,12 @@ class LossConfig:
 
     distillation: float = attrs.field(default=1.0, validator=ge(0))  # alpha during warm-up
     distillation_after_warmup: float = attrs.field(default=0.5, validator=ge(0))  # official; the paper keeps 1.0
-    # tau. None: the head's ``distillation_temperature`` attribute if it has one, else the official 0.2 (tuned
-    # for cosine logits scaled by 20); heads with unnormalised linear logits ask for 1.0, the paper's eq. 7.
-    distillation_temperature: float | None = attrs.field(default=None, validator=attrs.validators.optional(gt(0)))
-    attention_normalization: float = attrs.field(default=0.1, validator=ge(0))  # beta
+    # tau of eq. 7. 0.2 is the official value, tuned for FAC-Net's cosine logits scaled by 20; the paper's eq. 7 has
+    # no temperature (1.0), which suits unnormalised linear logits (a head's recipe may ask for it).
+    distillation_temperature: float = attrs.field(default=0.2, validator=gt(0))
+    # beta of eq. 8's L_att on the main branch's attention; a head that regularises its attention itself (STPN's
+    # L1, BM's L_guide, WUM's L_um) sets 0 in its recipe.
+    attention_normalization: float = attrs.field(default=0.1, validator=ge(0))
     attention_topk_ratio: int = attrs.field(default=8, validator=ge(1))  # k = max(T // ratio, 1)
     inter_classification: float = attrs.field(default=0.5, validator=ge(0))  # weight of the inter branch L_cls
     intra_classification: float = attrs.field(default=1.0, validator=ge(0))
@@ -93,16 +95,12 @@ class TeacherConfig:
     # "ensemble" (default): the main branch fused with the propagated ones as the official test-time prediction
     # fuses them, main weight ``fusion.test_main``; "propagated": 0.8 intra + 0.2 inter logits alone (official).
     source: str = attrs.field(default="ensemble", validator=in_(("propagated", "ensemble")))
-    # True: the teacher's absent classes (not in the video's labels) are removed before the softmax; the background
-    # column, where the head has one, stays. False: all classes (official). Measured harmful (RESULTS.md).
-    label_mask: bool = False
     # "confidence" (default): each snippet's term is weighted by the teacher's confidence, 1 - normalised entropy of
     # T^f at the distillation temperature; "uniform": every snippet counts the same (official).
     weighting: str = attrs.field(default="confidence", validator=in_(("uniform", "confidence")))
-    # Whether the main branch distils T^f at all (eq. 7; False: the "w/o distillation" ablation). None: the head's
-    # ``distilled`` (True unless it declares otherwise; STPN declares False, ``heads/stpn.py``); True: official.
-    distill: bool | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
+    # Whether the main branch distils T^f at all (eq. 7; False: the "w/o distillation" ablation, and the recipe of a
+    # head whose TCAM does not localise, such as STPN's). True: official.
+    distill: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
 
 def _optional_tuple(value: Any) -> Any:
@@ -127,20 +125,17 @@ class PropagationConfig:
     # "concat mu^a and mu^e", after warm-up one walk over [mu^a; mu^e] that replaces both branches.
     inter_fusion: str = attrs.field(default="late", validator=in_(("late", "early")))
     # Whether the propagated branches' losses reach the head's own weights (its classifier, attention; the
-    # embedding F and the summariser learn from them either way). None: the head's ``propagated_head_gradient``
-    # (True unless it declares otherwise; no built-in head does: ``branch_parameters`` keeps the part that must stay
-    # out, and False measured worse for FAC-Net, BM and WUM, benchmarks/RESULTS.md "Transfer"); True: official.
-    head_gradient: bool | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool)))
+    # embedding F and the summariser learn from them either way). True: official; False runs the branches on the
+    # head's weights as constants.
+    head_gradient: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     # Parameters of the head (names, or dotted prefixes such as "attention") of which the propagated branches keep
     # their own copy, initialised from the head's and trained by those branches' losses alone: the main branch's
-    # copy then learns from the real snippets only. None: the head's ``branch_parameters`` (FAC-Net declares its
-    # attention centre "foreground", STPN its attention module "attention": trained on walked features they lose
-    # the boundaries, benchmarks/RESULTS.md "Transfer"); []: every parameter shared (official).
-    branch_parameters: tuple[str, ...] | None = attrs.field(
-        default=None, converter=_optional_tuple,
-        validator=attrs.validators.optional(attrs.validators.deep_iterable(
-            attrs.validators.instance_of(str), attrs.validators.instance_of(tuple))))
+    # copy then learns from the real snippets only. (): every parameter shared (official). A head's recipe names
+    # its attention-like parameters here where that measured better on held-out videos (``rskp calibrate``).
+    branch_parameters: tuple[str, ...] = attrs.field(
+        default=(), converter=_optional_tuple,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(str),
+                                                 attrs.validators.instance_of(tuple)))
 
 
 @attrs.frozen(kw_only=True)
@@ -180,14 +175,12 @@ class RSKPConfig:
     @classmethod
     def official(cls) -> "RSKPConfig":
         """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
-        branches alone, every snippet weighted alike, main fused with intra at test, and the propagated branches'
-        losses reaching every head's weights (``--set`` keys: rskp.teacher.source=propagated
-        rskp.teacher.weighting=uniform rskp.teacher.distill=true rskp.fusion.use_intra_at_test=true
-        rskp.propagation.head_gradient=true "rskp.propagation.branch_parameters=[]" rskp.losses.rampup_epochs=0)."""
+        branches alone, every snippet weighted alike, main fused with intra at test, and no ramp-up (``--set``
+        keys: rskp.teacher.source=propagated rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true
+        rskp.losses.rampup_epochs=0). A head's recipe is not applied on top of it."""
         return cls(losses=LossConfig(rampup_epochs=0),
-                   teacher=TeacherConfig(source="propagated", weighting="uniform", distill=True),
-                   fusion=FusionConfig(use_intra_at_test=True),
-                   propagation=PropagationConfig(head_gradient=True, branch_parameters=()))
+                   teacher=TeacherConfig(source="propagated", weighting="uniform"),
+                   fusion=FusionConfig(use_intra_at_test=True))
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -250,19 +243,20 @@ def _coerce(value: Any, ftype: Any, dotted: str) -> Any:
     return value
 
 
-def non_default_mapping(config: Any) -> dict[str, Any]:
-    """The values of an attrs config that differ from its class defaults, as nested plain data (tuples become
-    lists): what a YAML file holds. ``from_mapping(type(config), non_default_mapping(config)) == config``."""
+def non_default_mapping(config: Any, *, everything: bool = False) -> dict[str, Any]:
+    """The values of an attrs config that differ from its class defaults (``everything``: all values), as nested
+    plain data (tuples become lists): what a YAML file holds.
+    ``from_mapping(type(config), non_default_mapping(config)) == config``."""
     out: dict[str, Any] = {}
     for field in attrs.fields(type(config)):
         value = getattr(config, field.name)
         if attrs.has(type(value)):
-            nested = non_default_mapping(value)
+            nested = non_default_mapping(value, everything=everything)
             if nested:
                 out[field.name] = nested
             continue
         default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-        if value != default:
+        if everything or value != default:
             out[field.name] = _plain(value)
     return out
 
@@ -275,11 +269,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
-    """Read a YAML file holding only non-default values and build ``cls``; errors name the file."""
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The data of a YAML file; ``ConfigError`` names the file and what is wrong with it."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"Config file {os.fspath(path)!r} does not exist; pass an existing YAML file") from exc
     except UnicodeDecodeError as exc:
@@ -293,10 +287,27 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {exc}") from exc
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
+    """Read a YAML file holding only non-default values and build ``cls``; errors name the file."""
+    data = read_yaml(path)
     try:
         return from_mapping(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{os.fspath(path)}: {exc}") from exc
+
+
+def merge_mappings(base: Mapping[str, Any], top: Any) -> Any:
+    """``top`` laid over ``base``: nested mappings merge key by key, any other value of ``top`` replaces
+    ``base``'s (what a config layer does to the one below it)."""
+    if not isinstance(top, Mapping):
+        return top if top is not None else dict(base)
+    out: dict[str, Any] = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = merge_mappings(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 def apply_overrides(config: T, overrides: list[str]) -> T:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from .protocols import HeadOutput, head_traits, missing_head_parts
+from .protocols import HeadOutput, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message
 
 
 class CheckFailure(Exception):
@@ -204,9 +204,9 @@ def _check_classify(factory: Callable[..., Any], case: CheckCase, c: int, d_in: 
 def _check_optional(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, atol: float, rtol: float) -> None:
     head = factory(num_classes=c, feature_dim=d_in).eval()
     traits = head_traits(head)
-    flag = traits.attention_normalization
-    if not isinstance(flag, bool):
-        _fail(f"attention_normalization must be a bool class attribute, got {flag!r}")
+    declared = declared_recipe_attributes(head)
+    if declared:
+        _fail(recipe_attribute_message(head, declared))
     with torch.no_grad():
         _, out = _run(head, case.features, case.mask)
         if traits.representative_scores:
@@ -337,11 +337,15 @@ def _check_state_dict(
 
 
 def _check_wrapper(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, **_: Any) -> None:
+    from .config import MemoryConfig, RSKPConfig
     from .wrapper import RSKPWrapper  # lazy: heads never import the wrapper, nor does this module at import time
 
     torch.manual_seed(0)
-    model = RSKPWrapper(factory(num_classes=c, feature_dim=d_in)).train()
-    for step in ("warm-up step", "step with the memory bank"):
+    model = RSKPWrapper(factory(num_classes=c, feature_dim=d_in), RSKPConfig(memory=MemoryConfig(warmup_epochs=0)))
+    model.train()
+    batches = [(case.features, case.mask, case.labels)]
+    for epoch, step in enumerate(("warm-up step", "step with the memory bank")):
+        model.start_epoch(epoch, memory_batches=batches)  # the schedule fills the bank before epoch 1
         model.zero_grad()
         out = model(case.garbage, mask=case.mask, labels=case.labels)
         if out.loss is None or out.loss.dim() != 0 or not bool(torch.isfinite(out.loss)):
@@ -350,8 +354,6 @@ def _check_wrapper(factory: Callable[..., Any], case: CheckCase, c: int, d_in: i
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
         if bad:
             _fail(f"RSKPWrapper {step}: NaN/Inf gradients in {', '.join(bad)}")
-        if step == "warm-up step":
-            model.initialize_memory([(case.features, case.mask, case.labels)])
     if out.inter is None:
         _fail("RSKPWrapper step with the memory bank: the inter-video branch did not run")
 

@@ -18,7 +18,9 @@ from .config import RSKPConfig
 from .errors import ShapeError
 from .losses import attention_normalization
 from .memory import MemoryBank
-from .protocols import Head, HeadOutput, HeadTraits, head_traits, missing_head_parts
+from .protocols import (
+    Head, HeadOutput, HeadTraits, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message,
+)
 from .shapes import as_mask, expect, expect_finite
 
 
@@ -93,8 +95,13 @@ class Model(Protocol):
         """The end-of-warm-up pass filling the memory bank (a no-op without one)."""
         ...
 
-    def start_epoch(self, epoch: int) -> None:
-        """Called by the training loop before epoch ``epoch`` (0-based) runs: epoch-dependent loss weights."""
+    def start_epoch(self, epoch: int, memory_batches: Any = None) -> None:
+        """Called by the training loop before epoch ``epoch`` (0-based) runs: epoch-dependent loss weights, and the
+        memory bank filled from ``memory_batches`` once the warm-up is over (``RSKPWrapper.start_epoch``)."""
+        ...
+
+    def memory_fill_due(self, epochs_done: int) -> bool:
+        """Whether the memory bank must be filled before training goes on, ``epochs_done`` epochs into a run."""
         ...
 
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
@@ -115,6 +122,9 @@ def check_head(head: Any) -> HeadTraits:
             f"{type(head).__name__} does not follow the Head protocol (rskp_plugin.Head): missing "
             f"{', '.join(missing) or '__call__'}; int attributes num_classes and embed_dim are required too"
         )
+    declared = declared_recipe_attributes(head)
+    if declared:  # settings the head means to apply would be silently lost
+        warnings.warn(recipe_attribute_message(head, declared), UserWarning, stacklevel=3)
     return head_traits(head)
 
 
@@ -140,7 +150,7 @@ def head_losses(head: Head, traits: HeadTraits, main: HeadOutput, labels: Tensor
     for name, value in head.auxiliary_loss(main, labels, mask).items():
         losses[f"aux/{name}"] = value
     beta = config.losses.attention_normalization
-    if beta > 0 and main.attention is not None and traits.attention_normalization:
+    if beta > 0 and main.attention is not None:
         losses["att_norm"] = beta * attention_normalization(
             main.attention, mask, ratio=config.losses.attention_topk_ratio
         )
@@ -193,9 +203,12 @@ class HeadOnlyModel(nn.Module):
     def initialize_memory(self, batches: Iterable) -> None:
         """No memory without RSKP; present so training loops treat both models alike."""
 
-    @torch.no_grad()
-    def start_epoch(self, epoch: int) -> None:
-        """No epoch-dependent terms without RSKP."""
+    def start_epoch(self, epoch: int, memory_batches: Any = None) -> None:
+        """No epoch-dependent terms without RSKP (``memory_batches`` is never read)."""
+
+    def memory_fill_due(self, epochs_done: int) -> bool:
+        """Never: no memory bank without RSKP."""
+        return False
 
     def branch_outputs(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Branches:
         """``RSKPWrapper.branch_outputs`` for the head alone: its one branch (main), no teacher."""

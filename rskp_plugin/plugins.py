@@ -33,11 +33,13 @@ import threading
 import warnings
 from typing import Any, Iterable
 
+import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicateHeadError, PluginLoadError, RSKPError, UnknownHeadError
+from .errors import ConfigError, DuplicateHeadError, PluginLoadError, RSKPError, UnknownHeadError
 from .protocols import HeadSpec
+from .recipes import check_values
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT  # the pluggy project name is also the entry-point group
 
@@ -209,8 +211,7 @@ def _collect(pm: pluggy.PluginManager) -> tuple[dict[str, HeadSpec], dict[str, R
             if not isinstance(spec, HeadSpec):
                 _wrong.append(spec)
                 return
-            _mine.append(HeadSpec(name=spec.name, factory=spec.factory, summary=spec.summary, plugin=_plugin,
-                                  distribution=_dist))
+            _mine.append(attrs.evolve(spec, plugin=_plugin, distribution=_dist))
 
         kwargs = {"register": register}
         try:
@@ -221,6 +222,12 @@ def _collect(pm: pluggy.PluginManager) -> tuple[dict[str, HeadSpec], dict[str, R
         if wrong:
             what = f"called register() with a {type(wrong[0]).__name__}, not a rskp_plugin.HeadSpec"
             failed[plugin_name] = _register_error(plugin_name, distribution, what, TypeError(what))
+            continue
+        try:  # a recipe with an unknown key or a bad value would fail every run of the head: refuse it here
+            for spec in mine:
+                check_values(spec.recipe, source=f'head "{spec.name}"\'s recipe')
+        except ConfigError as exc:
+            failed[plugin_name] = _register_error(plugin_name, distribution, f"registered a bad recipe: {exc}", exc)
             continue
         for spec in mine:
             claims.setdefault(spec.name, []).append(spec)

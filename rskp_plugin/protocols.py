@@ -6,7 +6,7 @@ head has a background class, which is then the last column).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
@@ -186,31 +186,17 @@ class ScoresRepresentatives(Protocol):
 class HeadTraits:
     """What a head declares beyond the required ``Head`` protocol, resolved once by ``head_traits``.
 
+    A head's RSKP settings are not traits: they are its recipe, data on its ``HeadSpec`` (``rskp_plugin.recipes``).
+
     Attributes:
         localization: the head's ``localization`` attribute (a ``LocalizationSettings``) or None for the RSKP
             defaults; ``settings`` gives the one to use.
-        attention_normalization: the head's ``attention_normalization`` (default True): whether the wrapper adds
-            beta * L_att on the main branch's attention.
-        distillation_temperature: the head's ``distillation_temperature`` (tau of eq. 7), or None for the
-            official 0.2 (a config value overrides both).
-        propagated_head_gradient: the head's ``propagated_head_gradient`` (default True): whether the propagated
-            branches' losses update the head's own weights (``rskp.propagation.head_gradient`` overrides it).
-        branch_parameters: the head's ``branch_parameters`` (default ``()``): names, or dotted prefixes of names,
-            of the head's parameters that RSKP's propagated branches replace with their own copies
-            (``rskp.propagation.branch_parameters`` overrides it).
-        distilled: the head's ``distilled`` (default True): whether its main branch distils the teacher (eq. 7;
-            ``rskp.teacher.distill`` overrides it).
         fuse: the head defines ``fuse`` (``FusesBranches``).
         forward_branches: the head defines ``forward_branches`` (``ForwardsBranches``).
         representative_scores: the head defines ``representative_scores`` (``ScoresRepresentatives``).
     """
 
     localization: Any = None
-    attention_normalization: Any = True
-    distillation_temperature: Any = None
-    propagated_head_gradient: Any = True
-    branch_parameters: Any = ()
-    distilled: Any = True
     fuse: bool = False
     forward_branches: bool = False
     representative_scores: bool = False
@@ -223,21 +209,39 @@ class HeadTraits:
         return self.localization if self.localization is not None else LocalizationSettings()
 
 
-# The only place that looks a head's optional parts up by name: everything else reads ``HeadTraits``.
-_TRAIT_DEFAULTS = {"localization": None, "attention_normalization": True, "distillation_temperature": None,
-                   "propagated_head_gradient": True, "branch_parameters": (),
-                   "distilled": True}
+#: Class attributes through which heads once declared RSKP settings; they now belong in the head's recipe
+#: (``HeadSpec.recipe``), and ``head_checks`` warns where a head still declares one (it would be ignored).
+RECIPE_ATTRIBUTES = {
+    "attention_normalization": "losses.attention_normalization (0 for off)",
+    "distillation_temperature": "losses.distillation_temperature",
+    "propagated_head_gradient": "propagation.head_gradient",
+    "branch_parameters": "propagation.branch_parameters",
+    "distilled": "teacher.distill",
+}
 
 
 def head_traits(head: Any) -> HeadTraits:
-    """The optional parts ``head`` declares (``HeadTraits``); models resolve them once, when built."""
-    declared = {name: getattr(head, name, default) for name, default in _TRAIT_DEFAULTS.items()}
+    """The optional parts ``head`` declares (``HeadTraits``); models resolve them once, when built. The only place
+    that looks a head's optional parts up by name: everything else reads ``HeadTraits``."""
     return HeadTraits(
-        **declared,
+        localization=getattr(head, "localization", None),
         fuse=isinstance(head, FusesBranches),
         forward_branches=isinstance(head, ForwardsBranches),
         representative_scores=isinstance(head, ScoresRepresentatives),
     )
+
+
+def declared_recipe_attributes(head: Any) -> list[str]:
+    """The ``RECIPE_ATTRIBUTES`` that ``head`` (or its class) still declares."""
+    return [name for name in RECIPE_ATTRIBUTES if hasattr(head, name)]
+
+
+def recipe_attribute_message(head: Any, declared: list[str]) -> str:
+    """What to do about RSKP settings declared on a head class (``declared_recipe_attributes``)."""
+    moves = "; ".join(f"{name} -> {RECIPE_ATTRIBUTES[name]}" for name in declared)
+    return (f"{type(head).__name__} declares {', '.join(declared)} as attributes, which RSKP no longer reads: a "
+            f"head's RSKP settings are its recipe, HeadSpec(recipe={{...}}) with dotted rskp keys ({moves}); see "
+            "CONTRIBUTING.md, 'A head's recipe'")
 
 
 def missing_head_parts(head: Any) -> tuple[list[str], list[str]]:
@@ -258,6 +262,9 @@ class HeadSpec:
         summary: one line shown by ``rskp heads``.
         plugin: the plugin module or object that registered it (filled in by the plugin manager).
         distribution: the installed distribution providing the plugin, e.g. ``rskp-plugin 0.1.0``.
+        recipe: the head's RSKP settings, dotted ``rskp`` config keys -> values (``rskp_plugin.recipes``), e.g.
+            ``{"propagation.branch_parameters": ["foreground"]}``; empty: the defaults. Usually read from a recipe
+            file that ``rskp calibrate`` wrote (``recipes.read_recipe(path).values``).
     """
 
     name: str = attrs.field(validator=attrs.validators.matches_re(r"[A-Za-z0-9_.\-]+"))
@@ -265,6 +272,7 @@ class HeadSpec:
     summary: str = ""
     plugin: str = ""
     distribution: str = ""
+    recipe: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def localization_settings(head: Any) -> "LocalizationSettings":

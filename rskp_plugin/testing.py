@@ -77,7 +77,8 @@ def check_head(
     and losses); ``mask_handling`` (garbage in padded snippets changes no output on real snippets and no loss);
     ``padded_batch_equals_single`` (each video of a padded batch gives its outputs alone, and the batch losses are
     the mean of the per-video losses); ``snippetwise_classify`` (permuting snippets permutes ``classify``'s
-    output; any leading shape works); ``optional_members`` (where defined: ``attention_normalization`` is a bool,
+    output; any leading shape works); ``optional_members`` (no RSKP setting declared as a class attribute: those
+    belong in the head's recipe, ``HeadSpec(recipe=...)``;
     ``representative_scores`` gives (B, n, C) probabilities, ``fuse`` keeps the shapes and fusing two equal branches
     with weights summing to 1 keeps the video scores); ``factored_branches`` (where ``forward_branches`` is defined:
     its outputs and the gradients of the losses through them equal the head run on each ``Propagated.dense()``,

@@ -79,20 +79,17 @@ class _ForwardBranches(nn.Module):
         return self.head.forward_branches(x, mask, walked)  # type: ignore[attr-defined]
 
 
-def branch_parameter_names(head: Head, configured: tuple[str, ...] | None, declared: Any) -> list[str]:
+def branch_parameter_names(head: Head, entries: tuple[str, ...]) -> list[str]:
     """The names of ``head``'s parameters that the propagated branches get their own copies of: those equal to, or
-    under (``name.``), an entry of ``configured`` (``rskp.propagation.branch_parameters``), else of the head's
-    ``declared`` trait. ``ConfigError`` names an entry that matches no parameter, and the head's parameters."""
-    entries = tuple(declared or ()) if configured is None else configured
+    under (``name.``), an entry of ``entries`` (``rskp.propagation.branch_parameters``). ``ConfigError`` names an
+    entry that matches no parameter, and the head's parameters."""
     names = [name for name, _ in head.named_parameters()]
     chosen = []
     for entry in entries:
         matched = [n for n in names if n == entry or n.startswith(entry + ".")]
         if not matched:
-            source = "rskp.propagation.branch_parameters" if configured is not None else (
-                f"{type(head).__name__}.branch_parameters")
-            raise ConfigError(f"{source}: {entry!r} names no parameter of {type(head).__name__}; its parameters "
-                              f"are {', '.join(names) or '(none)'}")
+            raise ConfigError(f"rskp.propagation.branch_parameters: {entry!r} names no parameter of "
+                              f"{type(head).__name__}; its parameters are {', '.join(names) or '(none)'}")
         chosen += [n for n in matched if n not in chosen]
     return chosen
 
@@ -151,44 +148,56 @@ class RSKPWrapper(nn.Module):
             )
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
         # the propagated branches' own copies of some head parameters (``rskp.propagation.branch_parameters``)
-        self.branch_names = branch_parameter_names(head, config.propagation.branch_parameters,
-                                                   self.traits.branch_parameters)
+        self.branch_names = branch_parameter_names(head, config.propagation.branch_parameters)
         params = dict(head.named_parameters())
         self.branch_weights = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.branch_names])
         self.rampup = 1.0  # weight of RSKP's own loss terms in this epoch (``start_epoch``)
+        self._scheduled = False  # whether a loop called ``start_epoch``: a loop that never does is warned once
 
-    @property
-    def distillation_temperature(self) -> float:
-        """tau of eq. 7: the config's value, else the head's ``distillation_temperature``, else the official 0.2."""
-        configured = self.config.losses.distillation_temperature
-        if configured is not None:
-            return configured
-        declared = self.traits.distillation_temperature
-        return float(declared if declared is not None else 0.2)
+    def start_epoch(self, epoch: int, memory_batches: Any = None) -> None:
+        """The one call a training loop makes before each epoch ``epoch`` (0-based): RSKP's schedule.
 
-    def start_epoch(self, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based): RSKP's terms get ``losses.rampup_weight(epoch, E)``, E =
-        ``losses.rampup_epochs``, or the memory bank's warm-up where that is None."""
+        RSKP's own loss terms get the ramp-up weight ``losses.rampup_weight(epoch, E)`` (E =
+        ``losses.rampup_epochs``, or the memory bank's warm-up where that is None). Once the warm-up is over
+        (``epoch > memory.warmup_epochs``) and the memory bank is still empty, it is filled from
+        ``memory_batches``: (features (B, T, D), mask (B, T) or None, labels (B, C)) over the training videos in a
+        fixed order, or a callable returning them (called only then), as ``initialize_memory`` takes them. A loop
+        written by hand and ``Trainer.fit`` then train the same model (``Trainer`` fills the bank at the end of
+        the last warm-up epoch, which is the same point between two epochs).
+
+        Raises:
+            ValueError: the bank is due and ``memory_batches`` is None.
+        """
         self.rampup = rampup_weight(epoch, self.rampup_epochs)
+        self._scheduled = True
+        if not self.memory_fill_due(epoch):
+            return
+        if memory_batches is None:
+            raise ValueError(
+                f"epoch {epoch} comes after the memory bank's warm-up (rskp.memory.warmup_epochs = "
+                f"{self.config.memory.warmup_epochs}): pass start_epoch(epoch, memory_batches=...), the training "
+                "videos as (features, mask, labels) batches in a fixed order, or set rskp.memory.enabled=false")
+        self.initialize_memory(memory_batches() if callable(memory_batches) else memory_batches)
+
+    def _warn_unscheduled(self) -> None:
+        self._scheduled = True  # once
+        if self.rampup_epochs > 0 or self.config.memory.enabled:
+            warnings.warn(
+                "RSKPWrapper is training without start_epoch(): call model.start_epoch(epoch, memory_batches) "
+                "before each epoch, or RSKP's terms run at full weight from the first step (no ramp-up) and the "
+                "memory bank never fills (README, 'Your own training loop')", UserWarning, stacklevel=5)
+
+    def memory_fill_due(self, epochs_done: int) -> bool:
+        """Whether the memory bank must be filled before training goes on, ``epochs_done`` epochs into a run: the
+        bank is enabled, still empty, and the warm-up (epoch indices 0 .. ``memory.warmup_epochs``) is over."""
+        mem = self.config.memory
+        return mem.enabled and not bool(self.memory.ready) and epochs_done >= mem.warmup_epochs + 1
 
     @property
     def rampup_epochs(self) -> int:
         """E of the ramp-up: ``losses.rampup_epochs``, else ``memory.warmup_epochs`` (0: no ramp-up)."""
         configured = self.config.losses.rampup_epochs
         return self.config.memory.warmup_epochs if configured is None else configured
-
-    @property
-    def branch_head_gradient(self) -> bool:
-        """Whether the propagated branches' losses reach the head's own weights: ``rskp.propagation.head_gradient``,
-        else the head's ``propagated_head_gradient`` (True unless the head declares otherwise)."""
-        configured = self.config.propagation.head_gradient
-        return bool(self.traits.propagated_head_gradient) if configured is None else configured
-
-    @property
-    def distills(self) -> bool:
-        """Whether the main branch distils the teacher: ``rskp.teacher.distill``, else the head's ``distilled``."""
-        configured = self.config.teacher.distill
-        return bool(self.traits.distilled) if configured is None else configured
 
     @property
     def memory_ready(self) -> bool:
@@ -209,9 +218,8 @@ class RSKPWrapper(nn.Module):
         Propagated part P = 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready, and under
         ``propagation.inter_fusion: early``, where ``intra`` is the one walk over [mu^a; mu^e]). Default
         (``teacher.source: ensemble``): T^f = 0.6 T + 0.4 P, the main branch's TCAM T fused in with the test-time
-        weight ``fusion.test_main``; official (``propagated``): T^f = P. ``teacher.label_mask`` sets the logits of
-        classes absent from ``labels`` (B, C) to -inf (a background column, K = C + 1, stays). Shapes: every
-        branch's ``tcam`` (B, T, K) -> (B, T, K).
+        weight ``fusion.test_main``; official (``propagated``): T^f = P. Shapes: every branch's ``tcam``
+        (B, T, K) -> (B, T, K); ``labels`` is unused (kept for callers that pass it).
         """
         cfg = self.config
         teacher = intra.tcam
@@ -220,14 +228,7 @@ class RSKPWrapper(nn.Module):
             teacher = w * intra.tcam + (1.0 - w) * inter.tcam
         if cfg.teacher.source == "ensemble":
             teacher = cfg.fusion.test_main * main.tcam + (1.0 - cfg.fusion.test_main) * teacher
-        teacher = teacher.detach()
-        if cfg.teacher.label_mask and labels is not None:
-            absent = labels <= 0  # (B, C)
-            extra = teacher.shape[-1] - absent.shape[-1]  # 1 for a background column
-            if extra:
-                absent = torch.cat([absent, absent.new_zeros(absent.shape[0], extra)], dim=-1)
-            teacher = teacher.masked_fill(absent[:, None, :], float("-inf"))
-        return teacher
+        return teacher.detach()
 
     def _embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """The head's embedding F (B, T, d), made contiguous: a head may return it in another memory order (a
@@ -279,9 +280,9 @@ class RSKPWrapper(nn.Module):
     def _branch_weights(self) -> dict[str, Tensor] | None:
         """The parameters the propagated branches run on in place of the head's, by name, or None where they run on
         the head as it is: the branches' own copies (``branch_parameters``) and, in training with
-        ``branch_head_gradient`` off, the head's other weights detached (the same numbers, no gradient)."""
+        ``rskp.propagation.head_gradient`` off, the head's other weights detached (the same numbers, no gradient)."""
         weights: dict[str, Tensor] = {}
-        if not self.branch_head_gradient and self.training and torch.is_grad_enabled():
+        if not self.config.propagation.head_gradient and self.training and torch.is_grad_enabled():
             # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
             weights = {name: p.detach() for name, p in self.head.named_parameters()}
         weights.update(zip(self.branch_names, self.branch_weights))
@@ -335,6 +336,8 @@ class RSKPWrapper(nn.Module):
         """
         features, mask = validate_inputs(self.head, features, mask, labels)
         head, cfg = self.head, self.config
+        if labels is not None and self.training and not self._scheduled:
+            self._warn_unscheduled()
         feats = self._embed(features, mask)  # (B, T, d)
         sel, scored = self._select(feats, mask, bank=labels is not None and self.memory_ready and self.training)
         reps = sel.reps  # (B, n, d)
@@ -365,9 +368,9 @@ class RSKPWrapper(nn.Module):
                 if inter is not None:
                     losses["cls/inter"] = ramp * lc.inter_classification * head.classification_loss(inter, labels,
                                                                                                       mask)
-            if self.distills:
+            if cfg.teacher.distill:
                 teacher = self.pseudo_labels(main, intra, inter, labels)
-                tau = self.distillation_temperature
+                tau = lc.distillation_temperature
                 weights = (teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence"
                            else None)
                 alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)

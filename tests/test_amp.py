@@ -48,7 +48,8 @@ DEVICES = [_device_param("cpu"), _device_param("cuda")]
 
 @pytest.fixture(scope="module")
 def datasets() -> Datasets:
-    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"), collate=collate)
+    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"),
+                    heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
 
 
 def config(head: str, device: str, *overrides: str) -> ExperimentConfig:
@@ -56,8 +57,8 @@ def config(head: str, device: str, *overrides: str) -> ExperimentConfig:
     opts = {"embed_dim": 16, "dropout": 0.0}
     if head == "wum":
         opts["magnitude_dropout"] = 0.0
-    base = ExperimentConfig()
-    base = attrs.evolve(base, head=attrs.evolve(base.head, name=head, options=opts))
+    base = load_experiment(None, values={"head.name": head})  # the head's recipe laid under, as rskp train does
+    base = attrs.evolve(base, head=attrs.evolve(base.head, options=opts))
     return apply_overrides(base, [
         "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
         f"train.device={device}", "rskp.memory.warmup_epochs=0", *overrides,

@@ -341,7 +341,31 @@ def test_a_format_1_checkpoint_rebuilds_the_model_it_was_trained_as(tmp_path, ca
     del data["config"]["rskp"]["propagation"]["branch_parameters"], data["config"]["rskp"]["teacher"]["distill"]
     old = save_checkpoint(tmp_path / "old.pt", {**data, "format_version": 1})
     model, _ = load_trained_model(old, device="cpu")
-    assert model.branch_names == [] and model.distills
-    current = save_checkpoint(tmp_path / "current.pt", {**data, "format_version": 2})  # the keys' defaults apply
-    with pytest.raises(Exception, match="does not match the head it names"):
-        load_trained_model(current, device="cpu")
+    assert model.branch_names == [] and model.config.teacher.distill
+
+
+def test_a_format_2_checkpoint_gets_the_values_its_head_declared_then(tmp_path, capsys) -> None:
+    """Up to format 2 the stored config held None for "the head's class attribute": such an STPN checkpoint loads
+    with STPN's declarations of that time (tau 1, no distillation, its attention copied, no L_att)."""
+    from rskp_plugin.checkpoint import save_checkpoint
+    from rskp_plugin.engine.predict import load_trained_model
+
+    values = {"losses.distillation_temperature": 1.0, "teacher.distill": False,
+              "propagation.branch_parameters": ["attention"], "losses.attention_normalization": 0.0}
+    code, _, _ = _tiny_run(tmp_path, capsys, "run", "--head", "stpn", "--set", "head.recipe=none",
+                           *[a for k, v in values.items() for a in ("--set", f"rskp.{k}={v}")])
+    assert code == 0
+    data = load_checkpoint(tmp_path / "run" / "last.pt")
+    rskp = data["config"]["rskp"]
+    rskp["losses"]["distillation_temperature"] = rskp["teacher"]["distill"] = None
+    rskp["propagation"]["branch_parameters"] = rskp["propagation"]["head_gradient"] = None
+    rskp["losses"]["attention_normalization"] = 0.1  # the trait, not the number, switched it off then
+    rskp["teacher"]["label_mask"] = False
+    old = save_checkpoint(tmp_path / "old.pt", {**data, "format_version": 2})
+    model, _ = load_trained_model(old, device="cpu")
+    c = model.config
+    assert (c.losses.distillation_temperature, c.teacher.distill, c.propagation.branch_parameters,
+            c.losses.attention_normalization, c.propagation.head_gradient) == (1.0, False, ("attention",), 0.0, True)
+    rskp["teacher"]["label_mask"] = True  # a run trained with the removed option is refused with the reason
+    with pytest.raises(Exception, match="label_mask=true, which rskp-plugin no longer has"):
+        load_trained_model(save_checkpoint(tmp_path / "masked.pt", {**data, "format_version": 2}), device="cpu")

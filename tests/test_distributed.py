@@ -30,7 +30,8 @@ TIMEOUT_S = 120  # a deadlocked collective fails the test instead of hanging the
 
 
 def make_datasets() -> Datasets:
-    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"), collate=collate)
+    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"),
+                    heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
 
 
 def config(*overrides: str) -> ExperimentConfig:

@@ -16,7 +16,9 @@ from _tiny import tiny_dataset, train_epochs
 
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate
-from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, build_datasets, load_experiment, packaged_configs
+from rskp_plugin.engine import (
+    Datasets, ExperimentConfig, HeadConfig, Trainer, build_datasets, load_experiment, packaged_configs,
+)
 from rskp_plugin.engine.loop import plan_microbatches
 from rskp_plugin.errors import ConfigError, DataError, UnknownHeadError
 
@@ -26,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def datasets() -> Datasets:
-    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"), collate=collate)
+    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"),
+                    heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
 
 
 def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **options) -> ExperimentConfig:
@@ -190,8 +193,8 @@ def test_results_record_environment_and_config(datasets, tmp_path) -> None:
 
 
 def test_paper_yaml_is_the_library_default() -> None:
-    paper = load_experiment(ROOT / "benchmarks" / "paper.yaml")
-    default = ExperimentConfig()
+    paper = load_experiment(ROOT / "benchmarks" / "paper.yaml", ["head.recipe=none"])
+    default = ExperimentConfig(head=HeadConfig(recipe="none"))
     assert attrs.evolve(paper, train=attrs.evolve(paper.train, output_dir=default.train.output_dir)) == default
 
 
@@ -462,7 +465,8 @@ def test_run_folder_config_yaml_round_trips(tmp_path, datasets, overrides) -> No
     path = tmp_path / "run" / "config.yaml"
     assert load_experiment(path) == cfg  # what `rskp train --config <run>/config.yaml` trains
     text = path.read_text()
-    assert "accumulation: 5" in text and "num_representatives" not in text  # only the non-default values
+    # the non-default values, and every rskp value whatever its source (a later recipe change cannot alter a rerun)
+    assert "accumulation: 5" in text and "eval_batch_size" not in text and "num_representatives: 8" in text
 
 
 def test_resume_reads_a_checkpoint_from_before_the_keys_named_their_unit(tmp_path, datasets) -> None:

@@ -1,6 +1,7 @@
 """The head contract's optional parts: declared once (HeadTraits + protocols), resolved once per model."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,11 +21,12 @@ from rskp_plugin.protocols import (
 from rskp_plugin.wrapper import fuse_outputs
 from rskp_heads.stpn import STPNHead
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_toy_head_declares_nothing_optional() -> None:
     traits = head_traits(ToyHead())
     assert (traits.fuse, traits.forward_branches, traits.representative_scores) == (False, False, False)
-    assert traits.attention_normalization is True and traits.distillation_temperature is None
     assert traits.localization is None and traits.settings == LocalizationSettings()
 
 
@@ -34,7 +36,6 @@ def test_stpn_traits_match_its_declarations() -> None:
     assert isinstance(head, ForwardsBranches) and isinstance(head, ScoresRepresentatives)
     assert not isinstance(head, FusesBranches)
     assert (traits.forward_branches, traits.representative_scores, traits.fuse) == (True, True, False)
-    assert traits.attention_normalization is False and traits.distillation_temperature == 1.0
     assert traits.settings == preset("stpn")
 
 
@@ -100,10 +101,27 @@ def test_plain_head_is_a_deprecated_alias() -> None:
         assert [w.category for w in caught] == [DeprecationWarning]
 
 
-def test_what_the_built_in_heads_declare_for_rskp():
-    from rskp_plugin.plugins import create_head
+def test_built_in_heads_keep_their_rskp_settings_in_recipes_not_on_the_class():
+    from rskp_plugin.plugins import create_head, head_specs
+    from rskp_plugin.protocols import declared_recipe_attributes
+    from rskp_plugin.recipes import read_recipe
 
-    declared = {"facnet": (("foreground",), True), "stpn": (("attention",), False), "bm": ((), True), "wum": ((), True)}
-    for name, (branch, distilled) in declared.items():
-        traits = head_traits(create_head(name, num_classes=3, feature_dim=8))
-        assert (traits.branch_parameters, traits.distilled, traits.propagated_head_gradient) == (branch, distilled, True)
+    for name, spec in head_specs().items():
+        if spec.distribution.startswith("rskp-plugin "):  # the built-in heads (installed: the recipe files ship)
+            assert declared_recipe_attributes(create_head(name, num_classes=3, feature_dim=8)) == []
+            path = ROOT / "heads" / "recipes" / f"{name}.yaml"
+            assert dict(spec.recipe) == read_recipe(path).values, name
+
+
+def test_a_head_declaring_rskp_settings_on_its_class_is_told_where_they_go():
+    from rskp_plugin.testing import check_head
+
+    class Declares(ToyHead):
+        distillation_temperature = 1.0
+        distilled = False
+
+    with pytest.warns(UserWarning, match=r"distillation_temperature -> losses.distillation_temperature; distilled "
+                                         r"-> teacher.distill"):
+        RSKPWrapper(Declares())
+    with pytest.raises(AssertionError, match="HeadSpec\\(recipe="):
+        check_head(Declares)

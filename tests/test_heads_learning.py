@@ -127,11 +127,16 @@ def test_stpn_with_rskp_keeps_a_localising_cas(variant, pm, one_thread):
     and the official teacher and test-time fusion, the reported CAS passes STPN's threshold (0.05) on nearly every
     background snippet, so each detection spans the video; with the defaults it stays below it on most of them."""
     from rskp_plugin import RSKPConfig, RSKPWrapper
+    from rskp_plugin.recipes import apply
 
     train, test = make_synthetic(seed=0, feature_dim=32, num_train=200, num_test=40, difficulty=0.5)
     batch = collate(list(test), length=64, sampling="uniform")
     torch.manual_seed(0)
-    pooling, config = ("mean", RSKPConfig.official()) if variant == "official" else ("attention", RSKPConfig())
+    # STPN's own L1 term regularises its attention (no L_att) and its logits are unnormalised (tau 1) in both
+    stpn = {"losses.attention_normalization": 0.0, "losses.distillation_temperature": 1.0}
+    official = apply(stpn, RSKPConfig.official())
+    defaults = apply({**stpn, "teacher.distill": False, "propagation.branch_parameters": ["attention"]})
+    pooling, config = ("mean", official) if variant == "official" else ("attention", defaults)
     head = create_head("stpn", plugin_manager=pm, num_classes=20, feature_dim=32, embed_dim=64, pooling=pooling)
     model = RSKPWrapper(head, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

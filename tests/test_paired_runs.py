@@ -17,7 +17,8 @@ ZERO = ["rskp.losses.intra_classification=0", "rskp.losses.inter_classification=
 
 @pytest.fixture(scope="module")
 def datasets() -> Datasets:
-    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(4, 1, "test"), collate=collate)
+    return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(4, 1, "test"),
+                    heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
 
 
 def _config(head: str, rskp: bool, *overrides: str) -> ExperimentConfig:

@@ -12,7 +12,7 @@ from rskp_plugin import cli
 TINY = [
     "--set", "head.options={embed_dim: 16}", "--set", "optimizer.lr=1e-2", "--set", "optimizer.accumulation=4",
     "--set", "optimizer.batch_size=4", "--set", "rskp.memory.warmup_epochs=0", "--set", "train.eval_interval=1",
-    "--set", "train.eval_batch_size=4", "--no-progress",
+    "--set", "train.eval_batch_size=4", "--selection", "last", "--no-progress",
 ]
 SYNTH = ["--feature-dim", "16", "--num-train", "12", "--num-test", "8", "--difficulty", "0"]
 

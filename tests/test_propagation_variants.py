@@ -248,7 +248,7 @@ def test_early_fusion_walks_over_the_concatenated_representatives():
     reps_mask = torch.cat([torch.ones(3, reps.shape[1] - mem.shape[1], dtype=torch.bool), mem_mask], dim=1)
     (walk,) = birw_walks(feats, [(reps, reps_mask)], 0.5, 5.0, mask)
     torch.testing.assert_close(out.intra.tcam, model.head(walk.dense(), mask).tcam)
-    tau = model.distillation_temperature
+    tau = model.config.losses.distillation_temperature
     # the official teacher is that one branch alone (alpha after warm-up 0.5)
     torch.testing.assert_close(out.losses["distill"], 0.5 * distillation(out.main.tcam, out.intra.tcam, mask,
                                                                          temperature=tau))

@@ -37,4 +37,6 @@ def test_the_builders_read_through_the_registry(monkeypatch) -> None:
     datasets = build_datasets(config)
     test = load_split(config, "test")
     assert calls == [("train", "test"), ("test",)]
-    assert (len(datasets.train), len(datasets.test)) == (3, 2) and test.names == datasets.test.names
+    # heldout selection (the default) keeps one of the three training videos out of training
+    assert (len(datasets.train), len(datasets.heldout), len(datasets.test)) == (2, 1, 2)
+    assert test.names == datasets.test.names

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
+from _toy import ToyHead
+
+from rskp_plugin import RSKPWrapper
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.engine.strategy import SingleProcess
 from rskp_plugin.engine.warmup import MemoryWarmup
 from rskp_plugin.memory import MemoryBank
+from rskp_plugin.model import HeadOnlyModel
 
 
-def _warmup(*overrides: str) -> MemoryWarmup:
-    return MemoryWarmup(apply_overrides(ExperimentConfig(), ["rskp.memory.warmup_epochs=2", *overrides]))
+def _model(*overrides: str):
+    config = apply_overrides(ExperimentConfig(), ["rskp.memory.warmup_epochs=2", *overrides])
+    if not config.rskp_enabled:
+        return MemoryWarmup(config), HeadOnlyModel(ToyHead(), config.rskp)
+    return MemoryWarmup(config), RSKPWrapper(ToyHead(), config.rskp)
 
 
 def test_the_memory_bank_is_due_after_the_last_warmup_epoch_until_it_is_filled() -> None:
-    empty, filled = SimpleNamespace(memory_ready=False), SimpleNamespace(memory_ready=True)
-    assert [_warmup().due(empty, done) for done in range(5)] == [False, False, False, True, True]
-    assert not any(_warmup().due(filled, done) for done in range(5))
+    warmup, model = _model()
+    assert [warmup.due(model, done) for done in range(5)] == [False, False, False, True, True]
+    model.memory.ready.fill_(True)
+    assert not any(warmup.due(model, done) for done in range(5))
     for off in ("rskp_enabled=false", "rskp.memory.enabled=false"):
-        assert not any(_warmup(off).due(empty, done) for done in range(5)), off
+        warmup, model = _model(off)
+        assert not any(warmup.due(model, done) for done in range(5)), off
 
 
 def test_single_process_runs_every_video_and_updates_the_bank_as_offers_come() -> None:

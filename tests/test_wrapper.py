@@ -2,6 +2,7 @@
 
 import math
 
+import attrs
 import pytest
 import torch
 from _toy import ToyHead
@@ -71,18 +72,13 @@ def test_memory_warmup_switches_inter_branch_and_alpha():
     assert warm.losses["distill"] > 0
 
 
-def test_distillation_temperature_resolution():
-    from rskp_plugin.config import LossConfig
-
-    assert _model().distillation_temperature == 0.2  # the official value for heads that state none
-    head = ToyHead()
-    head.distillation_temperature = 1.0
-    assert RSKPWrapper(head).distillation_temperature == 1.0
-    assert RSKPWrapper(head, RSKPConfig(losses=LossConfig(distillation_temperature=0.5))).distillation_temperature == 0.5
-    x, mask, labels = _batch([6, 4], dtype=torch.float32)
-    out = RSKPWrapper(head, RSKPConfig.official())(x, mask, labels)
+def test_distillation_temperature_is_a_config_value():
     from rskp_plugin.losses import distillation
 
+    assert RSKPConfig().losses.distillation_temperature == 0.2  # official
+    x, mask, labels = _batch([6, 4], dtype=torch.float32)
+    config = attrs.evolve(RSKPConfig.official(), losses=LossConfig(distillation_temperature=1.0, rampup_epochs=0))
+    out = RSKPWrapper(ToyHead(), config)(x, mask, labels)
     torch.testing.assert_close(out.losses["distill"], distillation(out.main.tcam, out.intra.tcam, mask, temperature=1.0))
 
 
@@ -271,17 +267,6 @@ def test_ensemble_teacher_fuses_the_main_branch_in_as_at_test_time():
     assert not teacher.requires_grad
 
 
-def test_label_mask_keeps_present_classes_and_background():
-    model = _teacher_model(source="propagated", label_mask=True)
-    x, mask, labels = _batch([9, 6], seed=4)
-    out = model(x, mask, labels)
-    teacher = model.pseudo_labels(out.main, out.intra, None, labels)  # (B, T, C+1): the toy head has a background
-    absent = torch.cat([labels <= 0, torch.zeros(2, 1, dtype=torch.bool)], dim=-1)
-    assert torch.isneginf(teacher[absent[:, None, :].expand_as(teacher)]).all()
-    assert torch.isfinite(teacher[~absent[:, None, :].expand_as(teacher)]).all()
-    assert torch.isfinite(out.losses["distill"])  # 0 x log 0 of the removed classes stays 0, not NaN
-
-
 def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
     from rskp_plugin.losses import distillation, teacher_confidence
 
@@ -353,19 +338,6 @@ def test_propagated_branches_can_leave_the_heads_weights_alone(head_gradient):
     assert float(g_mu.abs().max()) > 0
 
 
-def test_head_gradient_default_comes_from_the_head():
-    class Declares(ToyHead):
-        propagated_head_gradient = False
-
-    from rskp_plugin.config import PropagationConfig
-
-    assert RSKPWrapper(ToyHead()).branch_head_gradient is True
-    assert RSKPWrapper(Declares()).branch_head_gradient is False
-    forced = RSKPWrapper(Declares(), RSKPConfig(propagation=PropagationConfig(head_gradient=True)))
-    assert forced.branch_head_gradient is True
-    assert RSKPWrapper(Declares(), RSKPConfig.official()).branch_head_gradient is True
-
-
 def test_branch_parameters_give_the_propagated_branches_their_own_copy():
     from rskp_plugin.config import PropagationConfig
 
@@ -403,31 +375,24 @@ def test_branch_parameters_name_errors_and_defaults():
     with pytest.raises(ConfigError, match=r"'attn' names no parameter of ToyHead; its parameters are .*classifier"):
         RSKPWrapper(ToyHead(), bad)
     facnet = create_head("facnet", num_classes=3, feature_dim=8, embed_dim=8)
-    assert RSKPWrapper(facnet).branch_names == ["foreground"]  # declared by the head
-    assert RSKPWrapper(facnet, RSKPConfig.official()).branch_names == []
-    stpn = RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8))
-    assert stpn.branch_names == ["attention.0.weight", "attention.0.bias", "attention.2.weight", "attention.2.bias"]
-    for name in ("bm", "wum"):
-        assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).branch_names == []
+    assert RSKPWrapper(facnet).branch_names == []  # the default: every parameter shared (official)
+    own = RSKPConfig(propagation=PropagationConfig(branch_parameters=["foreground"]))
+    assert RSKPWrapper(facnet, own).branch_names == ["foreground"]
+    stpn = create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8)
+    module = RSKPWrapper(stpn, RSKPConfig(propagation=PropagationConfig(branch_parameters=["attention"])))
+    assert module.branch_names == ["attention.0.weight", "attention.0.bias", "attention.2.weight", "attention.2.bias"]
 
 
-def test_a_head_can_decline_the_distillation():
+def test_a_recipe_can_decline_the_distillation():
     from rskp_plugin.config import TeacherConfig
-    from rskp_plugin.plugins import create_head
-
-    class Declines(ToyHead):
-        distilled = False
 
     x, mask, labels = _batch([12, 5])
     torch.manual_seed(0)
-    declines = RSKPWrapper(Declines(), RSKPConfig()).double()
+    declines = RSKPWrapper(ToyHead(), RSKPConfig(teacher=TeacherConfig(distill=False))).double()
     torch.manual_seed(0)
-    forced = RSKPWrapper(Declines(), RSKPConfig(teacher=TeacherConfig(distill=True))).double()
-    assert not declines.distills and forced.distills and RSKPWrapper(Declines(), RSKPConfig.official()).distills
-    out, ref = declines(x, mask, labels), forced(x, mask, labels)
+    distils = RSKPWrapper(ToyHead(), RSKPConfig()).double()
+    assert RSKPConfig().teacher.distill and RSKPConfig.official().teacher.distill
+    out, ref = declines(x, mask, labels), distils(x, mask, labels)
     assert float(out.losses["distill"]) == 0.0 and float(ref.losses["distill"]) > 0
     for key in ("cls/main", "cls/intra"):  # only the distillation term differs
         torch.testing.assert_close(out.losses[key], ref.losses[key])
-    assert not RSKPWrapper(create_head("stpn", num_classes=3, feature_dim=8, embed_dim=8)).distills
-    for name in ("facnet", "bm", "wum"):
-        assert RSKPWrapper(create_head(name, num_classes=3, feature_dim=8, embed_dim=8)).distills

@@ -30,13 +30,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
+    p.add_argument("--head-recipe", default=None, metavar="builtin|none|FILE",
+                   help="the head's RSKP settings, laid under the config: 'builtin' (the head's registered recipe: "
+                        "'rskp heads --recipe NAME' shows it), 'none' (the defaults) or a recipe file written by "
+                        "'rskp calibrate'; sets head.recipe (default: builtin)")
     p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
     p.add_argument("--data", choices=data_source_names(), default=None,
                    help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
                         "segments.npy, labels.npy, labels_all.npy): use files you trust")
     p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
     p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
-    p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="sets train.epochs; the memory bank's warm-up (rskp.memory.warmup_epochs) scales with it, "
+                        "keeping the config's share, unless --set gives it")
     p.add_argument("--seed", type=int, default=None, help="sets train.seed (torch, numpy, python, data order)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N; sets train.device")
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default=None,
@@ -60,8 +66,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def train_values(args: argparse.Namespace) -> dict[str, object]:
     """The config keys set by flags, as typed values (only ``--set`` is parsed as YAML)."""
-    pairs = [("head.name", args.head), ("data.source", args.data), ("data.root", args.data_root),
-             ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
+    pairs = [("head.name", args.head), ("head.recipe", args.head_recipe), ("data.source", args.data),
+             ("data.root", args.data_root), ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
              ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
              ("train.output_dir", args.output_dir), ("train.threads", args.threads)]
     values: dict[str, object] = {key: value for key, value in pairs if value is not None}
@@ -70,10 +76,27 @@ def train_values(args: argparse.Namespace) -> dict[str, object]:
     return values
 
 
+def scaled_epochs(config_name: str | None, values: dict[str, object], overrides: list[str]) -> list[str]:
+    """``--epochs N`` keeps the config's warm-up share (as ``rskp bench --epochs`` does): the override of
+    ``rskp.memory.warmup_epochs`` to add before the user's ``--set`` (none when --epochs is not given or --set
+    names the warm-up)."""
+    from ..bench import scaled_warmup
+    from ..engine import load_experiment
+
+    epochs = values.get("train.epochs")
+    if epochs is None or any(o.split("=", 1)[0].strip() == "rskp.memory.warmup_epochs" for o in overrides):
+        return []
+    base = load_experiment(config_name, overrides, values={k: v for k, v in values.items() if k != "train.epochs"})
+    warmup = scaled_warmup(int(epochs), base.train.epochs, base.rskp.memory.warmup_epochs)  # type: ignore[arg-type]
+    return [f"rskp.memory.warmup_epochs={warmup}"]
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from ..engine import Trainer, load_experiment
 
     values, overrides = train_values(args), list(args.overrides)
+    if not args.resume:
+        overrides = scaled_epochs(args.config, values, overrides) + overrides
     if args.resume:
         expect = load_experiment(args.config, overrides, values=values) if args.config else None
         trainer = Trainer.resume(args.resume, values=values, overrides=overrides, expect=expect,

@@ -22,7 +22,10 @@ from typing import Any
 import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
-from ..config import RSKPConfig, apply_overrides, load_yaml, non_default_mapping, set_values
+from .. import recipes
+from ..config import (
+    RSKPConfig, apply_overrides, from_mapping, merge_mappings, non_default_mapping, read_yaml, set_values,
+)
 from ..errors import ConfigError
 from ..sources import data_source_names
 
@@ -57,10 +60,18 @@ def _tiou(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -
 
 @attrs.frozen(kw_only=True)
 class HeadConfig:
-    """The head to train: a registered name plus keyword arguments for its factory (``create_head``)."""
+    """The head to train: a registered name plus keyword arguments for its factory (``create_head``).
+
+    Attributes:
+        name: a registered head (``rskp heads``).
+        options: keyword arguments of its factory.
+        recipe: the RSKP settings laid under the YAML config (``rskp_plugin.recipes``): "builtin" (the head's
+            registered recipe), "none" (the defaults alone) or a recipe file written by ``rskp calibrate``.
+    """
 
     name: str = "facnet"
     options: dict[str, Any] = attrs.field(factory=dict, validator=instance_of(dict))
+    recipe: str = attrs.field(default="builtin", validator=instance_of(str))
 
 
 @attrs.frozen(kw_only=True)
@@ -158,9 +169,10 @@ class TrainConfig:
         epochs: training epochs (official: 200).
         eval_interval: evaluate every this many epochs (official: 5) and after the last one.
         eval_batch_size: videos per evaluation forward pass (padded; results equal one video at a time).
-        selection: which checkpoint is reported as "best": "test" picks the best test mAP (what the paper and
-            the official code do: optimistic), "heldout" trains on part of the training split and picks on the
-            rest (honest), "last" reports the final epoch.
+        selection: which evaluation is reported as "best": "heldout" (default) trains on part of the training
+            split and picks the epoch on the rest (honest); "test" picks the best test mAP (what the paper and the
+            official code do: optimistic, a choice made by reading test scores); "last" reports the final epoch.
+            Every table, JSON file and plot names the selection behind its numbers.
         heldout_fraction: share of the training videos held out when ``selection`` is "heldout".
         protocol: detection mAP protocol ("activitynet" official ActivityNet code; "rskp"/"wtalc" the W-TALC
             style of the official RSKP code, see evaluation.md).
@@ -188,7 +200,7 @@ class TrainConfig:
     epochs: int = attrs.field(default=200, validator=ge(1))
     eval_interval: int = attrs.field(default=5, validator=ge(1))
     eval_batch_size: int = attrs.field(default=16, validator=ge(1))
-    selection: str = attrs.field(default="test", validator=in_(SELECTIONS))
+    selection: str = attrs.field(default="heldout", validator=in_(SELECTIONS))
     heldout_fraction: float = attrs.field(default=0.1, validator=and_(gt(0), lt(1)))
     protocol: str = attrs.field(default="activitynet", validator=in_(PROTOCOLS))
     tiou: tuple[float, ...] = attrs.field(default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), validator=_tiou)
@@ -240,7 +252,11 @@ def load_experiment(
     *,
     values: dict[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """Load an experiment config and resolve its run folder.
+    """Load an experiment config in layers and resolve its run folder.
+
+    Layers, each overriding the one before: the defaults, the head's recipe (``head.recipe``: the registered one
+    by default, ``rskp_plugin.recipes``), the YAML file, ``values`` (command-line flags), ``overrides`` (``--set``).
+    The head and its recipe are read from the upper layers first, so ``--set head.name=stpn`` brings STPN's recipe.
 
     Args:
         name_or_path: a YAML file or packaged config name; None = the defaults.
@@ -248,13 +264,23 @@ def load_experiment(
         values: dotted keys set to typed values (command-line flags such as ``--data-root``), before ``overrides``.
 
     Returns:
-        The config, with ``train.output_dir`` placeholders filled in (``expand_output_dir``).
+        The config with concrete values everywhere, ``train.output_dir`` placeholders filled in
+        (``expand_output_dir``).
     """
-    if name_or_path is None:
-        config = ExperimentConfig()
-    else:
-        config = load_yaml(ExperimentConfig, resolve_config_path(name_or_path))
-    config = apply_overrides(set_values(config, values or {}), list(overrides or []))
+    where = None if name_or_path is None else resolve_config_path(name_or_path)
+    raw = {} if where is None else read_yaml(where)
+
+    def build(data: Any) -> ExperimentConfig:
+        try:
+            config = from_mapping(ExperimentConfig, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{os.fspath(where)}: {exc}" if where is not None else str(exc)) from exc
+        return apply_overrides(set_values(config, values or {}), list(overrides or []))
+
+    config = build(raw)
+    recipe = recipes.resolve(config.head.name, config.head.recipe)
+    if recipe.values:
+        config = build(merge_mappings({"rskp": recipes.nested(recipe.values)}, raw))
     return expand_output_dir(config, config_name(name_or_path))
 
 
@@ -286,8 +312,10 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def config_to_yaml(config: ExperimentConfig) -> str:
-    """The config as a YAML experiment file holding only its non-default values (``rskp train --config`` reads it
-    back to an equal config)."""
+    """The config as a YAML experiment file: its non-default values, and every ``rskp`` value whatever its source,
+    so that ``rskp train --config`` reads it back to an equal config even after the head's recipe changed."""
     import yaml
 
-    return yaml.safe_dump(non_default_mapping(config), sort_keys=False, default_flow_style=False)
+    data = non_default_mapping(config)
+    data["rskp"] = non_default_mapping(config.rskp, everything=True)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

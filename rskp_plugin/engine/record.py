@@ -37,12 +37,13 @@ class RunRecord:
         self.tensorboard = TensorBoardLogger(self.output_dir / "tensorboard") if tensorboard else None
 
     def write_config(self, config: ExperimentConfig) -> Path:
-        """``config.yaml``: the resolved config, non-default values only, so that
-        ``rskp train --config <run folder>/config.yaml`` trains the same run again (into the same output folder
-        unless ``--output-dir`` says otherwise)."""
+        """``config.yaml``: the resolved config (the non-default values, and every ``rskp`` value, the head's recipe
+        included), so that ``rskp train --config <run folder>/config.yaml`` trains the same run again, on another
+        commit too (into the same output folder unless ``--output-dir`` says otherwise)."""
         path = self.output_dir / "config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = (f"# The resolved config of this run (only the values that differ from the defaults).\n"
+        header = (f"# The resolved config of this run: the values that differ from the defaults, and every rskp value\n"
+                  f"# (defaults < the head's recipe, head.recipe < the config file < flags < --set).\n"
                   f"# Train it again: rskp train --config {path.as_posix()} --output-dir <new folder>\n")
         tmp = path.with_suffix(".yaml.tmp")
         tmp.write_text(header + config_to_yaml(config))

@@ -116,6 +116,11 @@ class Trainer:
         self.last_checkpoint: tuple[Path, int] | None = None
         self.show_progress = progress if self.is_main_process else False
         self.datasets = datasets if datasets is not None else build_datasets(config)
+        if config.train.selection == "heldout" and self.datasets.heldout is None:
+            raise ConfigError(
+                "train.selection is heldout but the datasets given hold no held-out part: build them with "
+                "build_datasets(config) (it holds out train.heldout_fraction of the training videos), pass "
+                "Datasets(..., heldout=...), or choose --selection test or last")
         seed_everything(config.train.seed)  # the same seed on every rank: same data order, same initial weights
         train = self.datasets.train
         self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)

@@ -35,11 +35,9 @@ class MemoryWarmup:
         self.config = config
 
     def due(self, model: Any, epochs_done: int) -> bool:
-        """Whether the memory bank must be filled now, ``epochs_done`` epochs into the run."""
-        mem = self.config.rskp.memory
-        return (
-            self.config.rskp_enabled and mem.enabled and not model.memory_ready and epochs_done >= mem.warmup_epochs + 1
-        )
+        """Whether the memory bank must be filled now, ``epochs_done`` epochs into the run (the model's own rule,
+        ``memory_fill_due``, which ``start_epoch`` follows in a loop written by hand)."""
+        return bool(model.memory_fill_due(epochs_done))
 
     def on_epoch_end(self, trainer: Any) -> None:
         if self.due(trainer.model, trainer.epoch):
