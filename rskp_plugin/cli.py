@@ -13,6 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from .commands import console, err_console, markup
+from .commands.calibrate import add_calibrate
 from .commands.evaluate import add_evaluate, add_predict
 from .commands.heads import add_heads
 from .commands.synthetic import add_make_synthetic
@@ -34,7 +35,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_heads, add_train, add_predict, add_evaluate, _add_bench, add_make_synthetic, add_plot,
+    add_heads, add_train, add_predict, add_evaluate, _add_bench, add_calibrate, add_make_synthetic, add_plot,
 ]
 
 

@@ -1,0 +1,270 @@
+"""``rskp calibrate``: derive a head's RSKP recipe on held-out training videos.
+
+The procedure a head's author runs (and the one the built-in heads' recipes come from):
+
+1. Only the training split is read. A stratified ``heldout_fraction`` of its videos is kept out of training.
+2. Every candidate of a small grid of RSKP settings is trained on the rest, once per seed, and each run is scored
+   by its best AVG mAP on the held-out videos over the periodic evaluations (the epoch that held-out selection
+   would pick). The head alone is a candidate too, so each RSKP candidate gets a paired difference per seed
+   (same seed: same initial weights, same video order).
+3. The grid changes one mechanism at a time from the defaults (``CANDIDATES``), then tries the two best single
+   changes together. The chosen candidate is the one with the best mean held-out AVG, unless it beats the
+   defaults by less than ``min_gain`` AVG points: the simpler recipe is kept then (the seeds' noise is larger
+   than such a difference).
+4. The recipe (the chosen candidate's values plus any ``rskp`` values the user set for all candidates) is written
+   as a recipe file with the evidence: every candidate's held-out AVG per seed, mean, std and paired difference.
+
+Recipes from several data sets are combined with ``combine``: the candidate with the best mean paired difference
+over the sets (each set weighing the same), with the same ``min_gain`` rule against the defaults.
+
+The test split is never loaded: ``calibration_data`` reads the training split alone (``tests/test_calibrate.py``
+gives it a test split that cannot be read).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import datetime
+import math
+import multiprocessing
+import time
+from typing import Any, Callable, Sequence
+
+import attrs
+import numpy as np
+import torch
+
+from .config import from_mapping
+from .errors import ConfigError
+from .recipes import Recipe, check_values
+
+#: name -> (the overrides of a candidate, what it tests); "own copies" is filled per head.
+CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
+    "defaults": ({}, "RSKP's defaults: what a head that declares nothing gets"),
+    "own copies": ({}, "the propagated branches keep their own copy of the head's attention-like parameters "
+                       "(rskp.propagation.branch_parameters)"),
+    "no distillation": ({"teacher.distill": False}, "the main branch does not distil the teacher (eq. 7 off)"),
+    "tau 1": ({"losses.distillation_temperature": 1.0}, "distillation at temperature 1 (the paper's eq. 7) "
+                                                         "instead of the official 0.2"),
+    "no ramp-up": ({"losses.rampup_epochs": 0}, "RSKP's terms at full weight from the first step (official)"),
+    "no memory": ({"memory.enabled": False}, "no memory bank: the intra-video walk alone"),
+    "no head gradient": ({"propagation.head_gradient": False}, "the propagated branches train the embedding and "
+                                                               "the summariser only"),
+}
+#: The grids: "quick" covers the mechanisms that moved results most when this project measured them by hand
+#: (own copies, distillation and its temperature); "full" adds the ramp-up, the memory bank and the head gradient.
+GRIDS = {
+    "quick": ("defaults", "own copies", "no distillation", "tau 1"),
+    "full": ("defaults", "own copies", "no distillation", "tau 1", "no ramp-up", "no memory", "no head gradient"),
+}
+ALONE = "head alone"
+
+
+def attention_like_parameters(head: torch.nn.Module, feature_dim: int) -> tuple[str, ...]:
+    """The parameters of ``head`` that its forward uses but neither ``embed`` nor ``classify`` does (an attention
+    module, an attention centre), as the shortest dotted prefixes that cover exactly them.
+
+    These are the parameters that can localise on their own and that walked features can blur; the embedding and
+    the classifier are what RSKP's propagated branches are meant to train.
+    """
+    head = head.eval()
+    params = dict(head.named_parameters())
+    gen = torch.Generator().manual_seed(0)
+
+    def used(loss_of: Callable[[], torch.Tensor]) -> set[str]:
+        for p in params.values():
+            p.grad = None
+        loss_of().backward()
+        return {n for n, p in params.items() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+
+    x = torch.randn(1, 12, feature_dim, generator=gen)
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    feats = torch.randn(1, 12, head.embed_dim, generator=gen)
+
+    def forward_loss() -> torch.Tensor:
+        out = head(feats, mask)
+        tensors = [t for t in (out.video_scores, out.tcam, out.attention, out.cas, out.score_cas) if t is not None]
+        return sum(t.float().sum() for t in tensors)
+
+    embedding = used(lambda: head.embed(x, mask).sum())
+    classifier = used(lambda: head.classify(feats).sum())
+    rest = used(forward_loss) - embedding - classifier
+    for p in params.values():
+        p.grad = None
+    return _prefixes(sorted(rest), list(params))
+
+
+def _prefixes(chosen: list[str], names: list[str]) -> tuple[str, ...]:
+    """The shortest dotted prefixes whose parameters are exactly ``chosen`` (``attention.0.weight`` and
+    ``attention.0.bias``, with nothing else under ``attention``, become ``attention``)."""
+    out: list[str] = []
+    for name in chosen:
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:k])
+            under = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+            if all(n in chosen for n in under):
+                if prefix not in out:
+                    out.append(prefix)
+                break
+    return tuple(out)
+
+
+def candidate_grid(grid: str, own: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The first-round candidates of ``grid``: name -> overrides (dotted ``rskp`` keys). "own copies" is left out
+    for a head without attention-like parameters."""
+    if grid not in GRIDS:
+        raise ConfigError(f"--grid must be one of {', '.join(GRIDS)}, got {grid!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for name in GRIDS[grid]:
+        if name == "own copies":
+            if own:
+                out[name] = {"propagation.branch_parameters": list(own)}
+            continue
+        out[name] = dict(CANDIDATES[name][0])
+    return out
+
+
+def combination(single: dict[str, dict[str, Any]], gains: dict[str, float]) -> tuple[str, dict[str, Any]] | None:
+    """The second round: the two single changes with the best positive mean gain over the defaults, together
+    (None when fewer than two gain, or when they set the same key)."""
+    ranked = [n for n in sorted(gains, key=lambda n: -gains[n]) if n not in ("defaults", ALONE) and gains[n] > 0]
+    if len(ranked) < 2:
+        return None
+    a, b = ranked[:2]
+    if set(single[a]) & set(single[b]):
+        return None
+    return f"{a} + {b}", {**single[a], **single[b]}
+
+
+# ------------------------------------------------------------------------------------------------ running
+def calibration_data(config: Any, fraction: float) -> tuple[Any, Any]:
+    """(training videos, held-out videos) of ``config.data``: the training split alone is read, then split
+    (stratified by label, ``VideoDataset.split``, seeded by ``data.seed``)."""
+    from .engine.build import load_splits
+
+    (train,) = load_splits(config, ("train",))
+    return train.split(fraction, seed=config.data.seed)
+
+
+def train_candidate(config_dict: dict[str, Any], fraction: float) -> dict[str, Any]:
+    """One calibration run (a worker process runs it): train on the training part, evaluate on the held-out part
+    at every evaluation epoch; returns the best held-out AVG, its epoch and the held-out curve."""
+    from .engine import ExperimentConfig, Trainer
+    from .engine.build import Datasets
+
+    config = from_mapping(ExperimentConfig, config_dict)
+    started = time.perf_counter()
+    fit_part, held = calibration_data(config, fraction)
+    # the held-out videos take the place of the evaluated set; nothing else is read
+    datasets = Datasets(train=fit_part, test=held, heldout=None)
+    run = attrs.evolve(config, train=attrs.evolve(config.train, selection="test", output_dir="", diagnostics=False))
+    fit = Trainer(run, datasets=datasets, progress=False).fit()
+    curve = [round(float(r["test"]["avg_map_percent"]), 4) for r in fit.history]
+    return {"heldout_avg": float(fit.best["test"]["avg_map_percent"]), "epoch": int(fit.best["epoch"]),
+            "curve": curve, "seconds": round(time.perf_counter() - started, 1), "heldout_videos": len(held.videos)}
+
+
+def run_all(jobs: Sequence[tuple[str, int, dict[str, Any]]], fraction: float, workers: int,
+            report: Callable[[str, int, dict[str, Any]], None]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train every (candidate, seed, config dict) of ``jobs``, ``workers`` at a time in separate processes (one
+    torch thread each), calling ``report`` as each finishes; returns (candidate, seed) -> result."""
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    if workers <= 1:
+        for name, seed, cfg in jobs:
+            results[(name, seed)] = train_candidate(cfg, fraction)
+            report(name, seed, results[(name, seed)])
+        return results
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool shared with the parent
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = {pool.submit(train_candidate, cfg, fraction): (name, seed) for name, seed, cfg in jobs}
+        try:
+            for done in futures.as_completed(pending):
+                name, seed = pending[done]
+                results[(name, seed)] = done.result()
+                report(name, seed, results[(name, seed)])
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ choosing
+def summarize(names: Sequence[str], overrides: dict[str, dict[str, Any]], seeds: Sequence[int],
+              results: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One evidence row per candidate: held-out AVG per seed, mean, std, and the paired difference to the head
+    alone per seed, mean and std."""
+    alone = [results[(ALONE, s)]["heldout_avg"] for s in seeds]
+    rows = []
+    for name in names:
+        avg = [results[(name, s)]["heldout_avg"] for s in seeds]
+        diff = [a - b for a, b in zip(avg, alone)]
+        rows.append({
+            "name": name, "overrides": overrides.get(name, {}),
+            "heldout_avg": [round(a, 2) for a in avg], "mean": round(float(np.mean(avg)), 2),
+            "std": round(_std(avg), 2), "epochs": [results[(name, s)]["epoch"] for s in seeds],
+            "diff_to_alone": [round(d, 2) for d in diff], "diff_mean": round(float(np.mean(diff)), 2),
+            "diff_std": round(_std(diff), 2),
+        })
+    return rows
+
+
+def _std(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def choose(rows: Sequence[dict[str, Any]], min_gain: float, key: str = "diff_mean") -> str:
+    """The RSKP candidate with the best ``key``, unless it beats "defaults" by less than ``min_gain`` (then
+    "defaults"); ties go to the candidate listed first (the simpler one)."""
+    rskp = [r for r in rows if r["name"] != ALONE]
+    best = max(rskp, key=lambda r: r[key])  # max keeps the first of equal values
+    defaults = next((r for r in rskp if r["name"] == "defaults"), None)
+    if defaults is not None and best[key] - defaults[key] < min_gain:
+        return "defaults"
+    return best["name"]
+
+
+def combine(recipes: Sequence[Recipe], min_gain: float) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Choose one candidate over several calibrations of the same head (one per data set): the best mean over the
+    sets of the mean paired difference to the head alone, with ``choose``'s rule. Returns (name, overrides, one
+    row per candidate present in every set with its per-set differences)."""
+    if not recipes:
+        raise ConfigError("nothing to combine: pass recipe files written by 'rskp calibrate'")
+    heads = {r.head for r in recipes}
+    if len(heads) > 1:
+        raise ConfigError(f"the recipe files are for different heads ({', '.join(sorted(heads))}); combine one "
+                          "head's calibrations")
+    tables = []
+    for r in recipes:
+        rows = r.evidence.get("candidates")
+        if not rows:
+            raise ConfigError(f"{r.source} holds no calibration evidence (evidence.candidates); combine files "
+                              "written by 'rskp calibrate'")
+        tables.append({row["name"]: row for row in rows})
+    names = [n for n in tables[0] if all(n in t for t in tables)]
+    rows = []
+    for name in names:
+        per_set = [t[name]["diff_mean"] for t in tables]
+        rows.append({"name": name, "overrides": tables[0][name]["overrides"], "diff_per_set": per_set,
+                     "diff_mean": round(float(np.mean(per_set)), 2)})
+    chosen = choose(rows, min_gain)
+    return chosen, next(r["overrides"] for r in rows if r["name"] == chosen), rows
+
+
+def recipe_values(base: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    """The recipe: the ``rskp`` values set for every candidate (``--set rskp.…``) with the chosen candidate's."""
+    values = {**base, **chosen}
+    return check_values(values, source="the calibrated recipe")
+
+
+def evidence_header(command: str) -> str:
+    """The comment lines at the top of a recipe file."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"# Written by rskp calibrate on {stamp}:\n#   {command}\n# The values under 'rskp' are the "
+            "recipe; 'evidence' is what they were chosen on (held-out training videos only).\n")
+
+
+def fmt(value: float) -> str:
+    """A number for the table (nan as '-')."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.2f}"
