@@ -25,8 +25,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
                    help="(T, D) .npy files (one video each, named after the file), W-TALC feature files (one video "
                         "per entry, named from the videoname.npy of the annotations beside it; the only files "
-                        "unpickled, so pass only files you trust), folders of .npy files, or a features/<split> "
-                        "folder of the per-video layout (rgb/ and flow/ concatenated); anything else (a pickle, "
+                        "unpickled, by an unpickler that rebuilds arrays and plain values only), folders of .npy "
+                        "files, or a features/<split> folder of the per-video layout (rgb/ and flow/ concatenated); anything else (a pickle, "
                         "strings, a truncated file) is refused")
     p.add_argument("--subset", default=None,
                    help="W-TALC files only: predict the videos of this subset (subset.npy), e.g. test")
@@ -81,7 +81,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     gt = p.add_mutually_exclusive_group(required=True)
     gt.add_argument("--ground-truth", metavar="GT.json",
                     help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
-                         "segments.npy and labels.npy are unpickled: use files you trust)")
+                         "segments.npy and labels.npy are unpickled, by an unpickler that rebuilds arrays and plain "
+                         "values only)")
     gt.add_argument("--data", choices=data_source_names(),
                     help="score against the test set of this data source, loaded as 'rskp train' loads it (with "
                          "--data-root, --dataset-name); predictions of other videos and of classes without ground "

@@ -33,7 +33,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
     p.add_argument("--data", choices=data_source_names(), default=None,
                    help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
-                        "segments.npy, labels.npy, labels_all.npy): use files you trust")
+                        "segments.npy, labels.npy, labels_all.npy), by an unpickler that rebuilds arrays and plain "
+                        "values only: a pickle naming anything else is refused unrun")
     p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
     p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
     p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")

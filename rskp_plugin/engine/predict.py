@@ -71,7 +71,8 @@ def read_feature_files(
       (``features/<split>/rgb/<video>.npy`` and ``flow/``), every video with its modalities concatenated, rgb first,
       as ``load_folders`` does.
 
-    Only object arrays are unpickled (their format needs it: pass only files you trust); what a file holds is read
+    Only object arrays are unpickled (their format needs it), by ``formats.npy.SafeUnpickler``, which rebuilds
+    arrays and plain values only and refuses anything else before it runs; what a file holds is read
     from its ``.npy`` header first, so a pickle or random bytes named ``.npy`` are refused, never loaded.
 
     Raises:
