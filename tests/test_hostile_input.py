@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rskp_plugin import cli
+from rskp_plugin.config import load_yaml
 from rskp_plugin.data import make_synthetic, write_wtalc
+from rskp_plugin.engine import ExperimentConfig
+from rskp_plugin.errors import ConfigError
 
 TINY = [
     "--set", "data.feature_dim=16", "--set", "data.num_train=8", "--set", "data.num_test=4",
@@ -107,3 +112,62 @@ def test_restricted_unpickler_reads_numpy_and_python2_style_object_arrays(tmp_pa
     for name in ("new.npy", "old.npy"):
         loaded = load_npy(tmp_path / name, "test file", pickled=True)
         assert repr(loaded.tolist()) == repr(array.tolist())
+
+
+# ------------------------------------------------------------------------------------ YAML configs
+def test_yaml_duplicate_top_level_key_is_refused(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {epochs: 2}\nhead: {name: wum}\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'train' \(first given on line 1\).*line 3"):
+        load_yaml(ExperimentConfig, path)
+
+
+def test_yaml_merge_keys_still_override(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  <<: {epochs: 2, eval_interval: 1}\n  epochs: 4\n")
+    config = load_yaml(ExperimentConfig, path)
+    assert (config.train.epochs, config.train.eval_interval) == (4, 1)
+
+
+def test_yaml_alias_bomb_is_refused_fast_and_small(tmp_path, capsys) -> None:
+    levels = "abcdefghi"  # 9 levels: each holds the previous anchor's definition once and 9 aliases of it
+    value = "&a [" + ",".join(["0.1"] * 10) + "]"
+    for previous, name in zip(levels, levels[1:]):
+        value = f"&{name} [{value}" + f",*{previous}" * 9 + "]"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"train:\n  tiou: {value}\n")
+    assert len(path.read_bytes()) < 600
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError, match="expands to more than"):
+            load_yaml(ExperimentConfig, path)
+        elapsed, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 1 and peak < 100e6
+    code, _, err = run(capsys, "train", "--config", str(path), "--output-dir", str(tmp_path / "run"))
+    one_line_error(code, err, "bomb.yaml", "aliases")
+    assert len(err) < 1000
+
+
+def test_yaml_recursive_alias_is_refused(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  tiou: &a [0.5, *a]\n")
+    with pytest.raises(ConfigError, match="recursive"):
+        load_yaml(ExperimentConfig, path)
+
+
+def test_scalar_for_a_list_names_the_key(tmp_path, capsys) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {tiou: 0.5}\n")
+    code, _, err = run(capsys, "train", "--config", str(path), "--output-dir", str(tmp_path / "run"))
+    one_line_error(code, err, '"train.tiou" must be a list')
+
+
+def test_invalid_value_names_its_key_and_shows_a_capped_value(tmp_path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 3\n  tiou: [" + ", ".join(["2.0"] * 5000) + "]\n")
+    with pytest.raises(ConfigError, match='"train.tiou"') as info:
+        load_yaml(ExperimentConfig, path)
+    assert len(str(info.value)) < 700
