@@ -171,3 +171,30 @@ def test_invalid_value_names_its_key_and_shows_a_capped_value(tmp_path) -> None:
     with pytest.raises(ConfigError, match='"train.tiou"') as info:
         load_yaml(ExperimentConfig, path)
     assert len(str(info.value)) < 700
+
+
+# ------------------------------------------------------------------------------------ run folder lock
+def test_a_second_process_training_into_a_running_runs_folder_is_refused(tmp_path, capsys) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "run"
+    holder = subprocess.Popen(  # a first `rskp train` still running: it holds the folder's lock
+        [sys.executable, "-c", "import sys; from pathlib import Path; from rskp_plugin.engine.output import "
+         "prepare_run_dir; prepare_run_dir(Path(sys.argv[1]), overwrite=False, continuing=None); print('held', "
+         "flush=True); sys.stdin.read()", str(folder)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in sys.path if p)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run(capsys, "train", "--config", "quick", "--head", "wum", "--epochs", "1", "--output-dir",
+                           str(folder), *TINY)
+        one_line_error(code, err, "in use by another rskp process", f"PID {holder.pid}", "--output-dir")
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a crash: the kernel drops the lock, none is left stale
+        holder.wait()
+    code, _, err = run(capsys, "train", "--config", "quick", "--head", "wum", "--epochs", "1", "--output-dir",
+                       str(folder), *TINY)
+    assert code == 0, err

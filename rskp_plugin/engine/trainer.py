@@ -108,8 +108,10 @@ class Trainer:
         if config.train.tensorboard and self.output_dir is None:
             raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
         self._record: RunRecord | None = None  # config.yaml, results.json, metrics.jsonl, TensorBoard
+        self._run_lock = None  # held on the run folder until close(): a second process is refused
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
-            prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
+            self._run_lock = prepare_run_dir(self.output_dir, overwrite=overwrite,
+                                             continuing=Path(resume_from) if resume_from else None)
             # after prepare_run_dir: an old run's events are gone
             self._record = RunRecord(self.output_dir, tensorboard=config.train.tensorboard)
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
@@ -260,6 +262,8 @@ class Trainer:
         run ends. No collective can run afterwards."""
         if self._record is not None:
             self._record.close()
+        if self._run_lock is not None:
+            self._run_lock.release()
         self.strategy.close()
 
     def _fit(self, stop_after: int | None) -> FitResult:
