@@ -198,3 +198,58 @@ def test_a_second_process_training_into_a_running_runs_folder_is_refused(tmp_pat
     code, _, err = run(capsys, "train", "--config", "quick", "--head", "wum", "--epochs", "1", "--output-dir",
                        str(folder), *TINY)
     assert code == 0, err
+
+
+# ------------------------------------------------------------------------------------ never destroy user data
+SYNTH = ["--feature-dim", "16", "--num-train", "4", "--num-test", "3", "--difficulty", "0"]
+
+
+@pytest.mark.parametrize("layout", ["wtalc", "folders"])
+def test_make_synthetic_refuses_a_folder_holding_files_without_overwrite(tmp_path, capsys, layout) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "gt.json").write_text('{"database": {"mine": {}}}')
+    code, _, err = run(capsys, "make-synthetic", "--out", str(data), "--layout", layout, *SYNTH)
+    one_line_error(code, err, "already holds files (gt.json)", "--overwrite")
+    assert (data / "gt.json").read_text() == '{"database": {"mine": {}}}'
+    assert run(capsys, "make-synthetic", "--out", str(data), "--layout", layout, "--overwrite", *SYNTH)[0] == 0
+    assert run(capsys, "make-synthetic", "--out", str(tmp_path / "new"), "--layout", layout, *SYNTH)[0] == 0
+
+
+def test_make_synthetic_on_a_full_disk_leaves_no_truncated_file(tmp_path, capsys, monkeypatch) -> None:
+    import errno
+
+    real_save = np.save
+
+    def full_disk(handle, array, **kwargs):  # noqa: ANN001, ANN202
+        if isinstance(array, np.ndarray) and array.dtype.hasobject and len(array) == 7:  # the feature file
+            handle.write(b"\x93NUMPY partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(handle, array, **kwargs)
+
+    monkeypatch.setattr(np, "save", full_disk)
+    code, _, err = run(capsys, "make-synthetic", "--out", str(tmp_path / "data"), "--dataset-name", "Tiny", *SYNTH)
+    one_line_error(code, err, "Tiny-I3D-JOINTFeatures.npy", "no space left on the device")
+    assert not list((tmp_path / "data").rglob("*I3D*")) and not list((tmp_path / "data").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("target", ["last.pt", "best.pt", "results.json", "config.yaml"])
+def test_predict_out_never_replaces_a_run_file(trained, tmp_path, capsys, target) -> None:
+    features = tmp_path / "v.npy"
+    np.save(features, np.zeros((5, 16), np.float32))
+    before = (trained / target).read_bytes()
+    code, _, err = run(capsys, "predict", "--checkpoint", str(trained / "best.pt"), "--features", str(features),
+                       "--out", str(trained / target))
+    one_line_error(code, err, "would destroy the")
+    assert (trained / target).read_bytes() == before
+
+
+def test_predict_out_never_replaces_an_annotation_file_it_reads(trained, tmp_path, capsys) -> None:
+    train, test = make_synthetic(seed=3, feature_dim=16, num_train=4, num_test=3, difficulty=0)
+    write_wtalc(train, test, tmp_path, "Tiny")
+    subset = tmp_path / "Tiny-Annotations" / "subset.npy"
+    before = subset.read_bytes()
+    code, _, err = run(capsys, "predict", "--checkpoint", str(trained / "best.pt"), "--features",
+                       str(tmp_path / "Tiny-I3D-JOINTFeatures.npy"), "--subset", "test", "--out", str(subset))
+    one_line_error(code, err, "holds data")
+    assert subset.read_bytes() == before

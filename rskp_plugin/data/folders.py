@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import DataError
 from ..formats.activitynet import read_activitynet_json
 from ..formats.npy import load_npy
+from ._atomic import atomic_file, save_npy
 from ._checks import (
     ExpectedWidth,
     VideoProblem,
@@ -201,12 +202,13 @@ def write_folders(
         for video in ds.videos:
             parts = np.split(np.asarray(video.features), len(modalities), axis=1)
             for modality, part in zip(modalities, parts):
-                np.save(out / "features" / subset / modality / f"{video.name}.npy", part)
+                save_npy(out / "features" / subset / modality / f"{video.name}.npy", part)
             database[video.name] = {
                 "subset": subset,
                 "duration": float(video.duration),
                 "annotations": [{"segment": [float(s), float(e)], "label": ds.class_names[int(c)]}
                                 for (s, e), c in zip(video.segments.tolist(), video.segment_labels.tolist())],
             }
-    (out / "gt.json").write_text(json.dumps({"version": f"rskp {train.name}", "database": database}, indent=1))
+    with atomic_file(out / "gt.json", "w") as handle:
+        handle.write(json.dumps({"version": f"rskp {train.name}", "database": database}, indent=1))
     return out

@@ -49,12 +49,38 @@ def check_predictions_path(out: str | os.PathLike[str], *, checkpoint: str | os.
         OutputError: ``out`` is a folder, lies under a file, cannot be written, or is one of the inputs (a feature
             file, a ``.npy`` in a feature folder, or the checkpoint).
     """
-    from .output import check_output_file
+    from ..errors import OutputError
+    from .output import RUN_FILES, check_output_file
 
     path, model = Path(out), Path(checkpoint)
     model = model / "last.pt" if model.is_dir() else model  # a run folder means its last.pt
     check_output_file(path, inputs=[model, *map(Path, features)], what="--out")
+    if path.suffix == ".pt" or path.name in RUN_FILES:
+        held = [name for name in RUN_FILES if (path.parent / name).is_file()]
+        if held or path.suffix == ".pt":
+            raise OutputError(
+                f"--out {os.fspath(path)!r} is a checkpoint or run file name{' in a run folder' if held else ''}; "
+                "writing detections there would destroy the run (or its resume checkpoint). Pass a .json path "
+                "outside the run's files, e.g. preds.json"
+            )
+    if path.is_file() and _holds_data(path):
+        raise OutputError(
+            f"--out {os.fspath(path)!r} holds data (a .npy array or a checkpoint), perhaps a file this command reads "
+            "(a W-TALC videoname.npy or subset.npy); pass a new .json path"
+        )
     return path
+
+
+def _holds_data(path: Path) -> bool:
+    """Whether ``path`` starts like a ``.npy`` file or a ``torch.save`` archive (never a predictions file)."""
+    from ..formats.npy import NPY_MAGIC
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(NPY_MAGIC))
+    except OSError:
+        return False
+    return head == NPY_MAGIC or head[:4] == b"PK\x03\x04"
 
 
 def read_feature_files(
