@@ -4,6 +4,7 @@ warning where the input is legal), no traceback, nothing overwritten or lost, no
 from __future__ import annotations
 
 import builtins
+import importlib.metadata
 import json
 import time
 import tracemalloc
@@ -253,3 +254,54 @@ def test_predict_out_never_replaces_an_annotation_file_it_reads(trained, tmp_pat
                        str(tmp_path / "Tiny-I3D-JOINTFeatures.npy"), "--subset", "test", "--out", str(subset))
     one_line_error(code, err, "holds data")
     assert subset.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------ plugins
+def test_a_plugin_that_exits_at_import_is_named_and_the_others_work(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+    import textwrap
+
+    from test_plugins import GOOD, FakeDist, FakeEntryPoint
+
+    from rskp_plugin import plugins
+    from rskp_plugin.plugins import PluginLoadWarning, available_heads, head_errors, make_plugin_manager
+
+    (tmp_path / "rskp_fake_exits.py").write_text("import sys\nsys.exit('cannot find my weights')\n")
+    (tmp_path / "rskp_fake_exits_later.py").write_text(textwrap.dedent("""
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            raise SystemExit(3)
+    """))
+    (tmp_path / "rskp_fake_good.py").write_text(textwrap.dedent("""
+        from rskp_plugin import HeadSpec
+        from rskp_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_heads(register):
+            register(HeadSpec(name="good", factory=dict, summary="A good fake head."))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [FakeEntryPoint("facnet", "rskp_fake_exits", FakeDist("rskp-head-facnet", "0.1")),
+           FakeEntryPoint("later", "rskp_fake_exits_later", FakeDist("rskp-head-later", "0.2")), GOOD]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **selection: list(eps))
+    monkeypatch.setattr(plugins, "_manager", plugins._manager)
+    try:
+        pm = make_plugin_manager()
+        assert available_heads(pm) == ["good"]
+        errors = head_errors(pm)
+        assert "SystemExit('cannot find my weights')" in str(errors["facnet"]) and "rskp-head-facnet" in str(
+            errors["facnet"])
+        assert "SystemExit(3)" in str(errors["later"])
+        with pytest.warns(PluginLoadWarning):
+            plugins.refresh()
+        code, out, _ = run(capsys, "heads")
+        assert code == 0 and "good" in out and "rskp-head-facnet" in " ".join(out.split())
+        monkeypatch.chdir(tmp_path)
+        code, _, err = run(capsys, "train", "--head", "facnet", "--no-progress")
+        one_line_error(code, err, 'entry point "facnet = rskp_fake_exits"', "rskp-head-facnet", "cannot find my")
+    finally:
+        for name in ("rskp_fake_exits", "rskp_fake_exits_later", "rskp_fake_good"):
+            sys.modules.pop(name, None)
+
