@@ -305,3 +305,63 @@ def test_a_plugin_that_exits_at_import_is_named_and_the_others_work(tmp_path, mo
         for name in ("rskp_fake_exits", "rskp_fake_exits_later", "rskp_fake_good"):
             sys.modules.pop(name, None)
 
+
+
+# ------------------------------------------------------------------------------------ duplicate names
+def test_a_class_named_twice_is_refused(tiny_wtalc, tmp_path, capsys) -> None:
+    classlist = tiny_wtalc / "Tiny-Annotations" / "classlist.npy"
+    names = np.load(classlist)
+    np.save(classlist, np.concatenate([names, names[:1]]))
+    code, _, err = run(capsys, "train", "--data", "wtalc", "--data-root", str(tiny_wtalc), "--dataset-name", "Tiny",
+                       "--epochs", "1", "--output-dir", str(tmp_path / "run"), *TINY)
+    one_line_error(code, err, "classlist.npy names a class twice", names[0].decode())
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps({"results": {}}))
+    code, _, err = run(capsys, "evaluate", "--ground-truth", str(tiny_wtalc / "Tiny-Annotations"),
+                       "--predictions", str(preds))
+    one_line_error(code, err, "classlist.npy names a class twice")
+    from rskp_plugin.data import VideoDataset
+    from rskp_plugin.errors import DataError
+
+    with pytest.raises(DataError, match="duplicate class names"):
+        VideoDataset("tiny", "test", ["a", "b", "a"], [])
+
+
+def test_two_test_videos_of_one_name_are_refused_by_evaluate(tiny_wtalc, tmp_path, capsys) -> None:
+    videonames = tiny_wtalc / "Tiny-Annotations" / "videoname.npy"
+    subsets = [s.decode() for s in np.load(tiny_wtalc / "Tiny-Annotations" / "subset.npy")]
+    names = np.load(videonames)
+    tests = [i for i, s in enumerate(subsets) if s == "test"]
+    names[tests[1]] = names[tests[0]]
+    np.save(videonames, names)
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps({"results": {}}))
+    code, _, err = run(capsys, "evaluate", "--ground-truth", str(tiny_wtalc / "Tiny-Annotations"),
+                       "--predictions", str(preds))
+    one_line_error(code, err, "videoname.npy names a video of subset 'test' twice", names[tests[0]].decode())
+
+
+def test_a_video_key_given_twice_in_json_warns_and_keeps_the_last(tmp_path, capsys) -> None:
+    gt = tmp_path / "gt.json"
+    gt.write_text('{"database": {"v": {"annotations": [{"segment": [0, 5], "label": "A"}]},'
+                  ' "v": {"annotations": [{"segment": [10, 15], "label": "A"}]}}}')
+    preds = tmp_path / "preds.json"
+    preds.write_text('{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 5]}],'
+                     ' "v": [{"label": "A", "score": 1, "segment": [10, 15]}]}}')
+    code, out, err = run(capsys, "evaluate", "--ground-truth", str(gt), "--predictions", str(preds), "--json")
+    assert code == 0
+    assert err.count("warning:") == 2 and "1 key(s) given twice in one object ('v'); the last of each is used" in err
+    assert json.loads(out)["avg_map_percent"] == 100
+
+
+def test_segments_kept_past_the_video_end_are_counted_in_a_warning(tiny_wtalc) -> None:
+    from rskp_plugin.data import DataWarning, load_wtalc
+
+    segments = tiny_wtalc / "Tiny-Annotations" / "segments.npy"
+    array = np.load(segments, allow_pickle=True)
+    array[-1] = [[1e4, 1e4 + 1.0] for _ in array[-1]]  # start after the video ends
+    np.save(segments, array, allow_pickle=True)
+    with pytest.warns(DataWarning, match=rf"kept {len(array[-1])} segments ending after their video as annotated"):
+        load_wtalc(tiny_wtalc, "Tiny", "test", out_of_range="keep")
+    with pytest.raises(Exception, match="end after the video"):
+        load_wtalc(tiny_wtalc, "Tiny", "test")

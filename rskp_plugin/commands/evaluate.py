@@ -131,23 +131,25 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     ground_truth, subset, predictions = args.ground_truth, args.subset, args.predictions
     protocol, tiou, sps, ambiguous = args.protocol, args.tiou, args.snippets_per_second, args.ambiguous
-    if ground_truth is not None and Path(ground_truth).is_dir():
-        ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
-    elif ground_truth is None:  # --data / --config: the test set of a training config
-        test, train_cfg = _evaluation_set(args)
-        protocol, tiou = protocol or train_cfg.protocol, tiou or ",".join(f"{t:g}" for t in train_cfg.tiou)
-        ground_truth, subset, sps = test.ground_truth(), None, sps or test.snippets_per_second
-        ambiguous = ambiguous or (dict(test.ambiguous) or None)
-        predictions = _restrict_predictions(predictions, ground_truth)
     with warnings.catch_warnings(record=True) as caught:  # the evaluation's warnings become one printed line each
         warnings.simplefilter("always", EvaluationWarning)
+        if ground_truth is not None and Path(ground_truth).is_dir():
+            ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
+        elif ground_truth is None:  # --data / --config: the test set of a training config
+            test, train_cfg = _evaluation_set(args)
+            protocol, tiou = protocol or train_cfg.protocol, tiou or ",".join(f"{t:g}" for t in train_cfg.tiou)
+            ground_truth, subset, sps = test.ground_truth(), None, sps or test.snippets_per_second
+            ambiguous = ambiguous or (dict(test.ambiguous) or None)
+            predictions = _restrict_predictions(predictions, ground_truth)
         result = detection_map(
             ground_truth, predictions, parse_tiou(tiou or "0.1:0.7:0.1"), protocol=protocol or "activitynet",
             order=args.order, snippets_per_second=sps or 25 / 16, ambiguous=ambiguous, subset=subset,
             compat=args.compat,
         )
+    from ..data import DataWarning
+
     for w in caught:
-        if issubclass(w.category, EvaluationWarning):
+        if issubclass(w.category, (EvaluationWarning, DataWarning)):
             err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -182,7 +184,9 @@ def _restrict_predictions(path: str, ground_truth: dict) -> dict:
     """The predictions of the ground truth's videos and classes only, as training's evaluation scores them."""
     from ..formats.activitynet import read_activitynet_json
 
-    data, source = read_activitynet_json(path, "predictions", "results")
+    from ..evaluation import EvaluationWarning
+
+    data, source = read_activitynet_json(path, "predictions", "results", warning=EvaluationWarning)
     videos = ground_truth["database"]
     classes = {a["label"] for v in videos.values() for a in v["annotations"]}
     results = {name: [d for d in dets if isinstance(d, dict) and d.get("label") in classes]

@@ -34,7 +34,7 @@ from ._checks import (
     validate_videos,
     width_of,
 )
-from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
+from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, VideoRecord
 
 
 def _read_video(base: Path, name: str, modalities: Sequence[str]) -> np.ndarray:
@@ -93,7 +93,7 @@ def load_folders(
     check_loader_options(on_error, out_of_range, snippets_per_second)
     if not modalities:
         raise DataError("load_folders needs at least one modality folder (e.g. ('rgb', 'flow'))")
-    data, source = read_activitynet_json(ground_truth_json, "ground-truth", "database")
+    data, source = read_activitynet_json(ground_truth_json, "ground-truth", "database", warning=DataWarning)
     database = data["database"]
     if isinstance(ground_truth_json, Mapping):
         source = "ground truth"
@@ -158,7 +158,8 @@ def load_folders(
         return record, n_changed
 
     videos, skipped = validate_videos(
-        names, read_video, on_error=on_error, where=f"{source} / {base}", label=f"{source}/{subset}"
+        names, read_video, on_error=on_error, where=f"{source} / {base}", label=f"{source}/{subset}",
+        out_of_range=out_of_range,
     )
     return VideoDataset(
         name=Path(source).stem if source != "ground truth" else "folders",

@@ -41,7 +41,7 @@ from ._checks import (
     validate_videos,
     width_of,
 )
-from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
+from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord, duplicates
 
 __all__ = [
     "ANNOTATION_FILES",
@@ -102,6 +102,9 @@ def load_wtalc(
                 f"videoname.npy has {count}; the files must be index-aligned (written together)"
             )
     class_names = tuple(text(c) for c in arrays["classlist"])
+    if len(set(class_names)) != len(class_names):
+        raise DataError(f"{ann_dir / 'classlist.npy'} names a class twice ({', '.join(duplicates(class_names))}); "
+                        "each class must be listed once")
     class_index = {name: i for i, name in enumerate(class_names)}
     subsets = np.array([text(s) for s in arrays["subset"]])
     rows = np.flatnonzero(subsets == subset)
@@ -130,7 +133,8 @@ def load_wtalc(
         return record, n_changed
 
     videos, skipped = validate_videos(
-        names, read_video, on_error=on_error, where=f"{feat_path} / {ann_dir}", label=f"{dataset_name}/{subset}"
+        names, read_video, on_error=on_error, where=f"{feat_path} / {ann_dir}", label=f"{dataset_name}/{subset}",
+        out_of_range=out_of_range,
     )
     ambiguous = {}
     if (ann_dir / AMBIGUOUS_FILE).is_file():
