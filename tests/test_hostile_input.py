@@ -365,3 +365,111 @@ def test_segments_kept_past_the_video_end_are_counted_in_a_warning(tiny_wtalc) -
         load_wtalc(tiny_wtalc, "Tiny", "test", out_of_range="keep")
     with pytest.raises(Exception, match="end after the video"):
         load_wtalc(tiny_wtalc, "Tiny", "test")
+
+
+# ------------------------------------------------------------------------------------ paths and IO
+LONG = "x" * 300  # a file name over 255 bytes
+
+
+@pytest.mark.parametrize("case", ["train-output", "train-config", "predict-out", "predict-features",
+                                  "predict-checkpoint", "evaluate-gt", "plot-run"])
+def test_names_too_long_are_one_line_errors(trained, tmp_path, capsys, case) -> None:
+    pytest.importorskip("matplotlib") if case == "plot-run" else None
+    long = str(tmp_path / LONG)
+    features = tmp_path / "v.npy"
+    np.save(features, np.zeros((5, 16), np.float32))
+    preds = tmp_path / "p.json"
+    preds.write_text('{"results": {}}')
+    predict = ["predict", "--checkpoint", str(trained / "best.pt"), "--features", str(features), "--out",
+               str(tmp_path / "out.json")]
+    argv = {
+        "train-output": ["train", "--config", "quick", "--epochs", "1", "--output-dir", long, *TINY],
+        "train-config": ["train", "--config", long + ".yaml"],
+        "predict-out": predict[:-1] + [long + ".json"],
+        "predict-features": predict[:4] + [long + ".npy"] + predict[5:],
+        "predict-checkpoint": [predict[0], predict[1], long + ".pt", *predict[3:]],
+        "evaluate-gt": ["evaluate", "--ground-truth", long + ".json", "--predictions", str(preds)],
+        "plot-run": ["plot", "--run", long],
+    }[case]
+    code, _, err = run(capsys, *argv)
+    one_line_error(code, err)
+    assert "too long" in err and "xxxx ... xxxx" in err and len(err) < 500, err
+
+
+def test_a_full_standard_output_is_a_one_line_error(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    gt = tmp_path / "gt.json"
+    gt.write_text('{"database": {"v": {"annotations": [{"segment": [0, 5], "label": "A"}]}}}')
+    preds = tmp_path / "p.json"
+    preds.write_text('{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 5]}]}}')
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "rskp_plugin.cli", "evaluate", "--ground-truth", str(gt),
+                               "--predictions", str(preds), "--json"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert "cannot write to standard output: no space left on the device" in done.stderr
+
+
+def test_a_symlink_loop_or_a_device_is_named_as_such(trained, tmp_path, capsys) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for features, needle in ((tmp_path / "a", "symbolic"), ("/dev/zero", "not a regular file")):
+        code, _, err = run(capsys, "predict", "--checkpoint", str(trained / "best.pt"), "--features", str(features),
+                           "--out", str(tmp_path / "p.json"))
+        one_line_error(code, err, needle)
+    code, _, err = run(capsys, "predict", "--checkpoint", str(tmp_path / "a"), "--features", "/dev/zero",
+                       "--out", str(tmp_path / "p.json"))
+    one_line_error(code, err, "symbolic")
+
+
+def test_unreadable_files_are_one_line_errors(trained, tmp_path, capsys, monkeypatch) -> None:
+    """Mode 000 means nothing to root, so the refusal is simulated where the file is opened."""
+    import errno
+    import os
+
+    features = tmp_path / "v.npy"
+    np.save(features, np.zeros((5, 16), np.float32))
+    real_open, locked = builtins.open, {os.fspath(trained / "best.pt"), os.fspath(features)}
+
+    def open_(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if os.fspath(path) in locked:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    for argv, needle in ((["--checkpoint", str(trained / "best.pt")], "best.pt"),
+                         (["--checkpoint", str(trained / "last.pt")], "v.npy")):
+        code, _, err = run(capsys, "predict", *argv, "--features", str(features), "--out", str(tmp_path / "p.json"))
+        one_line_error(code, err, "ermission denied", needle)
+
+
+def test_a_full_disk_while_a_checkpoint_is_written(tmp_path, monkeypatch) -> None:
+    import rskp_plugin.checkpoint as checkpoint
+    from rskp_plugin.errors import OutputError
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    payload = {key: {} for key in checkpoint.REQUIRED_KEYS}
+    with pytest.raises(OutputError, match="disk is probably full.*no checkpoint was left there"):
+        checkpoint.save_checkpoint(tmp_path / "last.pt", payload)
+    (tmp_path / "last.pt").write_bytes(b"old")
+    with pytest.raises(OutputError, match="the previous one is intact"):
+        checkpoint.save_checkpoint(tmp_path / "last.pt", payload)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_plot_dpi_out_of_range_and_many_threads(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    from rskp_plugin.engine.build import available_cores, resolve_threads
+
+    code, _, err = run(capsys, "plot", "--run", str(tmp_path), "--dpi", "100000")
+    one_line_error(code, err, "--dpi from 10 to 600")
+    with pytest.warns(RuntimeWarning, match="spin-wait"):
+        assert resolve_threads(available_cores() + 1) == available_cores() + 1

@@ -164,7 +164,7 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "train", "heldout"), default="test", help="which videos")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch)")
+    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch, 10 to 600)")
     p.set_defaults(handler=_run_plot)
 
 
@@ -173,8 +173,9 @@ def _run_plot(args: argparse.Namespace) -> int:
     from ..plot import plot_run, require_matplotlib
 
     require_matplotlib()  # before loading anything: the one-line error comes first
-    if args.num_videos < 1 or args.dpi < 10:
-        raise ConfigError(f"--num-videos must be >= 1 and --dpi >= 10, got {args.num_videos} and {args.dpi}")
+    if args.num_videos < 1 or not 10 <= args.dpi <= 600:
+        raise ConfigError(f"--num-videos must be >= 1 and --dpi from 10 to 600 (a figure at 600 dpi is already about "
+                          f"50 megapixels), got {args.num_videos} and {args.dpi}")
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
     paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
                      out=args.out, split=args.split, device=args.device, dpi=args.dpi)

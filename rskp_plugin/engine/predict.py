@@ -12,7 +12,7 @@ from torch import nn
 from ..checkpoint import check_head_installed, load_checkpoint
 from ..config import from_mapping
 from ..errors import CheckpointError, DataError
-from ..formats.npy import load_npy, npy_header
+from ..formats.npy import load_npy, npy_header, why_not_a_file
 from .build import build_model, resolve_device
 from .config import ExperimentConfig
 
@@ -115,7 +115,7 @@ def read_feature_files(
         elif p.is_file():
             files.append(p)
         else:
-            raise DataError(f"feature file {os.fspath(p)!r} does not exist; pass .npy files of (T, D) features")
+            raise DataError(f"feature file {os.fspath(p)!r} {why_not_a_file(p)}; pass .npy files of (T, D) features")
     if not files and not videos:
         raise DataError(f"no .npy feature files found in {[os.fspath(p) for p in paths]}")
     for f in files:

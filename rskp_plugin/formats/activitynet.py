@@ -40,7 +40,9 @@ def read_activitynet_json(
         source = os.fspath(obj)
         path = Path(obj)
         if not path.is_file():
-            raise DataError(f"missing {what} JSON: {source} does not exist; check the path (an ActivityNet-format "
+            from .npy import why_not_a_file
+
+            raise DataError(f"missing {what} JSON: {source} {why_not_a_file(path)}; check the path (an ActivityNet-format "
                             "JSON file, e.g. THUMOS14 gt.json)")
         twice: list[str] = []
 

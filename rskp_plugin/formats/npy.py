@@ -27,6 +27,22 @@ from ..errors import DataError
 NPY_MAGIC = b"\x93NUMPY"
 
 
+def why_not_a_file(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a readable regular file, for messages: "does not exist", "is a symbolic link that leads
+    nowhere (a link loop or a missing target)", "is not a regular file (a device, FIFO or socket)" or "is a
+    folder"."""
+    try:
+        if os.path.isdir(path):
+            return "is a folder"
+        if os.path.exists(path):
+            return "is not a regular file (a device, FIFO or socket)"
+        if os.path.lexists(path):
+            return "is a symbolic link that leads nowhere (a link loop or a missing target)"
+    except (OSError, ValueError):
+        pass
+    return "does not exist"
+
+
 def npy_header(path: str | os.PathLike, what: str) -> tuple[np.dtype, tuple[int, ...]]:
     """dtype and shape from the header of a ``.npy`` file, reading nothing else.
 
