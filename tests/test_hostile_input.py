@@ -473,3 +473,32 @@ def test_plot_dpi_out_of_range_and_many_threads(tmp_path, capsys) -> None:
     one_line_error(code, err, "--dpi from 10 to 600")
     with pytest.warns(RuntimeWarning, match="spin-wait"):
         assert resolve_threads(available_cores() + 1) == available_cores() + 1
+
+
+# ------------------------------------------------------------------------------------ resuming and config.yaml
+def test_resume_refuses_an_edited_config_yaml_and_keeps_the_edit(tmp_path, capsys) -> None:
+    folder = tmp_path / "run"
+    assert run(capsys, "train", "--config", "quick", "--head", "wum", "--epochs", "1", "--output-dir", str(folder),
+               *TINY)[0] == 0
+    config = folder / "config.yaml"
+    edited = config.read_text().replace("epochs: 1", "epochs: 3")
+    config.write_text(edited)
+    code, _, err = run(capsys, "train", "--resume", str(folder / "last.pt"), "--no-progress")
+    one_line_error(code, err, "train.epochs: 3 in the file, 1 in the checkpoint", "--set train.epochs=")
+    assert config.read_text() == edited  # the edit is never overwritten
+    code, _, err = run(capsys, "train", "--resume", str(folder / "last.pt"), "--set", "train.epochs=3",
+                       "--no-progress")
+    assert code == 0, err
+
+
+def test_a_relative_data_root_is_written_absolute(tmp_path, capsys, monkeypatch) -> None:
+    from rskp_plugin.engine import load_experiment
+
+    train, test = make_synthetic(seed=3, feature_dim=16, num_train=4, num_test=3, difficulty=0)
+    monkeypatch.chdir(tmp_path)
+    write_wtalc(train, test, tmp_path / "synth")
+    assert run(capsys, "train", "--data", "wtalc", "--data-root", "synth", "--epochs", "1", "--output-dir", "run",
+               *TINY)[0] == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_experiment(tmp_path / "run" / "config.yaml").data.root == str(tmp_path / "synth")

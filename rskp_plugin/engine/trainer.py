@@ -36,7 +36,7 @@ from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
 from .progress import open_progress, progress_bar, progress_label
-from .record import RunRecord, environment
+from .record import RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
 from .warmup import Callback, MemoryWarmup
@@ -98,7 +98,9 @@ class Trainer:
     ) -> None:
         from rich.console import Console
 
-        self.config = config = expand_output_dir(config)  # placeholders left by a config built in code
+        # placeholders left by a config built in code; a relative data.root made absolute, so that the checkpoint
+        # and config.yaml name the same data wherever the run is resumed or read from
+        self.config = config = absolute_data_root(expand_output_dir(config))
         self.console = console if console is not None else Console(stderr=True)
         set_threads(config.train.threads)  # before any torch work: see resolve_threads
         self.strategy = make_strategy(resolve_device(config.train.device))  # one process or data-parallel
