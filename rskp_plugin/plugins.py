@@ -9,9 +9,9 @@ Every head, built-in or third-party, arrives the same way: a distribution declar
 Entry points are loaded one at a time, and each plugin's ``register_heads`` is called on its own. A plugin that fails
 to import, to register with pluggy or in ``register_heads`` (an exception, ``SystemExit`` included: anything but
 ``KeyboardInterrupt``; or ``register`` called with something other than a ``HeadSpec``) does not stop the others:
-its error is a ``PluginLoadError`` naming the plugin and its distribution (chained to the original exception). A head name registered by two plugins is left out (only that
-name) with a ``DuplicateHeadError`` naming both plugins and distributions. ``head_errors()`` lists them all, and
-they reach the user in three ways:
+its error is a ``PluginLoadError`` naming the plugin and its distribution (chained to the original exception). A
+head name registered by two plugins is left out (only that name) with a ``DuplicateHeadError`` naming both plugins
+and distributions. ``head_errors()`` lists them all, and they reach the user in three ways:
 
 * a ``PluginLoadWarning`` when the cached manager is built (once per ``refresh``);
 * ``create_head(name)`` raises that error when ``name`` is the broken plugin's name (heads are conventionally named

@@ -26,8 +26,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="(T, D) .npy files (one video each, named after the file), W-TALC feature files (one video "
                         "per entry, named from the videoname.npy of the annotations beside it; the only files "
                         "unpickled, by an unpickler that rebuilds arrays and plain values only), folders of .npy "
-                        "files, or a features/<split> folder of the per-video layout (rgb/ and flow/ concatenated); anything else (a pickle, "
-                        "strings, a truncated file) is refused")
+                        "files, or a features/<split> folder of the per-video layout (rgb/ and flow/ concatenated); "
+                        "anything else (a pickle, strings, a truncated file) is refused")
     p.add_argument("--subset", default=None,
                    help="W-TALC files only: predict the videos of this subset (subset.npy), e.g. test")
     p.add_argument("--out", required=True, help="where to write the detections JSON")

@@ -42,8 +42,8 @@ def read_activitynet_json(
         if not path.is_file():
             from .npy import why_not_a_file
 
-            raise DataError(f"missing {what} JSON: {source} {why_not_a_file(path)}; check the path (an ActivityNet-format "
-                            "JSON file, e.g. THUMOS14 gt.json)")
+            raise DataError(f"missing {what} JSON: {source} {why_not_a_file(path)}; check the path (an "
+                            "ActivityNet-format JSON file, e.g. THUMOS14 gt.json)")
         twice: list[str] = []
 
         def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
