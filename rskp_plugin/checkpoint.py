@@ -81,9 +81,16 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError):  # disk full, file system gone read-only: the previous checkpoint is intact
-            raise OutputError(f"cannot write checkpoint {os.fspath(path)!r} ({exc.strerror or exc}); the previous "
-                              "one is intact. Free space or pass a writable --output-dir") from exc
+        # torch's zip writer reports a full disk as a RuntimeError ("[enforce fail at inline_container.cc] ...
+        # unexpected pos", "file write failed")
+        torch_write = isinstance(exc, RuntimeError) and any(
+            text in str(exc) for text in ("inline_container", "unexpected pos", "write failed"))
+        if isinstance(exc, OSError) or torch_write:  # disk full, file system gone read-only
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+                "the write failed; the disk is probably full" if torch_write else str(exc))
+            kept = "the previous one is intact" if path.exists() else "no checkpoint was left there"
+            raise OutputError(f"cannot write checkpoint {os.fspath(path)!r} ({reason}); {kept}. Free space or pass "
+                              "a writable --output-dir") from exc
         raise
     return path
 
@@ -99,7 +106,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint {os.fspath(path)!r} does not exist; pass a .pt file written by 'rskp train'")
+        from .formats.npy import why_not_a_file
+
+        raise CheckpointError(f"Checkpoint {os.fspath(path)!r} {why_not_a_file(path)}; pass a .pt file written by "
+                              "'rskp train'")
+    try:
+        with open(path, "rb"):  # unreadable (permissions, an I/O error): said as such, not as a corrupt file
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r}: "
+                              f"{'permission denied' if isinstance(exc, PermissionError) else exc.strerror or exc}; "
+                              "check its permissions (ls -l, chmod) or pass another checkpoint") from exc
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours (or is cut short)
         with open(path, "rb") as fh:
             magic = fh.read(4)

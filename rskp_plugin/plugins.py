@@ -7,11 +7,11 @@ Every head, built-in or third-party, arrives the same way: a distribution declar
     toy = "rskp_head_toy"
 
 Entry points are loaded one at a time, and each plugin's ``register_heads`` is called on its own. A plugin that fails
-to import, to register with pluggy or in ``register_heads`` (an exception, or ``register`` called with something
-other than a ``HeadSpec``) does not stop the others: its error is a ``PluginLoadError`` naming the plugin and its
-distribution (chained to the original exception). A head name registered by two plugins is left out (only that
-name) with a ``DuplicateHeadError`` naming both plugins and distributions. ``head_errors()`` lists them all, and
-they reach the user in three ways:
+to import, to register with pluggy or in ``register_heads`` (an exception, ``SystemExit`` included: anything but
+``KeyboardInterrupt``; or ``register`` called with something other than a ``HeadSpec``) does not stop the others:
+its error is a ``PluginLoadError`` naming the plugin and its distribution (chained to the original exception). A
+head name registered by two plugins is left out (only that name) with a ``DuplicateHeadError`` naming both plugins
+and distributions. ``head_errors()`` lists them all, and they reach the user in three ways:
 
 * a ``PluginLoadWarning`` when the cached manager is built (once per ``refresh``);
 * ``create_head(name)`` raises that error when ``name`` is the broken plugin's name (heads are conventionally named
@@ -76,7 +76,9 @@ class RSKPPluginManager(pluggy.PluginManager):
             name = ep.name if not self.has_plugin(ep.name) else f"{ep.name}[{dist_name}]"
             try:
                 plugin = ep.load()
-            except Exception as exc:  # any import-time failure of a third-party module
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # any import-time failure of a third-party module, sys.exit() included
                 self.load_errors[ep.name] = _load_error(ep, dist_name, version, f"failed to import: {exc!r}", exc)
                 continue
             if self.is_registered(plugin):
@@ -216,7 +218,9 @@ def _collect(pm: pluggy.PluginManager) -> tuple[dict[str, HeadSpec], dict[str, R
         kwargs = {"register": register}
         try:
             impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except Exception as exc:  # a third-party hook may raise anything: it must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a third-party hook may raise anything (SystemExit too): the others stay up
             failed[plugin_name] = _register_error(plugin_name, distribution, f"failed in register_heads: {exc!r}", exc)
             continue
         if wrong:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import attrs
 import yaml
 
-from .config import RSKPConfig, non_default_mapping, set_values
+from .config import RSKPConfig, non_default_mapping, safe_load_yaml, set_values, yaml_problem
 from .errors import ConfigError
 
 #: ``head.recipe`` values that are not files.
@@ -109,9 +109,9 @@ def read_recipe(path: Any) -> Recipe:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {where} ({exc}); pass a UTF-8 YAML file") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{where} is not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(data, Mapping) or "rskp" not in data:
         raise ConfigError(f"{where} must be a mapping with an 'rskp' entry of dotted keys (and optionally 'head' "
                           "and 'evidence'), as 'rskp calibrate' writes")

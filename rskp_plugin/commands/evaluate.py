@@ -25,9 +25,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", required=True, nargs="+", metavar="F.npy",
                    help="(T, D) .npy files (one video each, named after the file), W-TALC feature files (one video "
                         "per entry, named from the videoname.npy of the annotations beside it; the only files "
-                        "unpickled, so pass only files you trust), folders of .npy files, or a features/<split> "
-                        "folder of the per-video layout (rgb/ and flow/ concatenated); anything else (a pickle, "
-                        "strings, a truncated file) is refused")
+                        "unpickled, by an unpickler that rebuilds arrays and plain values only), folders of .npy "
+                        "files, or a features/<split> folder of the per-video layout (rgb/ and flow/ concatenated); "
+                        "anything else (a pickle, strings, a truncated file) is refused")
     p.add_argument("--subset", default=None,
                    help="W-TALC files only: predict the videos of this subset (subset.npy), e.g. test")
     p.add_argument("--out", required=True, help="where to write the detections JSON")
@@ -81,7 +81,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     gt = p.add_mutually_exclusive_group(required=True)
     gt.add_argument("--ground-truth", metavar="GT.json",
                     help="ground-truth JSON, or a folder of W-TALC .npy annotations (its --subset videos with GT; "
-                         "segments.npy and labels.npy are unpickled: use files you trust)")
+                         "segments.npy and labels.npy are unpickled, by an unpickler that rebuilds arrays and plain "
+                         "values only)")
     gt.add_argument("--data", choices=data_source_names(),
                     help="score against the test set of this data source, loaded as 'rskp train' loads it (with "
                          "--data-root, --dataset-name); predictions of other videos and of classes without ground "
@@ -130,23 +131,25 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     ground_truth, subset, predictions = args.ground_truth, args.subset, args.predictions
     protocol, tiou, sps, ambiguous = args.protocol, args.tiou, args.snippets_per_second, args.ambiguous
-    if ground_truth is not None and Path(ground_truth).is_dir():
-        ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
-    elif ground_truth is None:  # --data / --config: the test set of a training config
-        test, train_cfg = _evaluation_set(args)
-        protocol, tiou = protocol or train_cfg.protocol, tiou or ",".join(f"{t:g}" for t in train_cfg.tiou)
-        ground_truth, subset, sps = test.ground_truth(), None, sps or test.snippets_per_second
-        ambiguous = ambiguous or (dict(test.ambiguous) or None)
-        predictions = _restrict_predictions(predictions, ground_truth)
     with warnings.catch_warnings(record=True) as caught:  # the evaluation's warnings become one printed line each
         warnings.simplefilter("always", EvaluationWarning)
+        if ground_truth is not None and Path(ground_truth).is_dir():
+            ground_truth, subset = load_wtalc_ground_truth(ground_truth, subset or "test"), None
+        elif ground_truth is None:  # --data / --config: the test set of a training config
+            test, train_cfg = _evaluation_set(args)
+            protocol, tiou = protocol or train_cfg.protocol, tiou or ",".join(f"{t:g}" for t in train_cfg.tiou)
+            ground_truth, subset, sps = test.ground_truth(), None, sps or test.snippets_per_second
+            ambiguous = ambiguous or (dict(test.ambiguous) or None)
+            predictions = _restrict_predictions(predictions, ground_truth)
         result = detection_map(
             ground_truth, predictions, parse_tiou(tiou or "0.1:0.7:0.1"), protocol=protocol or "activitynet",
             order=args.order, snippets_per_second=sps or 25 / 16, ambiguous=ambiguous, subset=subset,
             compat=args.compat,
         )
+    from ..data import DataWarning
+
     for w in caught:
-        if issubclass(w.category, EvaluationWarning):
+        if issubclass(w.category, (EvaluationWarning, DataWarning)):
             err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -181,7 +184,9 @@ def _restrict_predictions(path: str, ground_truth: dict) -> dict:
     """The predictions of the ground truth's videos and classes only, as training's evaluation scores them."""
     from ..formats.activitynet import read_activitynet_json
 
-    data, source = read_activitynet_json(path, "predictions", "results")
+    from ..evaluation import EvaluationWarning
+
+    data, source = read_activitynet_json(path, "predictions", "results", warning=EvaluationWarning)
     videos = ground_truth["database"]
     classes = {a["label"] for v in videos.values() for a in v["annotations"]}
     results = {name: [d for d in dets if isinstance(d, dict) and d.get("label") in classes]

@@ -24,7 +24,10 @@ def add_make_synthetic(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (created if missing); a folder that holds files is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that already holds files (the dataset's files are replaced, others kept)")
     p.add_argument("--config", default=None,
                    help="experiment config (file or packaged name, e.g. quick) whose synthetic data to write")
     p.add_argument("--layout", choices=("wtalc", "folders"), default="wtalc",
@@ -55,6 +58,7 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
 
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer from 0 to 2**64 - 1, got {args.seed}")
+    _check_out(args.out, overwrite=args.overwrite)  # before generating anything
     data = load_experiment(args.config).data  # the defaults without --config
     pairs = (("seed", args.seed), ("feature_dim", args.feature_dim), ("difficulty", args.difficulty),
              ("num_train", args.num_train), ("num_test", args.num_test), ("dataset_name", args.dataset_name))
@@ -86,3 +90,23 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"generated in {generated:.1f} s, written in {time.perf_counter() - start - generated:.1f} s")
     return 0
+
+
+def _check_out(out: str, *, overwrite: bool) -> None:
+    """``--out`` must be a new or empty folder (or ``--overwrite``), and writable."""
+    import os
+    from pathlib import Path
+
+    from ..engine.output import ensure_writable_dir
+    from ..errors import OutputError
+
+    folder = Path(out)
+    if folder.is_dir() and not overwrite:
+        held = sorted(p.name for p in folder.iterdir())
+        if held:
+            shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+            raise OutputError(
+                f"--out {os.fspath(folder)!r} already holds files ({shown}), perhaps a dataset; pass --overwrite to "
+                "write the synthetic dataset's files over them (other files are kept), or another --out"
+            )
+    ensure_writable_dir(folder, what="--out")

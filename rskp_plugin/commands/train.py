@@ -37,7 +37,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-rskp", action="store_true", help="train the head alone (rskp_enabled=false)")
     p.add_argument("--data", choices=data_source_names(), default=None,
                    help="sets data.source; wtalc unpickles only the files whose format needs it (the feature file, "
-                        "segments.npy, labels.npy, labels_all.npy): use files you trust")
+                        "segments.npy, labels.npy, labels_all.npy), by an unpickler that rebuilds arrays and plain "
+                        "values only: a pickle naming anything else is refused unrun")
     p.add_argument("--data-root", default=None, help="data folder for wtalc/folders; sets data.root")
     p.add_argument("--dataset-name", default=None, help="W-TALC file prefix; sets data.dataset_name")
     p.add_argument("--epochs", type=int, default=None,
@@ -186,7 +187,7 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "train", "heldout"), default="test", help="which videos")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch)")
+    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch, 10 to 600)")
     p.set_defaults(handler=_run_plot)
 
 
@@ -195,8 +196,9 @@ def _run_plot(args: argparse.Namespace) -> int:
     from ..plot import plot_run, require_matplotlib
 
     require_matplotlib()  # before loading anything: the one-line error comes first
-    if args.num_videos < 1 or args.dpi < 10:
-        raise ConfigError(f"--num-videos must be >= 1 and --dpi >= 10, got {args.num_videos} and {args.dpi}")
+    if args.num_videos < 1 or not 10 <= args.dpi <= 600:
+        raise ConfigError(f"--num-videos must be >= 1 and --dpi from 10 to 600 (a figure at 600 dpi is already about "
+                          f"50 megapixels), got {args.num_videos} and {args.dpi}")
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
     paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
                      out=args.out, split=args.split, device=args.device, dpi=args.dpi)

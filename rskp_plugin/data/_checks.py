@@ -41,6 +41,7 @@ def validate_videos(
     on_error: str,
     where: str,
     label: str,
+    out_of_range: str = "clip",
 ) -> tuple[list[VideoRecord], list[tuple[str, str]]]:
     """The outline every loader shares: build each video, raise or skip the bad ones, warn once about the rest.
 
@@ -52,10 +53,11 @@ def validate_videos(
             bad videos with one ``DataWarning`` counting them.
         where: the files read, for the error.
         label: the dataset and subset, for the warnings.
+        out_of_range: the loader's setting, for the warning that counts the segments outside their video.
 
     Returns:
         ``(records of the good videos, (name, reason) of each skipped one)``; a ``DataWarning`` counts the segments
-        clipped, if any.
+        clipped, or kept as annotated though they end after their video, if any.
     """
     videos, skipped, changed = [], [], 0
     for i, name in enumerate(names):
@@ -69,7 +71,14 @@ def validate_videos(
         changed += n_changed
         videos.append(record)
     summarize_skipped(label, skipped, len(names), stacklevel=4)  # blames the loader's caller
-    if changed:
+    if changed and out_of_range == "keep":
+        warnings.warn(
+            f"{label}: kept {changed} segments ending after their video as annotated (the official evaluations keep "
+            "them; the real THUMOS14 files have 33); out_of_range='clip' clips them",
+            DataWarning,
+            stacklevel=3,
+        )
+    elif changed:
         warnings.warn(
             f"{label}: clipped {changed} segments ending after their video (dropped those starting after it)",
             DataWarning,
@@ -164,7 +173,8 @@ def check_segments(
     starts after the end is dropped).
 
     Returns:
-        ``(segments (K', 2) float64, keep (K,) bool mask of the original segments kept, number changed)``.
+        ``(segments (K', 2) float64, keep (K,) bool mask of the original segments kept, number of segments outside
+        the video: clipped or dropped with "clip", kept as annotated with "keep")``.
     """
     try:
         array = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
@@ -180,8 +190,10 @@ def check_segments(
     if not np.isfinite(duration) or duration <= 0:
         raise VideoProblem(f"duration {duration} s is not a positive number")
     outside = np.flatnonzero(array[:, 1] > duration + 1.0 / snippets_per_second)
-    if len(outside) == 0 or out_of_range == "keep":
+    if len(outside) == 0:
         return array, keep, 0
+    if out_of_range == "keep":  # counted: the loader warns once with the total
+        return array, keep, len(outside)
     if out_of_range == "error":
         s, e = array[outside[0]]
         raise VideoProblem(

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import DataError
 from ..formats.activitynet import read_activitynet_json
 from ..formats.npy import load_npy
+from ._atomic import atomic_file, save_npy
 from ._checks import (
     ExpectedWidth,
     VideoProblem,
@@ -33,7 +34,7 @@ from ._checks import (
     validate_videos,
     width_of,
 )
-from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
+from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, VideoRecord
 
 
 def _read_video(base: Path, name: str, modalities: Sequence[str]) -> np.ndarray:
@@ -92,7 +93,7 @@ def load_folders(
     check_loader_options(on_error, out_of_range, snippets_per_second)
     if not modalities:
         raise DataError("load_folders needs at least one modality folder (e.g. ('rgb', 'flow'))")
-    data, source = read_activitynet_json(ground_truth_json, "ground-truth", "database")
+    data, source = read_activitynet_json(ground_truth_json, "ground-truth", "database", warning=DataWarning)
     database = data["database"]
     if isinstance(ground_truth_json, Mapping):
         source = "ground truth"
@@ -157,7 +158,8 @@ def load_folders(
         return record, n_changed
 
     videos, skipped = validate_videos(
-        names, read_video, on_error=on_error, where=f"{source} / {base}", label=f"{source}/{subset}"
+        names, read_video, on_error=on_error, where=f"{source} / {base}", label=f"{source}/{subset}",
+        out_of_range=out_of_range,
     )
     return VideoDataset(
         name=Path(source).stem if source != "ground truth" else "folders",
@@ -201,12 +203,13 @@ def write_folders(
         for video in ds.videos:
             parts = np.split(np.asarray(video.features), len(modalities), axis=1)
             for modality, part in zip(modalities, parts):
-                np.save(out / "features" / subset / modality / f"{video.name}.npy", part)
+                save_npy(out / "features" / subset / modality / f"{video.name}.npy", part)
             database[video.name] = {
                 "subset": subset,
                 "duration": float(video.duration),
                 "annotations": [{"segment": [float(s), float(e)], "label": ds.class_names[int(c)]}
                                 for (s, e), c in zip(video.segments.tolist(), video.segment_labels.tolist())],
             }
-    (out / "gt.json").write_text(json.dumps({"version": f"rskp {train.name}", "database": database}, indent=1))
+    with atomic_file(out / "gt.json", "w") as handle:
+        handle.write(json.dumps({"version": f"rskp {train.name}", "database": database}, indent=1))
     return out

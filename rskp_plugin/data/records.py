@@ -19,6 +19,13 @@ from ..errors import DataError, ShapeError
 I3D_SNIPPETS_PER_SECOND = 25 / 16
 
 
+def duplicates(names: Sequence[str], limit: int = 5) -> list[str]:
+    """The names that occur more than once in ``names`` (at most ``limit``, sorted)."""
+    seen: set[str] = set()
+    twice = {n for n in names if n in seen or seen.add(n)}
+    return sorted(twice)[:limit]
+
+
 class DataWarning(UserWarning):
     """A loader skipped videos (``on_error="skip"``) or changed annotations; the dataset's ``skipped`` says which."""
 
@@ -129,6 +136,9 @@ class VideoDataset:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})[:5]
             raise DataError(f"{self.name}/{self.subset}: duplicate video names {dup}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise DataError(f"{self.name}/{self.subset}: duplicate class names {duplicates(self.class_names)} in the "
+                            "class list; give every class one name, once")
 
     def __len__(self) -> int:
         return len(self.videos)

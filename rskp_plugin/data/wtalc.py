@@ -29,6 +29,7 @@ from ..formats.wtalc import (
     read_wtalc_files,
     text,
 )
+from ._atomic import atomic_file, save_npy
 from ._checks import (
     ExpectedWidth,
     VideoProblem,
@@ -40,7 +41,7 @@ from ._checks import (
     validate_videos,
     width_of,
 )
-from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
+from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord, duplicates
 
 __all__ = [
     "ANNOTATION_FILES",
@@ -101,6 +102,9 @@ def load_wtalc(
                 f"videoname.npy has {count}; the files must be index-aligned (written together)"
             )
     class_names = tuple(text(c) for c in arrays["classlist"])
+    if len(set(class_names)) != len(class_names):
+        raise DataError(f"{ann_dir / 'classlist.npy'} names a class twice ({', '.join(duplicates(class_names))}); "
+                        "each class must be listed once")
     class_index = {name: i for i, name in enumerate(class_names)}
     subsets = np.array([text(s) for s in arrays["subset"]])
     rows = np.flatnonzero(subsets == subset)
@@ -129,7 +133,8 @@ def load_wtalc(
         return record, n_changed
 
     videos, skipped = validate_videos(
-        names, read_video, on_error=on_error, where=f"{feat_path} / {ann_dir}", label=f"{dataset_name}/{subset}"
+        names, read_video, on_error=on_error, where=f"{feat_path} / {ann_dir}", label=f"{dataset_name}/{subset}",
+        out_of_range=out_of_range,
     )
     ambiguous = {}
     if (ann_dir / AMBIGUOUS_FILE).is_file():
@@ -183,25 +188,26 @@ def write_wtalc(
         raise DataError(f"cannot create {ann}: {exc}; choose another output folder") from exc
     rows = [(v, ds.subset) for ds in (train, test) for v in ds.videos]
     names = train.class_names
-    np.save(ann / "videoname.npy", np.array([v.name.encode("utf-8") for v, _ in rows]))
-    np.save(ann / "subset.npy", np.array([s.encode("utf-8") for _, s in rows]))
-    np.save(ann / "classlist.npy", np.array([c.encode("utf-8") for c in names]))
-    np.save(ann / "duration.npy", np.array([[v.duration] for v, _ in rows], dtype=np.float64).reshape(-1, 1))
-    np.save(ann / "segments.npy", _object_array(v.segments.tolist() for v, _ in rows), allow_pickle=True)
-    np.save(
+    # every file atomically (a temporary sibling, then a rename): a full disk leaves no truncated file
+    save_npy(features_path(out, dataset_name), _object_array(v.features for v, _ in rows), allow_pickle=True)
+    save_npy(ann / "videoname.npy", np.array([v.name.encode("utf-8") for v, _ in rows]))
+    save_npy(ann / "subset.npy", np.array([s.encode("utf-8") for _, s in rows]))
+    save_npy(ann / "classlist.npy", np.array([c.encode("utf-8") for c in names]))
+    save_npy(ann / "duration.npy", np.array([[v.duration] for v, _ in rows], dtype=np.float64).reshape(-1, 1))
+    save_npy(ann / "segments.npy", _object_array(v.segments.tolist() for v, _ in rows), allow_pickle=True)
+    save_npy(
         ann / "labels.npy",
         _object_array([names[c] for c in v.segment_labels.tolist()] for v, _ in rows),
         allow_pickle=True,
     )
-    np.save(
+    save_npy(
         ann / "labels_all.npy",
         _object_array([names[c] for c in np.flatnonzero(v.labels > 0).tolist()] for v, _ in rows),
         allow_pickle=True,
     )
-    with open(ann / AMBIGUOUS_FILE, "w", encoding="utf-8") as handle:
+    with atomic_file(ann / AMBIGUOUS_FILE, "w") as handle:
         for ds in (train, test):
             for name, segs in ds.ambiguous.items():
                 for s, e in segs.tolist():
                     handle.write(f"{name}  {s!r} {e!r}\n")
-    np.save(features_path(out, dataset_name), _object_array(v.features for v, _ in rows), allow_pickle=True)
     return out

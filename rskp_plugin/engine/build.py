@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -70,12 +71,25 @@ def resolve_threads(threads: int = 0) -> int:
     threads made an epoch 13-26x slower than 1 thread (benchmarks/RESULTS.md, "Threads on a busy machine").
     """
     if threads > 0:
+        cores = available_cores()
+        if threads > cores:
+            warnings.warn(f"--threads / train.threads is {threads} but this process may use {cores} CPU core(s): "
+                          "torch's threads spin-wait, so more threads than cores make every step much slower; pass "
+                          f"--threads {cores} or fewer (0 = auto)", RuntimeWarning, stacklevel=3)
         return threads
     try:
         env = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
         env = 0
     return env if env > 0 else 1
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def set_threads(threads: int = 0) -> int:

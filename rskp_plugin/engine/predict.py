@@ -12,7 +12,7 @@ from torch import nn
 from ..checkpoint import check_head_installed, load_checkpoint
 from ..config import from_mapping
 from ..errors import CheckpointError, DataError
-from ..formats.npy import load_npy, npy_header
+from ..formats.npy import load_npy, npy_header, why_not_a_file
 from .build import build_model, resolve_device
 from .config import ExperimentConfig
 
@@ -49,12 +49,38 @@ def check_predictions_path(out: str | os.PathLike[str], *, checkpoint: str | os.
         OutputError: ``out`` is a folder, lies under a file, cannot be written, or is one of the inputs (a feature
             file, a ``.npy`` in a feature folder, or the checkpoint).
     """
-    from .output import check_output_file
+    from ..errors import OutputError
+    from .output import RUN_FILES, check_output_file
 
     path, model = Path(out), Path(checkpoint)
     model = model / "last.pt" if model.is_dir() else model  # a run folder means its last.pt
     check_output_file(path, inputs=[model, *map(Path, features)], what="--out")
+    if path.suffix == ".pt" or path.name in RUN_FILES:
+        held = [name for name in RUN_FILES if (path.parent / name).is_file()]
+        if held or path.suffix == ".pt":
+            raise OutputError(
+                f"--out {os.fspath(path)!r} is a checkpoint or run file name{' in a run folder' if held else ''}; "
+                "writing detections there would destroy the run (or its resume checkpoint). Pass a .json path "
+                "outside the run's files, e.g. preds.json"
+            )
+    if path.is_file() and _holds_data(path):
+        raise OutputError(
+            f"--out {os.fspath(path)!r} holds data (a .npy array or a checkpoint), perhaps a file this command reads "
+            "(a W-TALC videoname.npy or subset.npy); pass a new .json path"
+        )
     return path
+
+
+def _holds_data(path: Path) -> bool:
+    """Whether ``path`` starts like a ``.npy`` file or a ``torch.save`` archive (never a predictions file)."""
+    from ..formats.npy import NPY_MAGIC
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(NPY_MAGIC))
+    except OSError:
+        return False
+    return head == NPY_MAGIC or head[:4] == b"PK\x03\x04"
 
 
 def read_feature_files(
@@ -71,7 +97,8 @@ def read_feature_files(
       (``features/<split>/rgb/<video>.npy`` and ``flow/``), every video with its modalities concatenated, rgb first,
       as ``load_folders`` does.
 
-    Only object arrays are unpickled (their format needs it: pass only files you trust); what a file holds is read
+    Only object arrays are unpickled (their format needs it), by ``formats.npy.SafeUnpickler``, which rebuilds
+    arrays and plain values only and refuses anything else before it runs; what a file holds is read
     from its ``.npy`` header first, so a pickle or random bytes named ``.npy`` are refused, never loaded.
 
     Raises:
@@ -88,7 +115,7 @@ def read_feature_files(
         elif p.is_file():
             files.append(p)
         else:
-            raise DataError(f"feature file {os.fspath(p)!r} does not exist; pass .npy files of (T, D) features")
+            raise DataError(f"feature file {os.fspath(p)!r} {why_not_a_file(p)}; pass .npy files of (T, D) features")
     if not files and not videos:
         raise DataError(f"no .npy feature files found in {[os.fspath(p) for p in paths]}")
     for f in files:

@@ -24,6 +24,16 @@ from .config import ExperimentConfig, config_to_dict, config_to_yaml
 BRANCHES = ("fused", "main", "intra", "inter", "teacher")
 
 
+def absolute_data_root(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with a relative ``data.root`` made absolute against the working folder (``~`` expanded)."""
+    import attrs
+
+    root = config.data.root
+    if not root or os.path.isabs(os.path.expanduser(root)):
+        return config
+    return attrs.evolve(config, data=attrs.evolve(config.data, root=os.path.abspath(root)))
+
+
 class RunRecord:
     """Writes the run folder's record files.
 
@@ -39,9 +49,12 @@ class RunRecord:
     def write_config(self, config: ExperimentConfig) -> Path:
         """``config.yaml``: the resolved config (the non-default values, and every ``rskp`` value, the head's recipe
         included), so that ``rskp train --config <run folder>/config.yaml`` trains the same run again, on another
-        commit too (into the same output folder unless ``--output-dir`` says otherwise)."""
+        commit too (into the same output folder unless ``--output-dir`` says otherwise). A relative ``data.root``
+        is written absolute (resolved against the working folder of the run), so the file means the same data
+        wherever it is read from."""
         path = self.output_dir / "config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
+        config = absolute_data_root(config)
         header = (f"# The resolved config of this run: the values that differ from the defaults, and every rskp value\n"
                   f"# (defaults < the head's recipe, head.recipe < the config file < flags < --set).\n"
                   f"# Train it again: rskp train --config {path.as_posix()} --output-dir <new folder>\n")

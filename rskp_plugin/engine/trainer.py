@@ -36,7 +36,7 @@ from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
 from .progress import open_progress, progress_bar, progress_label
-from .record import RunRecord, environment
+from .record import RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
 from .warmup import Callback, MemoryWarmup
@@ -98,7 +98,9 @@ class Trainer:
     ) -> None:
         from rich.console import Console
 
-        self.config = config = expand_output_dir(config)  # placeholders left by a config built in code
+        # placeholders left by a config built in code; a relative data.root made absolute, so that the checkpoint
+        # and config.yaml name the same data wherever the run is resumed or read from
+        self.config = config = absolute_data_root(expand_output_dir(config))
         self.console = console if console is not None else Console(stderr=True)
         set_threads(config.train.threads)  # before any torch work: see resolve_threads
         self.strategy = make_strategy(resolve_device(config.train.device))  # one process or data-parallel
@@ -108,8 +110,10 @@ class Trainer:
         if config.train.tensorboard and self.output_dir is None:
             raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
         self._record: RunRecord | None = None  # config.yaml, results.json, metrics.jsonl, TensorBoard
+        self._run_lock = None  # held on the run folder until close(): a second process is refused
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
-            prepare_run_dir(self.output_dir, overwrite=overwrite, continuing=Path(resume_from) if resume_from else None)
+            self._run_lock = prepare_run_dir(self.output_dir, overwrite=overwrite,
+                                             continuing=Path(resume_from) if resume_from else None)
             # after prepare_run_dir: an old run's events are gone
             self._record = RunRecord(self.output_dir, tensorboard=config.train.tensorboard)
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
@@ -265,6 +269,8 @@ class Trainer:
         run ends. No collective can run afterwards."""
         if self._record is not None:
             self._record.close()
+        if self._run_lock is not None:
+            self._run_lock.release()
         self.strategy.close()
 
     def _fit(self, stop_after: int | None) -> FitResult:

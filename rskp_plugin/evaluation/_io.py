@@ -141,7 +141,7 @@ def load_ground_truth(
     Returns:
         The flattened ground truth.
     """
-    data, source = read_activitynet_json(ground_truth, "ground-truth", "database")
+    data, source = read_activitynet_json(ground_truth, "ground-truth", "database", warning=EvaluationWarning)
     database = data["database"]
     videos: list[str] = []
     labels: list[str] = []
@@ -225,7 +225,7 @@ def load_predictions(
             that ends before it starts (named with its video and row), or a label that is not a class of the
             dataset (named with its video).
     """
-    data, source = read_activitynet_json(predictions, "predictions", "results")
+    data, source = read_activitynet_json(predictions, "predictions", "results", warning=EvaluationWarning)
     index_of = {name: i for i, name in enumerate(gt.class_names)}
     videos = list(gt.videos)
     video_index = {name: i for i, name in enumerate(videos)}
@@ -331,6 +331,16 @@ def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> d
     needs object arrays); ``videoname``, ``subset`` and ``classlist`` must be plain arrays.
     """
     arrays = read_wtalc_files(annotation_dir, ("videoname", "subset", "segments", "labels", "classlist"))
+    classes = [text(c) for c in arrays["classlist"]]
+    if len(set(classes)) != len(classes):
+        twice = sorted({c for c in classes if classes.count(c) > 1})[:5]
+        raise DataError(f"{os.fspath(annotation_dir)}: classlist.npy names a class twice ({', '.join(twice)}); "
+                        "each class must be listed once")
+    names = [text(v) for v, s in zip(arrays["videoname"], arrays["subset"]) if text(s) == subset]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise DataError(f"{os.fspath(annotation_dir)}: videoname.npy names a video of subset {subset!r} twice "
+                        f"({', '.join(twice)}); their ground truth would be merged. Give every video its own name")
     database = {}
     for vid, sub, segs, labs in zip(arrays["videoname"], arrays["subset"], arrays["segments"], arrays["labels"]):
         if text(sub) != subset or len(segs) == 0:
@@ -344,5 +354,5 @@ def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> d
             f"{os.fspath(annotation_dir)}: no video of subset {subset!r} has segments; W-TALC subsets are "
             "'validation', 'test'"
         )
-    taxonomy = class_taxonomy([text(c) for c in arrays["classlist"]])
+    taxonomy = class_taxonomy(classes)
     return {"version": "THUMOS14-reduced (W-TALC)", "taxonomy": taxonomy, "database": database}

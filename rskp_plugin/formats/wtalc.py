@@ -9,8 +9,9 @@ A dataset ``<Name>`` (``Thumos14reduced``, ``ActivityNet1.2``, ``ActivityNet1.3`
         labels_all.npy (video-level class names)  [Ambiguous_test.txt]
 
 Only the feature file, ``segments.npy``, ``labels.npy`` and ``labels_all.npy`` are unpickled: their entries are
-ragged per-video lists, which numpy can only store as object arrays (pickles, which can run code: use files you
-trust). The other files must be plain arrays; a pickle there is refused with a ``DataError``.
+ragged per-video lists, which numpy can only store as object arrays (pickles), read by ``npy.SafeUnpickler``,
+which rebuilds arrays and plain values only and refuses anything else before it runs. The other files must be plain
+arrays; a pickle there is refused with a ``DataError``.
 """
 
 from __future__ import annotations
