@@ -29,9 +29,9 @@ from rskp_plugin.plugins import available_heads, create_head, head_specs
 from rskp_plugin.testing import check_head
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "benchmarks" / "example_heads"
-HEADS = ("mil",)
+HEADS = ("bas", "mil")
 # small sizes for the checks; every other argument is the head's default (its paper's value)
-SMALL = {"mil": {"embed_dim": 16}}
+SMALL = {"mil": {"embed_dim": 16}, "bas": {"embed_dim": 16, "filter_dim": 8}}
 # the settings RSKP reads from a head that chooses them; the examples choose none of them
 RSKP_SETTINGS = ("distillation_temperature", "propagated_head_gradient", "branch_parameters", "distilled")
 
@@ -88,7 +88,7 @@ def test_example_head_is_found_through_its_entry_point(name, installed) -> None:
     assert str(Path(sys.modules[f"rskp_head_{name}"].__file__).parent) in installed  # the installed copy
     assert (head.num_classes, head.embed_dim) == (3, 16)
     assert not [s for s in RSKP_SETTINGS if hasattr(head, s)]
-    assert RSKPWrapper(head).traits.attention_normalization  # the default: nothing declared
+    assert RSKPWrapper(head).traits.attention_normalization == (name == "mil")  # BaS-Net has its own norm
 
 
 @pytest.mark.parametrize("name", HEADS)
@@ -114,6 +114,28 @@ def test_mil_loss_is_wtalc_multiple_instance_loss(installed) -> None:
     ]).mean()
     torch.testing.assert_close(head.classification_loss(out, labels, mask), expected)
     torch.testing.assert_close(out.video_scores[1], torch.softmax(_topk_mean(out.tcam[1], 9), dim=0))
+
+
+def test_bas_losses_are_basnet_losses(installed) -> None:
+    """BaS-Net's loss, one video at a time with torch's own BCELoss: BCE(softmax(top-k mean of the base T-CAM),
+    labels + background 1) + BCE(softmax(top-k mean of a x T-CAM), labels + background 0), both normalised; and
+    alpha times the L1 norm of a."""
+    head = create_head("bas", num_classes=3, feature_dim=8, embed_dim=16, filter_dim=8).double().eval()
+    lengths, mask = [17, 9], torch.tensor([[True] * 17, [True] * 9 + [False] * 8])
+    out = head(torch.randn(2, 17, 16, dtype=torch.float64).relu(), mask)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    bce = torch.nn.BCELoss()
+    per_video, norms = [], []
+    for i, n in enumerate(lengths):
+        a = out.attention[i, :n]
+        base = torch.softmax(_topk_mean(out.tcam[i], n), dim=0)
+        supp = torch.softmax(_topk_mean(a[:, None] * out.tcam[i, :n], n), dim=0)
+        with_bg, without_bg = torch.cat([labels[i], labels[i, :1] * 0 + 1]), torch.cat([labels[i], labels[i, :1] * 0])
+        per_video.append(bce(base, with_bg / with_bg.sum()) + bce(supp, without_bg / without_bg.sum()))
+        norms.append(a.abs().sum())
+    torch.testing.assert_close(head.classification_loss(out, labels, mask), torch.stack(per_video).mean())
+    torch.testing.assert_close(head.auxiliary_loss(out, labels, mask), {"norm": 1e-4 * torch.stack(norms).mean()})
+    assert out.tcam.shape == (2, 17, 4) and out.video_scores.shape == (2, 3)
 
 
 @pytest.mark.parametrize("name", HEADS)
