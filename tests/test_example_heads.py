@@ -79,8 +79,7 @@ def datasets() -> Datasets:
 
 @pytest.mark.parametrize("name", HEADS)
 def test_example_head_is_found_through_its_entry_point(name, installed) -> None:
-    heads = available_heads()
-    assert name in heads and {"bm", "facnet", "stpn", "wum"} <= set(heads)
+    assert name in available_heads()  # whatever else is installed: the other plugins are test_third_party's concern
     spec = head_specs()[name]
     assert (spec.plugin, spec.distribution) == (name, f"rskp-head-{name} 0.1.0")
     head = create_head(name, num_classes=3, feature_dim=8, **SMALL[name])
