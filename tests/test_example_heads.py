@@ -25,6 +25,7 @@ from test_engine import config
 from rskp_plugin import RSKPWrapper, plugins
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets
+from rskp_plugin.protocols import RECIPE_ATTRIBUTES
 from rskp_plugin.plugins import available_heads, create_head, head_specs
 from rskp_plugin.testing import check_head
 
@@ -33,7 +34,7 @@ HEADS = ("bas", "mil")
 # small sizes for the checks; every other argument is the head's default (its paper's value)
 SMALL = {"mil": {"embed_dim": 16}, "bas": {"embed_dim": 16, "filter_dim": 8}}
 # the settings RSKP reads from a head that chooses them; the examples choose none of them
-RSKP_SETTINGS = ("distillation_temperature", "propagated_head_gradient", "branch_parameters", "distilled")
+RSKP_SETTINGS = tuple(RECIPE_ATTRIBUTES)  # settings that belong in a recipe, never on the class
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,8 @@ def installed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def datasets() -> Datasets:
-    return Datasets(train=tiny_dataset(12, 0, "train"), test=tiny_dataset(6, 1, "test"), collate=collate)
+    return Datasets(train=tiny_dataset(12, 0, "train"), test=tiny_dataset(6, 1, "test"),
+                    heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
 
 
 @pytest.mark.parametrize("name", HEADS)
@@ -87,7 +89,8 @@ def test_example_head_is_found_through_its_entry_point(name, installed) -> None:
     assert str(Path(sys.modules[f"rskp_head_{name}"].__file__).parent) in installed  # the installed copy
     assert (head.num_classes, head.embed_dim) == (3, 16)
     assert not [s for s in RSKP_SETTINGS if hasattr(head, s)]
-    assert RSKPWrapper(head).traits.attention_normalization == (name == "mil")  # BaS-Net has its own norm
+    # BaS-Net has its own attention norm: its recipe switches RSKP's L_att off; the MIL head declares nothing
+    assert dict(spec.recipe) == ({} if name == "mil" else {"losses.attention_normalization": 0.0})
 
 
 @pytest.mark.parametrize("name", HEADS)

@@ -88,10 +88,6 @@ class BaSHead(nn.Module):
         topk_ratio: k = max(len // topk_ratio, 1) snippets are averaged per class (BaS-Net: 8).
     """
 
-    # BaS-Net regularises its attention with its own L1 norm (``auxiliary_loss``); RSKP's L_att would add a second
-    # term on the same attention that is no part of the method.
-    attention_normalization = False
-
     # BaS-Net's test.py: a class is localised when its video score is at least 0.25; its min-max normalised CAS is
     # upsampled 24 times, cut at 0.0, 0.025, ..., 0.225 (positions below the threshold set to 0 and scored so), runs
     # of at least 2 positions scored by inner - outer mean (flanks of 0.25 of the length), NMS at IoU 0.7 over
@@ -195,5 +191,8 @@ class BaSHead(nn.Module):
 @hookimpl
 def register_heads(register) -> None:
     """Register the ``bas`` head (entry point ``bas`` of the ``rskp_plugin`` group)."""
+    # BaS-Net regularises its attention with its own L1 norm (``auxiliary_loss``); RSKP's L_att would add a second
+    # term on the same attention that is no part of the method: the head's recipe switches it off.
     register(HeadSpec(name="bas", factory=BaSHead,
-                      summary="Background suppression head (BaS-Net family, AAAI 2020): background class + filter."))
+                      summary="Background suppression head (BaS-Net family, AAAI 2020): background class + filter.",
+                      recipe={"losses.attention_normalization": 0.0}))
