@@ -231,9 +231,10 @@ def _block_mask(groups: tuple[int, ...] | None, n: int, like: Tensor) -> Tensor 
     return torch.block_diag(*[torch.ones(g, g, dtype=like.dtype, device=like.device) for g in groups])
 
 
-#: Bytes of F per streaming block on the CPU: a block is read from memory once and reused from the core's cache;
-#: a block has at least ``CHUNK_ROWS`` snippets (fewer, longer Python steps).
-CHUNK_BYTES = 1 << 21
+#: Bytes of F per streaming block on the CPU: a block is read from memory once and reused from cache; a block has
+#: at least ``CHUNK_ROWS`` snippets (fewer, longer Python steps). 8 MiB measured best or level with 2-32 MiB at
+#: T = 20,000 and 100,000, d = 2048 on a shared 2-core machine (benchmarks/RESULTS.md).
+CHUNK_BYTES = 1 << 23
 CHUNK_ROWS = 64
 
 
