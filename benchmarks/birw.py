@@ -87,20 +87,30 @@ def peak_extra(t: int, d: int, n: int, name: str) -> float:
     return float(run.stdout.strip())
 
 
+def _birw_before(f: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """``birw`` as it was before the SPD form: its finite check (``torch.isfinite(x).all()``: a bool tensor of F's
+    size) and then the LU form."""
+    for x in (f, mu):
+        assert bool(torch.isfinite(x).all())
+    return birw_lu(f, mu, check_finite=False)
+
+
 def streaming(lengths: list[int], d: int, n: int, repeats: int) -> None:
     """The SPD / Cholesky ``birw`` against one ``clone()`` + one ``add_`` over T x d and against the LU form it
     replaced (``reference.birw_lu``), interleaved in one process (ratios: the machine may be shared)."""
     console = Console(width=160)
     table = Table(title=f"BiRW forward + backward, d = {d}, n = {n}, float32, {torch.get_num_threads()} thread(s): "
                         f"best of {repeats}, interleaved")
-    for col in ("T", "clone + add_ (s)", "birw (s)", "LU form (s)", "birw / (clone + add_)", "LU / birw",
+    for col in ("T", "clone + add_ (s)", "birw (s)", "LU form (s)", "before (s)", "birw / (clone + add_)",
+                "LU / birw", "before / birw",
                 "max rel diff", "peak extra, birw", "peak extra, LU", "peak extra, clone + add_"):
         table.add_column(col, justify="right")
     for t in lengths:
         torch.manual_seed(0)
         f, mu = torch.rand(1, t, d), torch.rand(1, n, d)
         grad = torch.randn_like(f)
-        runs = {"copy": lambda: f.clone().add_(grad), "birw": _fwd_bwd(birw, f, mu), "lu": _fwd_bwd(birw_lu, f, mu)}
+        runs = {"copy": lambda: f.clone().add_(grad), "birw": _fwd_bwd(birw, f, mu), "lu": _fwd_bwd(birw_lu, f, mu),
+                "before": _fwd_bwd(_birw_before, f, mu)}
         best = {k: float("inf") for k in runs}
         for fn in runs.values():
             fn()  # warm-up
@@ -113,7 +123,8 @@ def streaming(lengths: list[int], d: int, n: int, repeats: int) -> None:
             diff = float((birw(f, mu) - birw_lu(f, mu)).norm() / birw_lu(f, mu).norm())
         peaks = [peak_extra(t, d, n, k) for k in ("birw", "lu", "copy")]
         table.add_row(str(t), f"{best['copy']:.3f}", f"{best['birw']:.3f}", f"{best['lu']:.3f}",
-                      f"{best['birw'] / best['copy']:.2f}x", f"{best['lu'] / best['birw']:.2f}x", f"{diff:.1e}",
+                      f"{best['before']:.3f}", f"{best['birw'] / best['copy']:.2f}x",
+                      f"{best['lu'] / best['birw']:.2f}x", f"{best['before'] / best['birw']:.2f}x", f"{diff:.1e}",
                       *(f"{p:.2f} T d" for p in peaks))
     console.print(table)
 
