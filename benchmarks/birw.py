@@ -2,6 +2,8 @@
 
 Run:  python benchmarks/birw.py            (T = 750, 2500, 5000; d = 2048; n = 8 and 40; float32)
       python benchmarks/birw.py --quick    (T = 750 only)
+      python benchmarks/birw.py --streaming (T = 20,000 and 100,000, d = 2048, n = 8: against a copy, the LU form,
+                                             and the peak memory of each)
 
 All variants run side by side in one process on the same inputs; the table gives the median time of
 forward + backward and the speed-up of ``birw`` over each reference, plus the maximum relative difference of
@@ -22,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rskp_plugin.propagation import birw
-from rskp_plugin.reference.propagation import birw_dense, birw_official
+from rskp_plugin.reference.propagation import birw_dense, birw_lu, birw_official
 
 
 def _time(fn: Callable[[], None], *, min_total: float = 1.0, max_reps: int = 20, min_reps: int = 3) -> float:
@@ -55,12 +57,89 @@ def copy_bandwidth(numel: int = 64 * 2**20) -> float:
     return 2 * numel * 4 / seconds
 
 
+_PEAK = """
+import re, sys, torch
+from rskp_plugin.propagation import birw
+from rskp_plugin.reference.propagation import birw_lu
+t, d, n, name = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.manual_seed(0)
+f = torch.empty(1, t, d).uniform_().requires_grad_()  # in place: no transient copy raises the high-water mark
+mu, grad = torch.rand(1, n, d, requires_grad=True), torch.empty(1, t, d).normal_()
+def status(key):  # kB
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark (ru_maxrss survives exec: not usable)
+before = status("VmRSS")
+if name == "copy":
+    out = f.detach().clone().add_(grad)
+else:
+    (birw if name == "birw" else birw_lu)(f, mu).backward(grad)
+print((status("VmHWM") - before) * 1024 / (t * d * 4))
+"""
+
+
+def peak_extra(t: int, d: int, n: int, name: str) -> float:
+    """Peak resident memory added by one forward + backward (a fresh process), in units of T x d float32."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _PEAK, str(t), str(d), str(n), name], capture_output=True,
+                         text=True, check=True)
+    return float(run.stdout.strip())
+
+
+def _birw_before(f: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """``birw`` as it was before the SPD form: its finite check (``torch.isfinite(x).all()``: a bool tensor of F's
+    size) and then the LU form."""
+    for x in (f, mu):
+        assert bool(torch.isfinite(x).all())
+    return birw_lu(f, mu, check_finite=False)
+
+
+def streaming(lengths: list[int], d: int, n: int, repeats: int) -> None:
+    """The SPD / Cholesky ``birw`` against one ``clone()`` + one ``add_`` over T x d and against the LU form it
+    replaced (``reference.birw_lu``), interleaved in one process (ratios: the machine may be shared)."""
+    console = Console(width=160)
+    table = Table(title=f"BiRW forward + backward, d = {d}, n = {n}, float32, {torch.get_num_threads()} thread(s): "
+                        f"best of {repeats}, interleaved")
+    for col in ("T", "clone + add_ (s)", "birw (s)", "LU form (s)", "before (s)", "birw / (clone + add_)",
+                "LU / birw", "before / birw",
+                "max rel diff", "peak extra, birw", "peak extra, LU", "peak extra, clone + add_"):
+        table.add_column(col, justify="right")
+    for t in lengths:
+        torch.manual_seed(0)
+        f, mu = torch.rand(1, t, d), torch.rand(1, n, d)
+        grad = torch.randn_like(f)
+        runs = {"copy": lambda: f.clone().add_(grad), "birw": _fwd_bwd(birw, f, mu), "lu": _fwd_bwd(birw_lu, f, mu),
+                "before": _fwd_bwd(_birw_before, f, mu)}
+        best = {k: float("inf") for k in runs}
+        for fn in runs.values():
+            fn()  # warm-up
+        for _ in range(repeats):
+            for k, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - start)
+        with torch.no_grad():
+            diff = float((birw(f, mu) - birw_lu(f, mu)).norm() / birw_lu(f, mu).norm())
+        peaks = [peak_extra(t, d, n, k) for k in ("birw", "lu", "copy")]
+        table.add_row(str(t), f"{best['copy']:.3f}", f"{best['birw']:.3f}", f"{best['lu']:.3f}",
+                      f"{best['before']:.3f}", f"{best['birw'] / best['copy']:.2f}x",
+                      f"{best['lu'] / best['birw']:.2f}x", f"{best['before'] / best['birw']:.2f}x", f"{diff:.1e}",
+                      *(f"{p:.2f} T d" for p in peaks))
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="only T = 750")
+    parser.add_argument("--streaming", action="store_true", help="T = 20,000 and 100,000 against a copy and LU")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant with --streaming (best)")
     parser.add_argument("--lengths", type=int, nargs="*", default=None, help="snippet counts T to time")
     parser.add_argument("--dim", type=int, default=2048, help="feature size d")
     args = parser.parse_args()
+    if args.streaming:
+        streaming(args.lengths or [20_000, 100_000], args.dim, 8, args.repeats)
+        return
     lengths = args.lengths or ([750] if args.quick else [750, 2500, 5000])
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()

@@ -40,8 +40,12 @@ def expect(x: Tensor, spec: str, *, name: str, sizes: dict[str, int] | None = No
 
 
 def expect_finite(x: Tensor, *, name: str) -> None:
-    """Raise ``ShapeError`` if ``x`` holds NaN or Inf (one reduction, no host sync beyond the bool)."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    """Raise ``ShapeError`` if ``x`` holds NaN or Inf (one reduction, no host sync beyond the bool).
+
+    The reduction is a sum (one read of ``x``, no temporary of its size): NaN or Inf anywhere makes it non-finite;
+    only then, or when finite values overflow it, is ``x`` checked element by element."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if x.is_floating_point() and not bool(torch.isfinite(x.sum(dtype=acc))) and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise ShapeError(f"{name} holds {bad} NaN/Inf values; check the input features for corrupt entries")
 

@@ -238,6 +238,46 @@ def test_walks_at_once_equal_each_walk_alone(lengths, ns, w, seed):
         torch.testing.assert_close(x.z, y.z, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(x.m, y.m, rtol=1e-10, atol=1e-11)
     inputs = [f] + [r for r, _ in walks]
-    grads = [torch.autograd.grad(sum((p.dense() * c).sum() for p, c in zip(ps, coefs)), inputs) for ps in (together, alone)]
+    grads = [torch.autograd.grad(sum((p.dense() * c).sum() for p, c in zip(ps, coefs)), inputs)
+             for ps in (together, alone)]
     for x, y in zip(*grads):
+        torch.testing.assert_close(x, y, rtol=1e-8, atol=1e-10)
+
+
+
+@given(st.lists(st.integers(1, 70), min_size=1, max_size=3), st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       st.floats(0.05, 0.95), st.sampled_from([1, 300, 5000]), st.integers(0, 2**16))
+def test_cholesky_form_streamed_in_blocks_matches_unrolled_and_dense_solve(lengths, ns, w, chunk, seed):
+    """The SPD form (C = D - w^2 Z^T Z, one Cholesky factor for forward and backward) read block by block: F* equals
+    the unrolled iteration of eq. 4-5 and the dense solve of eq. 6, and its gradients (birw and the factored walks)
+    equal autograd of the dense solve; ``chunk`` bytes per block: one row, a few rows or several videos per block."""
+    import rskp_plugin.propagation as propagation
+
+    g = torch.Generator().manual_seed(seed)
+    b, tmax, d = len(lengths), max(lengths), 5
+    f = torch.randn(b, tmax, d, generator=g, dtype=torch.float64).abs().requires_grad_()
+    mask = torch.arange(tmax)[None] < torch.tensor(lengths)[:, None]
+    walks = [(torch.randn(b, n, d, generator=g, dtype=torch.float64, requires_grad=True),
+              None if j == 0 else torch.arange(n)[None] < torch.randint(0, n + 1, (b,), generator=g)[:, None])
+             for j, n in enumerate(ns)]
+    mu, reps_mask = walks[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(propagation, "CHUNK_BYTES", chunk)
+        patch.setattr(propagation, "CHUNK_ROWS", 1)
+        assert chunk > 1 or len(propagation._blocks(f)) == b * tmax  # one snippet per block
+        fast = birw(f, mu, w, mask=mask, reps_mask=reps_mask)
+        weight = torch.randn(f.shape, generator=g, dtype=torch.float64)
+        got = torch.autograd.grad((fast * weight).sum(), (f, mu))
+        together = birw_walks(f, walks, w, mask=mask)
+        coefs = [torch.randn(f.shape, generator=g, dtype=torch.float64) for _ in walks]
+        inputs = [f] + [r for r, _ in walks]
+        got_walks = torch.autograd.grad(sum((p.dense() * c).sum() for p, c in zip(together, coefs)), inputs)
+    dense = birw_dense(f, mu, w, mask=mask, reps_mask=reps_mask)
+    unrolled = birw_unrolled(f, mu, w, _iterations(w, 1e-14), mask=mask, reps_mask=reps_mask)
+    assert _rel(fast, dense) < 1e-10 and _rel(fast, unrolled) < 1e-10
+    for a, ref in zip(got, torch.autograd.grad((dense * weight).sum(), (f, mu))):
+        torch.testing.assert_close(a, ref, rtol=1e-8, atol=1e-10)
+    want = torch.autograd.grad(sum((birw_dense(f, r, w, mask=mask, reps_mask=m) * c).sum()
+                                   for (r, m), c in zip(walks, coefs)), inputs)
+    for x, y in zip(got_walks, want):
         torch.testing.assert_close(x, y, rtol=1e-8, atol=1e-10)

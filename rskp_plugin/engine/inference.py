@@ -56,10 +56,11 @@ def forward_batches(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = collate([videos[i] for i in idx])
+        features = torch.as_tensor(batch.features)
         yield (
-            torch.as_tensor(batch.features).to(device),
+            features.to(device),
             torch.as_tensor(batch.mask).to(device),
-            torch.as_tensor(batch.labels).float().to(device),
+            torch.as_tensor(batch.labels).to(device, torch.promote_types(features.dtype, torch.float32)),  # f64 stays
             idx,
         )
 

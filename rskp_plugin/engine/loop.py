@@ -84,7 +84,7 @@ def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, 
                     raise diverged(epoch, out, [videos[i].name for i in chunk], cfg.lr)
                 # Per-video losses are averaged over the batch: x len(chunk) turns that into the official sum.
                 scale = len(chunk) if cfg.sum_gradients else len(chunk) / cfg.accumulation
-                (out.loss.float() * scale).backward()
+                (out.loss.to(torch.promote_types(out.loss.dtype, torch.float32)) * scale).backward()
                 total_loss += float(out.loss.detach()) * len(chunk)
                 if meter is not None:
                     meter.add(out.losses, len(chunk))
@@ -123,10 +123,12 @@ def step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -
 
 def to_device(batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """A collated batch as (features (B, T, D), mask (B, T), labels (B, C) float) on ``device``."""
+    features = torch.as_tensor(batch.features)
+    labels = torch.as_tensor(batch.labels).to(torch.promote_types(features.dtype, torch.float32))  # float64 stays
     return (
-        torch.as_tensor(batch.features).to(device, non_blocking=True),
+        features.to(device, non_blocking=True),
         torch.as_tensor(batch.mask).to(device, non_blocking=True),
-        torch.as_tensor(batch.labels).float().to(device, non_blocking=True),
+        labels.to(device, non_blocking=True),
     )
 
 
