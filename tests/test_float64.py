@@ -7,7 +7,6 @@ import copy
 
 import numpy as np
 import torch
-
 from _tiny import tiny_dataset
 from test_engine import config
 
@@ -15,9 +14,8 @@ from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, Trainer
 from rskp_plugin.engine.loop import to_device
 
-OFFICIAL = ("rskp.teacher.source=propagated", "rskp.teacher.weighting=uniform", "rskp.teacher.distill=true",
-            "rskp.fusion.use_intra_at_test=true", "rskp.propagation.head_gradient=true",
-            "rskp.propagation.branch_parameters=[]", "rskp.losses.rampup_epochs=0")  # RSKPConfig.official()
+OFFICIAL = ("rskp.teacher.source=propagated", "rskp.teacher.weighting=uniform", "rskp.fusion.use_intra_at_test=true",
+            "rskp.losses.rampup_epochs=0")  # RSKPConfig.official()
 
 
 def collate64(videos):
@@ -37,7 +35,8 @@ def test_float64_training_step_equals_a_float64_computation() -> None:
     equal autograd of the summed per-video loss in float64 to rounding. FAC-Net's classification target is
     y / (sum y + 1e-8): with labels in float32 it rounds to y, 1e-8 off the float64 value."""
     train = tiny_dataset(10, 0, "train")
-    data = Datasets(train=train, test=tiny_dataset(4, 1, "test"), collate=collate64)
+    data = Datasets(train=train, test=tiny_dataset(4, 1, "test"), heldout=tiny_dataset(4, 2, "heldout"),
+                    collate=collate64)
     trainer = Trainer(config("facnet", "optimizer.batch_size=10", "optimizer.accumulation=10", *OFFICIAL),
                       datasets=data, progress=False)
     trainer.model.double()
