@@ -126,15 +126,21 @@ def candidate_grid(grid: str, own: tuple[str, ...]) -> dict[str, dict[str, Any]]
 
 
 def combination(single: dict[str, dict[str, Any]], gains: dict[str, float]) -> tuple[str, dict[str, Any]] | None:
-    """The second round: the two single changes with the best positive mean gain over the defaults, together
-    (None when fewer than two gain, or when they set the same key)."""
+    """The second round: the two single changes with the best positive mean gain over the defaults that can act
+    together (different keys, and not a distillation setting beside "no distillation", which makes it moot), as one
+    candidate; None when no such pair gains."""
     ranked = [n for n in sorted(gains, key=lambda n: -gains[n]) if n not in ("defaults", ALONE) and gains[n] > 0]
-    if len(ranked) < 2:
-        return None
-    a, b = ranked[:2]
-    if set(single[a]) & set(single[b]):
-        return None
-    return f"{a} + {b}", {**single[a], **single[b]}
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1:]:
+            if not set(single[a]) & set(single[b]) and not _moot(single[a], single[b]):
+                return f"{a} + {b}", {**single[a], **single[b]}
+    return None
+
+
+def _moot(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether one of two changes switches off the term the other tunes (distillation off and its temperature)."""
+    off = {**a, **b}.get("teacher.distill") is False
+    return off and "losses.distillation_temperature" in {**a, **b}
 
 
 # ------------------------------------------------------------------------------------------------ running

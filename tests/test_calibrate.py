@@ -95,6 +95,10 @@ def test_combination_joins_the_two_best_gains_on_different_keys() -> None:
     assert cal.combination(single, gains) == ("own copies + no distillation", {
         "propagation.branch_parameters": ["a"], "teacher.distill": False})
     assert cal.combination(single, {**gains, "no distillation": -1}) is None  # one gain only
+    # tau does nothing without distillation: the next compatible pair is taken instead
+    moot = {**gains, "tau 1": 0.8}
+    assert cal.combination(single, moot)[0] == "own copies + tau 1"
+    assert cal.combination(single, {**moot, "own copies": -1}) is None
 
 
 def test_combine_chooses_by_the_mean_over_data_sets() -> None:
