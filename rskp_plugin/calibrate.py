@@ -248,7 +248,8 @@ def combine(recipes: Sequence[Recipe], min_gain: float) -> tuple[str, dict[str, 
             raise ConfigError(f"{r.source} holds no calibration evidence (evidence.candidates); combine files "
                               "written by 'rskp calibrate'")
         tables.append({row["name"]: row for row in rows})
-    names = [n for n in tables[0] if all(n in t for t in tables)]
+    # candidates in every set; a pair of changes that cannot act together (older calibrations tried some) is left out
+    names = [n for n in tables[0] if all(n in t for t in tables) and not _moot(tables[0][n]["overrides"], {})]
     rows = []
     for name in names:
         per_set = [t[name]["diff_mean"] for t in tables]
