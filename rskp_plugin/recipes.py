@@ -145,6 +145,10 @@ def resolve(head: str, setting: str) -> Recipe:
     if setting == NONE:
         return Recipe(values={}, head=head, source="no recipe (head.recipe: none)")
     if setting == BUILTIN:
+        from .plugins import head_specs
+
+        if head not in head_specs():  # building the head fails later with the suggestions; reading data need not
+            return Recipe(values={}, head=head, source=f"no recipe (head {head!r} is not installed)")
         return head_recipe(head)
     recipe = read_recipe(setting)
     if recipe.head and recipe.head != head:
