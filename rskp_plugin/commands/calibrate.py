@@ -149,8 +149,9 @@ def _run_combine(args: argparse.Namespace) -> int:
     if output.exists():
         raise ConfigError(f"{output} exists; pass another --output (a recipe file is never overwritten)")
     values = cal.recipe_values(bases[0], overrides)
-    evidence = {"combined": [{"file": str(p), "data": r.evidence.get("data"), "seeds": r.evidence.get("seeds"),
-                              "chosen": r.evidence.get("chosen"), "candidates": r.evidence.get("candidates")}
+    kept = ("data", "config", "epochs", "seeds", "heldout_fraction", "training_videos", "heldout_videos", "chosen",
+            "candidates")
+    evidence = {"combined": [{"file": Path(p).name, **{k: r.evidence.get(k) for k in kept}}
                              for p, r in zip(args.combine, recipes)],
                 "rule": f"best mean over the sets of the mean paired difference to the head alone; the defaults "
                         f"unless the best beats them by >= {args.min_gain}",
