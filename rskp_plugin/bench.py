@@ -10,7 +10,7 @@ test mAP over the periodic evaluations, as the paper and the official code do (o
 epoch. The table's title and the JSON name the selection.
 
 Recipes: ``quick`` (the default; packaged ``configs/quick.yaml``: synthetic features of width 128, 30 epochs,
-minutes per head on a laptop CPU) and ``paper`` (the official recipe of design.md: 200 epochs, memory after epoch
+minutes per head on a laptop CPU) and ``paper`` (the official recipe, docs/design.md 6: 200 epochs, memory after epoch
 100, full 2048-d features), or a YAML file.
 
 ``--ablation table3|table4|table5|fig5|supp|all`` trains the rows of the paper's ablation tables instead

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-# RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
+# RSKP Table 6 (docs/heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
 PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
     "stpn": {"head": {"0.3": 38.4, "0.5": 19.1, "0.7": 4.7, "AVG": 28.9},
              "head+rskp": {"0.3": 46.5, "0.5": 21.8, "0.7": 5.8, "AVG": 33.7}},

@@ -1,6 +1,6 @@
 """RSKP configuration: validated attrs classes, loadable from YAML with dotted-path errors for unknown keys.
 
-Defaults are the official RSKP code's (design.md, "Numbers"); where the paper differs, the paper's value is an
+Defaults are the official RSKP code's (docs/design.md section 6); where the paper differs, the paper's value is an
 option and the field's comment says so.
 """
 

@@ -1,6 +1,6 @@
 """TCAM -> proposals -> scores -> NMS -> detections. Never imports model code.
 
-One routine covers the localisation rules of every shipped head (heads.md 1.9, 2.6, 3.4, 5.6); a head differs only in
+One routine covers the localisation rules of every shipped head (docs/heads.md 2.5, 3.3, 5.4, 6); a head differs only in
 its :class:`LocalizationSettings` (see :func:`preset`). Everything is vectorised over thresholds, snippets and
 classes: binarise a (K, C, T) tensor, find run starts/ends with ``diff``, take inner/outer means from cumulative sums.
 NMS is greedy per (video, class) with vectorised overlaps; its Python loop runs only over the kept proposals.
@@ -36,7 +36,7 @@ def _rskp_thresholds() -> tuple[float, ...]:
 
 @attrs.frozen(kw_only=True)
 class LocalizationSettings:
-    """How a head's CAS becomes detections; defaults are the official RSKP code's (heads.md 1.9).
+    """How a head's CAS becomes detections; defaults are the official RSKP code's (docs/heads.md 2.5).
 
     Attributes:
         thresholds: CAS thresholds; every threshold yields proposals, all are pooled before NMS.
@@ -82,7 +82,7 @@ class LocalizationSettings:
 
 
 def preset(name: str) -> LocalizationSettings:
-    """The official localisation rules of a head: "rskp", "facnet", "wum" or "stpn" (heads.md 1.9, 2.6, 5.6, 3.4).
+    """The official localisation rules of a head: "rskp", "facnet", "wum" or "stpn" (docs/heads.md 2.5, 6, 5.4, 3.3).
 
     FAC-Net's and STPN's two-stream fusion (one call per stream, then a second NMS) is left to the head; these are
     the per-stream rules.
@@ -267,7 +267,7 @@ def localize(
     score_cas: Sequence[Any] | None = None,
     num_snippets: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Detections of many videos as an ActivityNet results object (evaluation.md 3.1).
+    """Detections of many videos as an ActivityNet results object (docs/evaluation.md 3.1).
 
     Args:
         names: video ids.

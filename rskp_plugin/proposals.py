@@ -51,7 +51,7 @@ def find_runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 def oic_scores(
     csum: np.ndarray, row: np.ndarray, s: np.ndarray, e: np.ndarray, length: int, settings: LocalizationSettings
 ) -> np.ndarray:
-    """Outer-inner contrast without the video-score term (heads.md 0): mean(inner) - kappa * mean(flanks).
+    """Outer-inner contrast without the video-score term (docs/heads.md 1): mean(inner) - kappa * mean(flanks).
 
     Args:
         csum: (R, T+1) cumulative sums (leading 0) of the scoring signal; ``row`` selects one per proposal.

@@ -26,7 +26,7 @@ class HeadOutput(NamedTuple):
         cas: (B, T, C) class activation sequence that localisation thresholds.
         extras: tensors a head's own losses need beyond the above (e.g. feature magnitudes); may be empty.
         score_cas: (B, T, C) the signal proposals are scored on when a head scores them on something other than
-            ``cas`` (STPN's weighted T-CAM, heads.md 3.4), else None. The wrapper fuses it over branches like the
+            ``cas`` (STPN's weighted T-CAM, docs/heads.md 3.3), else None. The wrapper fuses it over branches like the
             CAS; localisation passes it on (``localize(..., score_cas=...)``).
     """
 

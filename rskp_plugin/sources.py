@@ -57,7 +57,7 @@ def _wtalc(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tuple[
     from .data import default_subsets, load_wtalc
 
     defaults = dict(zip(("train", "test"), default_subsets(data.dataset_name)))
-    # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
+    # Segments past the video end are kept as annotated, as the official evaluations do (docs/heads.md 1).
     return tuple(
         load_wtalc(root, data.dataset_name, _subset(data, split, defaults), out_of_range="keep",
                    on_error=data.on_error)

@@ -63,7 +63,7 @@ def test_train_resume_predict_end_to_end(tmp_path, capsys) -> None:
     for video in test.videos:
         for det in preds["results"][video.name]:
             assert det["label"] in classes and 0 <= det["segment"][0] < det["segment"][1]
-            # RSKP's localisation stores one snippet past a run (heads.md 1.9), so a segment may end there.
+            # RSKP's localisation stores one snippet past a run (docs/heads.md 2.5), so a segment may end there.
             assert det["segment"][1] <= (video.num_snippets + 1) / test.snippets_per_second + 1e-6
 
     # ... and score them with 'rskp evaluate' as they are: two videos hold only some of the 20 classes, and the

@@ -1,6 +1,6 @@
 """Evaluation of WTAL results: detection mAP (ActivityNet, RSKP and W-TALC protocols) and classification mAP.
 
-Never imports model code. See ``evaluation.md`` for the protocols and where they differ.
+Never imports model code. See ``docs/evaluation.md`` for the protocols and where they differ.
 """
 
 from ..formats.activitynet import class_taxonomy
