@@ -480,6 +480,26 @@ def set_values(config: T, values: Mapping[str, Any]) -> T:
     return config
 
 
+def check_values(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """``values`` as a plain dict after checking that every key is a ``rskp`` config key and every value valid for
+    it (``ConfigError`` names ``source`` and the key)."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: a recipe is a mapping of dotted rskp keys to values, got "
+                          f"{type(values).__name__}")
+    try:
+        set_values(RSKPConfig(), {str(k): _yaml_value(v) for k, v in values.items()})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    return {str(k): _yaml_value(v) for k, v in values.items()}
+
+
+def _yaml_value(value: Any) -> Any:
+    """Tuples as lists (what YAML and ``set_values`` take)."""
+    if isinstance(value, tuple):
+        return [_yaml_value(v) for v in value]
+    return value
+
+
 def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     if isinstance(obj, Mapping):  # a free-form mapping such as head.options: set one key, keep the others
         inner = obj.get(parts[0], {}) if len(parts) > 1 else None

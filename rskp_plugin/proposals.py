@@ -7,13 +7,9 @@ the flanks) that these functions implement.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-
-if TYPE_CHECKING:
-    from .localization import LocalizationSettings
+from .localization_settings import LocalizationSettings
 
 
 def upsample_linear(x: np.ndarray, scale: int) -> np.ndarray:

@@ -6,14 +6,13 @@ head has a background class, which is then the last column).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .localization import LocalizationSettings
+from .localization_settings import LocalizationSettings
 
 
 class HeadOutput(NamedTuple):
@@ -202,10 +201,8 @@ class HeadTraits:
     representative_scores: bool = False
 
     @property
-    def settings(self) -> "LocalizationSettings":
+    def settings(self) -> LocalizationSettings:
         """The localisation settings the head asks for, or the RSKP defaults if it declares none."""
-        from .localization import LocalizationSettings
-
         return self.localization if self.localization is not None else LocalizationSettings()
 
 
