@@ -31,8 +31,7 @@ import attrs
 import numpy as np
 
 from .ablations import ABLATION_NAMES, ABLATIONS, AblationRow, missing_requirement, resolve_rows, selected_tables
-from .bench_results import (  # noqa: F401 - PAPER_TABLE6, summarize, upgrade_result: importable from here as before
-    PAPER_TABLE6,
+from .bench_results import (
     VARIANTS,
     ablation_table,
     add_gains,
@@ -42,7 +41,6 @@ from .bench_results import (  # noqa: F401 - PAPER_TABLE6, summarize, upgrade_re
     print_diagnosis,
     results_table,
     summarize,
-    upgrade_result,
     write_results,
 )
 from .errors import ConfigError
@@ -370,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .engine import build_datasets, environment, resolve_device, set_threads
-    from .engine.trainer import progress_bar
+    from .engine.progress import progress_bar
     from .plugins import available_heads, create_head
 
     console = Console()

@@ -26,7 +26,6 @@ import numpy as np
 from .errors import ConfigError, ShapeError
 from .localization_settings import LocalizationSettings
 from .proposals import cumsum0, find_runs, grouped_nms, oic_scores, upsample_linear
-from .proposals import nms  # noqa: F401 - importable from here as before
 
 
 def preset(name: str) -> LocalizationSettings:

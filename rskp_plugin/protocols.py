@@ -270,8 +270,3 @@ class HeadSpec:
     plugin: str = ""
     distribution: str = ""
     recipe: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-def localization_settings(head: Any) -> "LocalizationSettings":
-    """The localisation settings a head asks for, or the RSKP defaults if it declares none."""
-    return head_traits(head).settings

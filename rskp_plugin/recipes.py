@@ -16,7 +16,6 @@ A recipe file (YAML) holds ``head`` (the head it was derived for), ``rskp`` (the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -415,10 +415,3 @@ class RSKPWrapper(nn.Module):
         return predict(self, features, mask)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "PlainHead":  # the old name: it is a whole model, not a head
-        warnings.warn("PlainHead is deprecated: use rskp_plugin.model.HeadOnlyModel", DeprecationWarning, stacklevel=2)
-        return HeadOnlyModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-

@@ -35,13 +35,13 @@ from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
-from .progress import open_progress, progress_bar, progress_label
+from .progress import open_progress, progress_label
 from .record import RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
 from .warmup import Callback, MemoryWarmup
 
-__all__ = ["FitResult", "Trainer", "environment", "progress_bar"]  # environment, progress_bar: as before the split
+__all__ = ["FitResult", "Trainer"]
 
 
 @attrs.define

@@ -23,10 +23,9 @@ from .detection import (
     evaluate_arrays,
     parse_tiou,
     result_table,
-    segment_iou,
-    snippet_iou,
     tiou_array,
 )
+from .matching import segment_iou, snippet_iou
 
 __all__ = [
     "ACTIVITYNET_TIOU",

@@ -19,7 +19,6 @@ from .matching import (
     rank_predictions,
     stable_order,
 )
-from .matching import segment_iou, snippet_iou  # noqa: F401 - importable from here as before
 
 #: THUMOS14 thresholds as exact decimals (np.linspace, not a float arange: docs/evaluation.md 3.4).
 THUMOS_TIOU = np.linspace(0.1, 0.7, 7)
