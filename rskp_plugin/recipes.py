@@ -22,8 +22,9 @@ from typing import Any, Mapping
 import attrs
 import yaml
 
-from .config import RSKPConfig, check_values, non_default_mapping, safe_load_yaml, set_values, yaml_problem
+from .config import RSKPConfig, check_values, non_default_mapping, set_values
 from .errors import ConfigError
+from .yaml_io import safe_load_yaml, yaml_problem
 
 #: ``head.recipe`` values that are not files.
 BUILTIN = "builtin"
