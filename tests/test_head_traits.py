@@ -17,7 +17,7 @@ from rskp_plugin.protocols import (
     head_traits,
     missing_head_parts,
 )
-from rskp_plugin.wrapper import fuse_outputs
+from rskp_plugin.branches import fuse_outputs
 from rskp_heads.stpn import STPNHead
 
 ROOT = Path(__file__).resolve().parents[1]
