@@ -6,7 +6,7 @@
 For every head and both variants (head alone, head + RSKP) it times training epochs in the two loops of the
 engine: ``batch_size=1`` (the official loop: forward + backward per video, Adam step every 10 videos) and
 ``batch_size=10`` (padded, length-grouped micro-batches, the default). RSKP is timed after warm-up, with the
-memory bank filled and the inter-video branch on (its most expensive phase; heads.md 1.8). The head alone and the
+memory bank filled and the inter-video branch on (its most expensive phase; docs/heads.md 2.4). The head alone and the
 head with RSKP train side by side, their epochs interleaved (alone, RSKP, alone, ...), so that a slow spell of the
 machine hits both; each cell is the median over ``--repeats`` epochs after one untimed epoch each. Wall-clock and
 process CPU seconds are both recorded (the CPU time is the robust one on a shared machine). The paper reports about 2x for RSKP with its dense l x l

@@ -1,4 +1,4 @@
-"""BM: background modeling (Nguyen, Ramanan, Fowlkes, ICCV 2019), in the DGAM formulation (heads.md section 4).
+"""BM: background modeling (Nguyen, Ramanan, Fowlkes, ICCV 2019), in the DGAM formulation (docs/heads.md section 4).
 
 No BM code was ever released; the formulas are those of DGAM's code (which covers every ingredient the BM paper
 names): a class-agnostic attention lambda pools a foreground feature (weights lambda) and a background feature
@@ -27,7 +27,7 @@ from rskp_plugin.shapes import as_mask, expect
 
 
 def bm_localization() -> LocalizationSettings:
-    """DGAM-style inference (heads.md 4.4) as far as the shared settings express it.
+    """DGAM-style inference (docs/heads.md 4.4) as far as the shared settings express it.
 
     Classes with video score > 0.1 (else the arg-max); thresholds 0.03 (DGAM's RGB) and 0.08 (flow) on
     psi = lambda sigma(a), pooled because one JOINT model replaces the two streams; OIC score with kappa = 0.3 and
@@ -131,7 +131,7 @@ class BMHead(nn.Module):
         return self.classifier(x)
 
     def _pool(self, raw: Tensor, weights: Tensor, mask: Tensor, eps: float) -> Tensor:
-        """Attention pooling (heads.md 4.1) of linear maps of x: raw (B, T, k) = x W^T, weights (B, T) zero on
+        """Attention pooling (docs/heads.md 4.1) of linear maps of x: raw (B, T, k) = x W^T, weights (B, T) zero on
         padding -> (B, k) = W x_pooled. Pooling after the (linear) maps equals pooling x first."""
         total = torch.einsum("bt,btk->bk", weights, raw)  # (B, k); weights are 0 on padding
         if self.pooling == "mean":
@@ -189,7 +189,7 @@ class BMHead(nn.Module):
         return HeadOutput(video, tcam, lam, cas, extras)
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
-        """L_fg + background_weight * L_bg (heads.md 4.2). labels (B, C) multi-hot.
+        """L_fg + background_weight * L_bg (docs/heads.md 4.2). labels (B, C) multi-hot.
 
         L_fg = -sum_c y_hat_c log softmax(W x_fg + b)_c with target [y, 0]; L_bg = -log softmax(W x_bg + b)_C.
         """
@@ -198,7 +198,7 @@ class BMHead(nn.Module):
         return fg + self.background_weight * bg
 
     def guide_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
-        """Self-guided attention L_guide (heads.md 4.2), unweighted. labels (B, C), mask (B, T) -> ().
+        """Self-guided attention L_guide (docs/heads.md 4.2), unweighted. labels (B, C), mask (B, T) -> ().
 
         P = smooth_t(softmax_{C+1}(W x_t)) detached (Gaussian, sigma snippets, reflect at each video's ends);
         g_fg = max over ground-truth classes of P[:, c]; g_bg = 1 - P[:, C];
@@ -216,7 +216,7 @@ class BMHead(nn.Module):
         """Weighted extra terms (main branch only): ``guide``, plus ``cluster`` and ``sparsity`` when enabled."""
         losses = {"guide": self.guide_weight * self.guide_loss(out, labels, mask)}
         if self.cluster is not None:
-            # L_cluster = -log sigma(d(x_fg)) - log sigma(-d(x_bg)), each averaged over the batch (heads.md 4.2).
+            # L_cluster = -log sigma(d(x_fg)) - log sigma(-d(x_bg)), each averaged over the batch (docs/heads.md 4.2).
             cluster = F.softplus(-out.extras["cluster_fg"]).mean() + F.softplus(out.extras["cluster_bg"]).mean()
             losses["cluster"] = self.cluster_weight * cluster
         if self.sparsity_weight > 0:

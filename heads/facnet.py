@@ -1,4 +1,4 @@
-"""FAC-Net as modified by RSKP: the RSKP baseline head (heads.md section 1; RSKP paper sec. 3.4 and supp.).
+"""FAC-Net as modified by RSKP: the RSKP baseline head (docs/heads.md section 2; RSKP paper sec. 3.4 and supp.).
 
 Cosine classifier with scale s = 20 over C+1 classes (background last), a class-agnostic sigmoid attention
 a = sigma(s cos(X, g)) that pools features for the class-agnostic (CA) prediction, and a class-wise ("MIL" in the
@@ -31,7 +31,7 @@ def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tenso
 
 
 def nce(log_probs: Tensor, target: Tensor) -> Tensor:
-    """NCE(p, q) = -mean_B sum_c q_hat_c log p_c with the row-normalised target (heads.md 0). (B, K), (B, K) -> ()."""
+    """NCE(p, q) = -mean_B sum_c q_hat_c log p_c, row-normalised target (docs/heads.md 1). (B, K), (B, K) -> ()."""
     q = target / (target.sum(dim=-1, keepdim=True) + 1e-8)  # the official FAC-Net form, + 1e-8
     return -(q * log_probs).sum(dim=-1).mean()
 
@@ -39,7 +39,7 @@ def nce(log_probs: Tensor, target: Tensor) -> Tensor:
 class FACNetHead(nn.Module):
     """The RSKP head (FAC-Net with sigmoid attention, no class-wise foreground branch, no hybrid attention).
 
-    Layers (heads.md 1.2): embedding Linear(D, d) + ReLU + Dropout(0.6), Xavier-uniform weight, zero bias; action
+    Layers (docs/heads.md 2.1): embedding Linear(D, d) + ReLU + Dropout(0.6), Xavier-uniform weight, zero bias; action
     centres A (C+1, d) Xavier-uniform; foreground centre g (1, d) initialised to -A[C] then learned on its own.
 
     Args:
@@ -81,18 +81,18 @@ class FACNetHead(nn.Module):
         nn.init.zeros_(self.embedding.bias)
         nn.init.xavier_uniform_(self.centres)
         self.foreground = nn.Parameter(-self.centres.detach()[num_classes:].clone())  # g = -A[C], (1, d)
-        self.localization = LocalizationSettings()  # RSKP's own inference rules (heads.md 1.9)
+        self.localization = LocalizationSettings()  # RSKP's own inference rules (docs/heads.md 2.5)
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""
         return embed_linear(features, mask, self.embedding, self.dropout.p, self.training)
 
     def classify(self, x: Tensor) -> Tensor:
-        """TCAM logits S = s cos(x, A), snippet-wise (heads.md 1.3 step 1). x (..., d) -> (..., C+1)."""
+        """TCAM logits S = s cos(x, A), snippet-wise (docs/heads.md 2.2 step 1). x (..., d) -> (..., C+1)."""
         return cosine_logits(x, self.centres, self.scale, self.norm_eps)
 
     def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
-        """Prediction module P(X) of heads.md 1.3. x (B, T, d), mask (B, T) -> HeadOutput.
+        """Prediction module P(X) of docs/heads.md 2.2. x (B, T, d), mask (B, T) -> HeadOutput.
 
         Returns:
             video_scores (B, C) = p_ca without background; tcam (B, T, C+1) = S; attention (B, T) = a (0 on
@@ -145,7 +145,7 @@ class FACNetHead(nn.Module):
         m = mask.to(dots.dtype)
         both = dots * (self.scale / (norms + self.norm_eps))[..., None]  # (B, T, C+2): s cos(x, [A; g])
         tcam = both[..., :-1]  # (B, T, C+1), = classify(x)
-        attention = torch.sigmoid(both[..., -1]) * m  # (B, T): a = sigma(s cos(x, g)) (heads.md 1.3 step 2)
+        attention = torch.sigmoid(both[..., -1]) * m  # (B, T): a = sigma(s cos(x, g)) (docs/heads.md 2.2 step 2)
         classwise = torch.sigmoid(tcam) * m[..., None]  # (B, T, C+1), alpha
         att_norm = attention / (attention.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T), a tilde
         cw_norm = classwise / (classwise.sum(dim=1, keepdim=True) + self.attention_eps)  # (B, T, C+1)
@@ -163,7 +163,7 @@ class FACNetHead(nn.Module):
         return HeadOutput(video, tcam, attention, cas, {"ca_logits": ca_logits, "cw_logits": cw_logits})
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
-        """NCE(p_ca, [y, 0]) + background_weight * NCE(p_cw, [y, 1]) (heads.md 1.7, per branch). labels (B, C)."""
+        """NCE(p_ca, [y, 0]) + background_weight * NCE(p_cw, [y, 1]) (docs/heads.md 2.3, per branch). labels (B, C)."""
         ones = torch.ones_like(labels[:, :1])
         fore = nce(torch.log_softmax(out.extras["ca_logits"], dim=-1), torch.cat([labels, 0 * ones], dim=-1))
         back = nce(torch.log_softmax(out.extras["cw_logits"], dim=-1), torch.cat([labels, ones], dim=-1))
@@ -174,7 +174,7 @@ class FACNetHead(nn.Module):
         return {}
 
     def fuse(self, outputs: Sequence[HeadOutput], weights: Sequence[float]) -> HeadOutput:
-        """Test-time fusion of branches (heads.md 1.9): p = sum_i w_i p_ca^i; Psi = (sum_i w_i softmax S^i) a_main.
+        """Test-time fusion of branches (docs/heads.md 2.5): p = sum_i w_i p_ca^i; Psi = (sum_i w_i softmax S^i) a_main.
 
         ``outputs[0]`` is the main branch; with the official weights (0.6, 0.4) on (main, intra) this is
         Psi = (0.6 softmax S + 0.4 softmax S^a) * a. Shapes as in ``forward``.

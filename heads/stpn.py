@@ -1,4 +1,4 @@
-"""STPN + embedding ("STPN + embedding" of RSKP Table 6; heads.md sections 3 and 3.5).
+"""STPN + embedding ("STPN + embedding" of RSKP Table 6; docs/heads.md section 3).
 
 Sparse Temporal Pooling Network (Nguyen et al., CVPR 2018): a class-agnostic attention lambda_t in [0, 1] weights
 the snippet features, their temporal mean is classified with a sigmoid per class, and an L1 term keeps the attention
@@ -25,7 +25,7 @@ from rskp_plugin.shapes import as_mask, expect
 
 
 def stpn_localization() -> LocalizationSettings:
-    """The reproduction's inference (heads.md 3.4): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24."""
+    """The reproduction's inference (docs/heads.md 3.3): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24."""
     return preset("stpn")
 
 
@@ -97,7 +97,7 @@ class STPNHead(nn.Module):
 
         Returns:
             video_scores (B, C) = sigma(W pool(lambda x) + b); tcam (B, T, C) = W x_t + b; attention (B, T) = lambda
-            (0 on padding); cas (B, T, C) = g_t sigma(W x_t), the reproduction's bias-free T-CAM (heads.md 3.4)
+            (0 on padding); cas (B, T, C) = g_t sigma(W x_t), the reproduction's bias-free T-CAM (docs/heads.md 3.3)
             gated by g = lambda (``"mean"``, ``"sum"``) or lambda / max_t lambda (``"attention"``); extras
             ``video_logits`` (B, C); score_cas (B, T, C) = g_t W x_t, the signal STPN scores proposals on
             (``localize(..., score_cas=...)``).
@@ -133,20 +133,20 @@ class STPNHead(nn.Module):
         if self.pooling == "attention":  # lambda's scale is free under normalised pooling: use lambda / max_t lambda
             gate = lam / lam.amax(dim=1, keepdim=True).clamp(min=self.attention_eps)
         cas = gate[..., None] * torch.sigmoid(raw)  # psi = lambda sigma(W x_t), thresholded
-        score_cas = gate[..., None] * raw  # lambda W x_t: the scoring signal (one stream of heads.md 3.4)
+        score_cas = gate[..., None] * raw  # lambda W x_t: the scoring signal (one stream of docs/heads.md 3.3)
         return HeadOutput(torch.sigmoid(video_logits), tcam, lam, cas, {"video_logits": video_logits},
                           score_cas=score_cas)
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
-        """L_class = BCE-with-logits(video logits, y), mean over B x C (heads.md 3.2). labels (B, C) multi-hot."""
+        """L_class = BCE-with-logits(video logits, y), mean over B x C (docs/heads.md 3.2). labels (B, C) multi-hot."""
         return F.binary_cross_entropy_with_logits(out.extras["video_logits"], labels.to(out.tcam.dtype))
 
     def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """``sparsity`` = beta * mean_B sum_t |lambda_t| over real snippets (heads.md 3.2)."""
+        """``sparsity`` = beta * mean_B sum_t |lambda_t| over real snippets (docs/heads.md 3.2)."""
         return {"sparsity": self.sparsity_weight * masked_sum(out.attention.abs(), mask).mean()}
 
     def representative_scores(self, reps: Tensor) -> Tensor:
-        """sigma(W mu_k + b): per-class probabilities of representative snippets (heads.md 3.5).
+        """sigma(W mu_k + b): per-class probabilities of representative snippets (docs/heads.md 3.4).
 
         Shapes: reps (B, n, d) -> (B, n, C).
         """

@@ -1,4 +1,4 @@
-"""WUM: weakly supervised action localisation by uncertainty modeling (Lee, Uh, Byun, AAAI 2021; heads.md section 5).
+"""WUM: weakly supervised action localisation by uncertainty modeling (Lee, Uh, Byun, AAAI 2021; docs/heads.md 5).
 
 Background snippets are treated as out-of-distribution samples: the feature magnitude ||X_t|| (inverse uncertainty)
 must be large on action snippets and small on background snippets (L_um), background snippets must give a uniform
@@ -26,7 +26,7 @@ from rskp_plugin.shapes import as_mask, expect
 
 
 def wum_localization() -> LocalizationSettings:
-    """The official inference (heads.md 5.6): 10 CAS and 9 magnitude thresholds, OIC + 0.2 video score, IoU-NMS 0.6."""
+    """Official inference (docs/heads.md 5.4): 10 CAS, 9 magnitude thresholds, OIC + 0.2 video score, IoU-NMS 0.6."""
     return preset("wum")
 
 
@@ -53,7 +53,7 @@ def topk_selection(score: Tensor, mask: Tensor, k: Tensor) -> Tensor:
 class WUMHead(nn.Module):
     """WUM's model on top of its own embedding.
 
-    Layers (heads.md 5.2): embedding Conv1d(D, d, kernel 3, padding 1) + ReLU; classifier Dropout(0.7) then a 1x1
+    Layers (docs/heads.md 5.1): embedding Conv1d(D, d, kernel 3, padding 1) + ReLU; classifier Dropout(0.7) then a 1x1
     convolution d -> C without bias. PyTorch default initialisation, as in the official code.
 
     Args:
@@ -126,7 +126,7 @@ class WUMHead(nn.Module):
         return self.classifier(x)
 
     def forward(self, x: Tensor, mask: Tensor) -> HeadOutput:
-        """Pooling of heads.md 5.3 and the inference signals of 5.6. x (B, T, d), mask (B, T) -> HeadOutput.
+        """Pooling of docs/heads.md 5.2 and the inference signals of 5.4. x (B, T, d), mask (B, T) -> HeadOutput.
 
         Returns:
             video_scores (B, C) = p_act = softmax_C(top-k_act mean of A); tcam (B, T, C) = A; attention (B, T) =
@@ -144,7 +144,7 @@ class WUMHead(nn.Module):
         k_act, k_bkg = topk_counts(mask, self.r_act), topk_counts(mask, self.r_bkg)  # (B,) each
         p_act = torch.softmax(masked_topk_mean(cas_logits, mask, k_act), dim=-1)  # (B, C): top-k on the CAS itself
         inverted = mags.masked_fill(~mask, float("-inf")).amax(dim=1, keepdim=True) - mags  # (B, T): max_t m - m_t
-        # Training-time magnitude dropout: a 0/1 (rescaled) mask on the selection scores (heads.md 5.3).
+        # Training-time magnitude dropout: a 0/1 (rescaled) mask on the selection scores (docs/heads.md 5.2).
         keep = F.dropout(torch.ones_like(mags), p=self.magnitude_dropout, training=self.training)  # (B, T)
         sel_act = topk_selection(mags * keep, mask, k_act) / k_act[:, None]  # (B, T), rows sum to 1
         sel_bkg = topk_selection(inverted * keep, mask, k_bkg) / k_bkg[:, None]  # (B, T)
@@ -164,13 +164,13 @@ class WUMHead(nn.Module):
         return HeadOutput(p_act, tcam, attention, cas, extras)
 
     def classification_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> Tensor:
-        """L_cls = BCE(p_act, y / sum y), element-wise binary CE averaged over B x C (heads.md 5.4)."""
+        """L_cls = BCE(p_act, y / sum y), element-wise binary CE averaged over B x C (docs/heads.md 5.3)."""
         target = labels.to(out.video_scores.dtype)
         target = target / target.sum(dim=-1, keepdim=True).clamp(min=1)
         return F.binary_cross_entropy(out.video_scores, target)
 
     def auxiliary_loss(self, out: HeadOutput, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """``uncertainty`` = alpha L_um, ``background_entropy`` = beta BCE(p_bkg, 1/C) (heads.md 5.4).
+        """``uncertainty`` = alpha L_um, ``background_entropy`` = beta BCE(p_bkg, 1/C) (docs/heads.md 5.3).
 
         L_um = mean_B (max(0, margin - ||mean X_act||) + ||mean X_bkg||)^2.
         """

@@ -15,7 +15,7 @@ seeds, data and schedule) and prints the paper's numbers beside ours when the da
 Unless a row says otherwise the paper's ablations run without the memory bank (section 4.4: "Unless explicitly stated,
 we do not utilize the memory bank"), so those rows carry ``rskp.memory.enabled=false``. Rows whose configs come out
 equal (Table 3 "+ pseudo label supervision" = Table 4 "EM-Att" = Table 5 "Equation (6)") are trained once per seed.
-Sources: main paper Tables 3-5 and Fig. 5, supplement Tables 2-3 (docs/rskp-paper.txt).
+Sources: main paper Tables 3-5 and Fig. 5, supplement Tables 2-3.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .checkpoint import LEGACY_RECORD_KEYS
 from .errors import ConfigError
 
-# RSKP Table 6 (heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
+# RSKP Table 6 (docs/heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
 PAPER_TABLE6: dict[str, dict[str, dict[str, float]]] = {
     "stpn": {"head": {"0.3": 38.4, "0.5": 19.1, "0.7": 4.7, "AVG": 28.9},
              "head+rskp": {"0.3": 46.5, "0.5": 21.8, "0.7": 5.8, "AVG": 33.7}},
@@ -49,9 +50,9 @@ def add_gains(result: dict[str, Any]) -> None:
     result["rows"][1]["gain_percent_std"] = float(gains.std(ddof=1 if len(gains) > 1 else 0))
 
 
-# Keys of result files written before the keys named their unit (the values were percent already).
-_LEGACY_RUN_KEYS = {"map": "map_percent", "average": "avg_map_percent", "cmap": "cmap_percent",
-                    "final_average": "final_avg_map_percent"}
+# Keys of result files written before the keys named their unit (the values were percent already): an evaluation
+# record's (``checkpoint.LEGACY_RECORD_KEYS``) and the final epoch's average of a bench run.
+_LEGACY_RUN_KEYS = {**LEGACY_RECORD_KEYS, "final_average": "final_avg_map_percent"}
 _LEGACY_ROW_KEYS = ("map_mean", "map_std", "average_mean", "average_std", "gain_mean", "gain_std")
 
 

@@ -34,9 +34,9 @@ import attrs
 import numpy as np
 import torch
 
-from .config import from_mapping
+from .config import check_values, from_mapping
 from .errors import ConfigError
-from .recipes import Recipe, check_values
+from .recipes import Recipe
 
 #: name -> (the overrides of a candidate, what it tests); "own copies" is filled per head.
 CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {

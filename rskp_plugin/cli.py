@@ -19,12 +19,10 @@ from .commands.calibrate import add_calibrate
 from .commands.evaluate import add_evaluate, add_predict
 from .commands.heads import add_heads
 from .commands.synthetic import add_make_synthetic
-from .commands.train import add_plot, add_train, train_values
+from .commands.train import add_plot, add_train
 from .errors import RSKPError
 
 __all__ = ["bench_main", "build_parser", "console", "err_console", "main", "run_parsed"]
-
-_train_values = train_values  # the name tests and scripts used before the subcommands moved to rskp_plugin.commands
 
 
 # ---------------------------------------------------------------------------------------------------- bench

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from .localization_settings import LocalizationSettings
 from .protocols import HeadOutput, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message
 
 
@@ -89,8 +90,6 @@ def _check_structure(factory: Callable[..., Any], case: CheckCase, c: int, d_in:
         _fail(f"missing methods: {', '.join(missing)}")
     settings = head_traits(head).localization
     if settings is not None:
-        from .localization import LocalizationSettings
-
         if not isinstance(settings, LocalizationSettings):
             _fail(f"head.localization must be a LocalizationSettings or None, got {type(settings).__name__}")
 

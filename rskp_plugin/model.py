@@ -217,10 +217,3 @@ class HeadOnlyModel(nn.Module):
     def predict(self, features: Tensor, mask: Tensor | None = None) -> RSKPOutput:
         """Inference in eval mode: video scores (B, C) and CAS (B, T, C); the caller's mode is restored."""
         return predict(self, features, mask)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PlainHead":  # the old name: it is a whole model, not a head
-        warnings.warn("PlainHead is deprecated: use rskp_plugin.model.HeadOnlyModel", DeprecationWarning, stacklevel=2)
-        return HeadOnlyModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,9 +37,9 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .config import check_values
 from .errors import ConfigError, DuplicateHeadError, PluginLoadError, RSKPError, UnknownHeadError
 from .protocols import HeadSpec
-from .recipes import check_values
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT  # the pluggy project name is also the entry-point group
 

@@ -25,8 +25,9 @@ from torch import Tensor
 
 from .config import PropagationConfig, RSKPConfig
 from .errors import ShapeError
+from .birw_kernels import block_mask
 from .propagation import (
-    _block_mask, affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk, stack_walks,
+    affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk, stack_walks,
 )
 from .protocols import Head, HeadOutput, Propagated
 from .shapes import expect
@@ -77,7 +78,7 @@ def _walk_parts(features: Tensor, walks: Walks, w: float, temperature: float, ma
     z = affinity_parts(f, mu, temperature, mask, reps_mask, groups=sizes)[-1]  # (B, T, n)
     nrm_t = column_normalize(z).transpose(1, 2)  # N^T (B, n, T)
     a = torch.bmm(nrm_t, z)  # (B, n, n)
-    block = _block_mask(sizes, mu.shape[1], a)
+    block = block_mask(sizes, mu.shape[1], a)
     if block is not None:
         a = a * block  # a walk's representatives never meet another walk's
     return f, mu, mask, z, nrm_t, a, sizes
@@ -148,7 +149,7 @@ def score_walks(features: Tensor, scores: Tensor, walks: list[tuple[Tensor, Tens
     """Eq. 6 on class logits (Table 5 "propagate scores"): each walk's representative logits S_mu walked into the
     snippet logits T with the affinity Z of the features, T^a = (1 - w)(I - w^2 Z N^T)^-1 (w Z S_mu + T).
 
-    Regrouped as in ``propagation._factors_forward`` (only an n x n system): T^a = (1 - w) T + Z M_T with
+    Regrouped as in ``birw_kernels.WoodburyBiRW`` (only an n x n system): T^a = (1 - w) T + Z M_T with
     M_T = (1 - w)(w S_mu + w^2 (I - w^2 A)^-1 (N^T T + w A S_mu)), A = N^T Z.
 
     Args:

@@ -7,13 +7,9 @@ the flanks) that these functions implement.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-
-if TYPE_CHECKING:
-    from .localization import LocalizationSettings
+from .localization_settings import LocalizationSettings
 
 
 def upsample_linear(x: np.ndarray, scale: int) -> np.ndarray:
@@ -51,7 +47,7 @@ def find_runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 def oic_scores(
     csum: np.ndarray, row: np.ndarray, s: np.ndarray, e: np.ndarray, length: int, settings: LocalizationSettings
 ) -> np.ndarray:
-    """Outer-inner contrast without the video-score term (heads.md 0): mean(inner) - kappa * mean(flanks).
+    """Outer-inner contrast without the video-score term (docs/heads.md 1): mean(inner) - kappa * mean(flanks).
 
     Args:
         csum: (R, T+1) cumulative sums (leading 0) of the scoring signal; ``row`` selects one per proposal.

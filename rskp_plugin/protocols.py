@@ -6,14 +6,13 @@ head has a background class, which is then the last column).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .localization import LocalizationSettings
+from .localization_settings import LocalizationSettings
 
 
 class HeadOutput(NamedTuple):
@@ -26,7 +25,7 @@ class HeadOutput(NamedTuple):
         cas: (B, T, C) class activation sequence that localisation thresholds.
         extras: tensors a head's own losses need beyond the above (e.g. feature magnitudes); may be empty.
         score_cas: (B, T, C) the signal proposals are scored on when a head scores them on something other than
-            ``cas`` (STPN's weighted T-CAM, heads.md 3.4), else None. The wrapper fuses it over branches like the
+            ``cas`` (STPN's weighted T-CAM, docs/heads.md 3.3), else None. The wrapper fuses it over branches like the
             CAS; localisation passes it on (``localize(..., score_cas=...)``).
     """
 
@@ -202,10 +201,8 @@ class HeadTraits:
     representative_scores: bool = False
 
     @property
-    def settings(self) -> "LocalizationSettings":
+    def settings(self) -> LocalizationSettings:
         """The localisation settings the head asks for, or the RSKP defaults if it declares none."""
-        from .localization import LocalizationSettings
-
         return self.localization if self.localization is not None else LocalizationSettings()
 
 
@@ -273,8 +270,3 @@ class HeadSpec:
     plugin: str = ""
     distribution: str = ""
     recipe: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-def localization_settings(head: Any) -> "LocalizationSettings":
-    """The localisation settings a head asks for, or the RSKP defaults if it declares none."""
-    return head_traits(head).settings

@@ -16,15 +16,15 @@ A recipe file (YAML) holds ``head`` (the head it was derived for), ``rskp`` (the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import attrs
 import yaml
 
-from .config import RSKPConfig, non_default_mapping, safe_load_yaml, set_values, yaml_problem
+from .config import RSKPConfig, check_values, non_default_mapping, set_values
 from .errors import ConfigError
+from .yaml_io import safe_load_yaml, yaml_problem
 
 #: ``head.recipe`` values that are not files.
 BUILTIN = "builtin"
@@ -46,26 +46,6 @@ class Recipe:
     head: str = ""
     evidence: dict[str, Any] = attrs.field(factory=dict)
     source: str = ""
-
-
-def check_values(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """``values`` as a plain dict after checking that every key is a ``rskp`` config key and every value valid for
-    it (``ConfigError`` names ``source`` and the key)."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{source}: a recipe is a mapping of dotted rskp keys to values, got "
-                          f"{type(values).__name__}")
-    try:
-        set_values(RSKPConfig(), {str(k): _yaml_value(v) for k, v in values.items()})
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-    return {str(k): _yaml_value(v) for k, v in values.items()}
-
-
-def _yaml_value(value: Any) -> Any:
-    """Tuples as lists (what YAML and ``set_values`` take)."""
-    if isinstance(value, tuple):
-        return [_yaml_value(v) for v in value]
-    return value
 
 
 def nested(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,23 +1,40 @@
 """The data sources a run can read: one registry that the config, the builders and every ``--data`` option use.
 
 A source is a name (``data.source`` in a config, ``--data`` on the command line) and a loader that returns the
-training and/or test set of a ``DataConfig``. Adding a source touches ``DATA_SOURCES`` here and its reader in
-``rskp_plugin.data`` (CONTRIBUTING.md, "Adding a data format"). This module imports no data code until a loader
-runs, so the command line can list the names cheaply.
+training and/or test set of a run's data settings (``DataSettings``). Adding a source touches ``DATA_SOURCES`` here
+and its reader in ``rskp_plugin.data`` (CONTRIBUTING.md, "Adding a data format"). This module imports no data code
+until a loader runs, so the command line can list the names cheaply.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import attrs
 
-if TYPE_CHECKING:
-    from .engine.config import DataConfig
 
-#: ``(data config, data root or None, splits) -> one dataset per split``; a split is "train" or "test".
-Loader = Callable[["DataConfig", "Path | None", Sequence[str]], tuple[Any, ...]]
+class DataSettings(Protocol):
+    """What a loader reads of a run's data settings (``rskp_plugin.engine.config.DataConfig`` has these and more).
+
+    The registry depends on this shape, not on the engine's config, which imports the registry for its validator.
+    """
+
+    seed: int
+    feature_dim: int
+    difficulty: float
+    num_train: int
+    num_test: int
+    synthetic_preset: str
+    dataset_name: str
+    train_subset: str
+    test_subset: str
+    gt_json: str
+    on_error: str
+
+
+#: ``(data settings, data root or None, splits) -> one dataset per split``; a split is "train" or "test".
+Loader = Callable[[DataSettings, "Path | None", Sequence[str]], tuple[Any, ...]]
 
 
 @attrs.frozen
@@ -37,13 +54,13 @@ class DataSource:
     summary: str = ""
 
 
-def _subset(data: DataConfig, split: str, defaults: Mapping[str, str]) -> str:
+def _subset(data: DataSettings, split: str, defaults: Mapping[str, str]) -> str:
     """The subset read for ``split``: ``data.train_subset``/``data.test_subset`` if set, else the reader's default."""
     chosen = data.train_subset if split == "train" else data.test_subset
     return chosen or defaults[split]
 
 
-def _synthetic(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
+def _synthetic(data: DataSettings, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
     from .data import make_synthetic
 
     train, test = make_synthetic(
@@ -53,11 +70,11 @@ def _synthetic(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tu
     return tuple(train if split == "train" else test for split in splits)
 
 
-def _wtalc(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
+def _wtalc(data: DataSettings, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
     from .data import default_subsets, load_wtalc
 
     defaults = dict(zip(("train", "test"), default_subsets(data.dataset_name)))
-    # Segments past the video end are kept as annotated, as the official evaluations do (heads.md 0).
+    # Segments past the video end are kept as annotated, as the official evaluations do (docs/heads.md 1).
     return tuple(
         load_wtalc(root, data.dataset_name, _subset(data, split, defaults), out_of_range="keep",
                    on_error=data.on_error)
@@ -65,7 +82,7 @@ def _wtalc(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tuple[
     )
 
 
-def _folders(data: DataConfig, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
+def _folders(data: DataSettings, root: Path | None, splits: Sequence[str]) -> tuple[Any, ...]:
     from .data import load_folders
 
     gt = root / (data.gt_json or "gt.json")  # a relative gt_json lies under root; an absolute one stays as it is

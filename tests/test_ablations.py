@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 import pytest
 
-from rskp_plugin import ablations, bench, cli
+from rskp_plugin import ablations, bench, bench_runs, cli
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.errors import ConfigError
@@ -81,17 +81,17 @@ def test_bad_override_names_the_row(monkeypatch) -> None:
     monkeypatch.setitem(ablations.ABLATIONS, "table5", (ablations.ABLATIONS["table5"][1], bad))
     expected = r'ablation table5, row "my row": Invalid value for "rskp.losses.distillation"'
     with pytest.raises(ConfigError, match=expected):
-        bench.plan_ablation(ExperimentConfig(), ["table5"])
+        bench_runs.plan_ablation(ExperimentConfig(), ["table5"])
     unknown = ablations.AblationRow("typo", True, ("rskp.memroy.enabled=false",))
     monkeypatch.setitem(ablations.ABLATIONS, "table5", (unknown,))
     with pytest.raises(ConfigError, match=r'row "typo": Unknown config key "rskp.memroy.enabled"'):
-        bench.plan_ablation(ExperimentConfig(), ["table5"])
+        bench_runs.plan_ablation(ExperimentConfig(), ["table5"])
 
 
 def test_invalid_row_fails_before_any_training(monkeypatch, capsys) -> None:
     """A row that fails validation stops the command (exit 2, row named) before a single run starts."""
     trained = []
-    monkeypatch.setattr(bench, "train_run", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(bench_runs, "train_run", lambda *a, **k: trained.append(1))
     rows = ablations.ABLATIONS["table3"][:2] + (ablations.AblationRow("late typo", True, ("rskp.walk_weight=2",)),)
     monkeypatch.setitem(ablations.ABLATIONS, "table3", rows)
     assert cli.bench_main(["--ablation", "table3", "--seeds", "1", "--epochs", "1", *TINY]) == 2
@@ -103,7 +103,7 @@ def test_missing_optional_dependency_skips_with_reason(monkeypatch, tmp_path, ca
     rows = ablations.ABLATIONS["table3"][:1] + (
         ablations.AblationRow("needs a module", True, (ablations.MEMORY_OFF,), requires="no_such_module_rskp"),)
     monkeypatch.setitem(ablations.ABLATIONS, "table3", rows)
-    plan = bench.plan_ablation(ExperimentConfig(), ["table3"])
+    plan = bench_runs.plan_ablation(ExperimentConfig(), ["table3"])
     assert [r.name for _, r, _ in plan.rows] == ["baseline"]
     assert [(t, r.name) for t, r, _ in plan.skipped] == [("table3", "needs a module")]
     assert "no_such_module_rskp" in plan.skipped[0][2] and "not installed" in plan.skipped[0][2]
@@ -130,8 +130,8 @@ def test_tiny_ablation_run_schema_and_shared_runs(monkeypatch, tmp_path, capsys)
     for name in ("table4", "fig5", "supp"):
         monkeypatch.delitem(ablations.ABLATIONS, name)
     calls = []
-    real = bench.train_run
-    monkeypatch.setattr(bench, "train_run", lambda cfg, *a, **k: calls.append(cfg) or real(cfg, *a, **k))
+    real = bench_runs.train_run
+    monkeypatch.setattr(bench_runs, "train_run", lambda cfg, *a, **k: calls.append(cfg) or real(cfg, *a, **k))
     out = tmp_path / "all.json"
     code = cli.bench_main(["--ablation", "all", "--seeds", "2", "--epochs", "1", "--output", str(out), *TINY])
     printed = " ".join(capsys.readouterr().out.split())
@@ -218,7 +218,7 @@ def test_table3_end_to_end(tmp_path) -> None:
 @_needs("rskp.summarizer.region", "foreground", "abl-reps")
 def test_every_row_validates() -> None:
     """Every row of every table is a valid config change of the default recipe (the switches of both branches)."""
-    plan = bench.plan_ablation(bench.load_recipe(bench.build_parser().parse_args([])), list(ablations.ABLATION_NAMES))
+    plan = bench_runs.plan_ablation(bench.load_recipe(bench.build_parser().parse_args([])), list(ablations.ABLATION_NAMES))
     assert len(plan.rows) + len(plan.skipped) == sum(len(rows) for rows in ablations.ABLATIONS.values())
     fig5 = [cfg for t, _, cfg in plan.rows if t == "fig5"]
     assert [c.rskp.propagation.steps for c in fig5[:5]] == [1, 2, 3, 5, 10]

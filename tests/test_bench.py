@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rskp_plugin import bench, cli
+from rskp_plugin import bench, bench_results, cli
 
 TINY = [
     "--set", "data.feature_dim=16", "--set", "data.num_train=8", "--set", "data.num_test=4",
@@ -61,7 +61,7 @@ def test_bench_json_schema(tmp_path, capsys, monkeypatch) -> None:
 @given(st.lists(st.lists(st.floats(0, 100), min_size=3, max_size=3), min_size=1, max_size=5))
 def test_summary_is_mean_and_sample_std(values) -> None:
     per_seed = [{"map_percent": v, "avg_map_percent": float(np.mean(v))} for v in values]
-    summary = bench.summarize(per_seed)
+    summary = bench_results.summarize(per_seed)
     arr = np.array(values)
     ddof = 1 if len(values) > 1 else 0
     assert np.allclose(summary["map_percent_mean"], arr.mean(0))

@@ -12,6 +12,7 @@ import torch
 
 from rskp_plugin import cli
 from rskp_plugin.checkpoint import load_checkpoint
+from rskp_plugin.commands.train import train_values
 from rskp_plugin.data import make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_train_resume_predict_end_to_end(tmp_path, capsys) -> None:
     for video in test.videos:
         for det in preds["results"][video.name]:
             assert det["label"] in classes and 0 <= det["segment"][0] < det["segment"][1]
-            # RSKP's localisation stores one snippet past a run (heads.md 1.9), so a segment may end there.
+            # RSKP's localisation stores one snippet past a run (docs/heads.md 2.5), so a segment may end there.
             assert det["segment"][1] <= (video.num_snippets + 1) / test.snippets_per_second + 1e-6
 
     # ... and score them with 'rskp evaluate' as they are: two videos hold only some of the 20 classes, and the
@@ -142,7 +143,7 @@ def test_flags_are_typed_values_not_yaml(capsys) -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--data-root", "2024", "--output-dir", "yes", "--dataset-name", "null",
                               "--no-rskp"])
-    config = load_experiment(None, args.overrides, values=cli._train_values(args))
+    config = load_experiment(None, args.overrides, values=train_values(args))
     assert (config.data.root, config.train.output_dir, config.data.dataset_name) == ("2024", "yes", "null")
     assert config.rskp_enabled is False
     code, _, err = run(capsys, "train", "--set", "train.output_dir=", "--no-progress")
@@ -325,7 +326,7 @@ def test_version(capsys) -> None:
 def test_threads_flag_sets_the_config(tmp_path) -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--threads", "2"])
-    assert cli._train_values(args)["train.threads"] == 2
+    assert train_values(args)["train.threads"] == 2
 
 
 def test_a_format_1_checkpoint_rebuilds_the_model_it_was_trained_as(tmp_path, capsys) -> None:

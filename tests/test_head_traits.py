@@ -1,6 +1,5 @@
 """The head contract's optional parts: declared once (HeadTraits + protocols), resolved once per model."""
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from rskp_plugin.protocols import (
     head_traits,
     missing_head_parts,
 )
-from rskp_plugin.wrapper import fuse_outputs
+from rskp_plugin.branches import fuse_outputs
 from rskp_heads.stpn import STPNHead
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,17 +87,6 @@ def test_wrapper_output_carries_the_fused_scoring_signal() -> None:
     head.float()
     alone = HeadOnlyModel(head).eval()(x.float()).score_cas
     assert torch.equal(alone, head(head.embed(x.float(), None), None).score_cas)
-
-
-def test_plain_head_is_a_deprecated_alias() -> None:
-    import rskp_plugin.model
-    import rskp_plugin.wrapper
-
-    for module in (rskp_plugin.wrapper, rskp_plugin.model):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert module.PlainHead is HeadOnlyModel
-        assert [w.category for w in caught] == [DeprecationWarning]
 
 
 def test_built_in_heads_keep_their_rskp_settings_in_recipes_not_on_the_class():

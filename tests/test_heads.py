@@ -1,6 +1,6 @@
 """The four built-in heads against hand-computed values on tiny inputs (T <= 9, 3 classes, fixed weights).
 
-Each reference below is written out independently of the head code (NumPy, plain loops), from heads.md.
+Each reference below is written out independently of the head code (NumPy, plain loops), from docs/heads.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ FAC_X = np.array([[1.0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 1], [1, 1, 0, 0]])  # 
 
 
 def facnet_reference(x: np.ndarray, s: float = 20.0):
-    """heads.md 1.3, one video, written with loops."""
+    """docs/heads.md 2.2, one video, written with loops."""
     t_len = len(x)
     eps = 1e-9  # RSKP adds 1e-9 to both norms of the cosine
     unit = x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
@@ -295,7 +295,7 @@ def test_bm_forward_and_losses_match_hand_computed(bm):
 
 
 def test_bm_pooled_logits_follow_from_tcam_and_attention(bm):
-    """heads.md 4.5: z_fg = b + sum m a (S - b) / (sum m a + 1), because classify is affine."""
+    """docs/heads.md 4.3: z_fg = b + sum m a (S - b) / (sum m a + 1), because classify is affine."""
     x = t64(STPN_X) * STPN_MASK[..., None]
     out = bm(x, STPN_MASK)
     m, a, s, bias = STPN_MASK.double(), out.attention, out.tcam, bm.classifier.bias
@@ -432,11 +432,11 @@ def test_each_head_carries_its_inference_rules():
     from rskp_plugin.localization import preset
 
     small = {"num_classes": C, "feature_dim": 4, "embed_dim": 4}
-    assert FACNetHead(**small).localization == preset("rskp")  # RSKP's own code (heads.md 1.9)
+    assert FACNetHead(**small).localization == preset("rskp")  # RSKP's own code (docs/heads.md 2.5)
     assert STPNHead(**small).localization == preset("stpn")
     wum = WUMHead(**small).localization
     assert wum == preset("wum") and wum.class_threshold == 0.2 and wum.video_score_weight == 0.2
-    bm = BMHead(**small).localization  # DGAM-style (heads.md 4.4)
+    bm = BMHead(**small).localization  # DGAM-style (docs/heads.md 4.4)
     assert (bm.thresholds, bm.class_threshold, bm.fallback_argmax) == ((0.03, 0.08), 0.1, True)
     assert (bm.outer_weight, bm.inflation, bm.upsample, bm.nms_threshold, bm.nms_overlap) == (0.3, 0.25, 20, 0.5, "iou")
 

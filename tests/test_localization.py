@@ -16,10 +16,10 @@ from rskp_plugin.localization import (
     LocalizationSettings,
     localize,
     localize_video,
-    nms,
     preset,
     upsample_linear,
 )
+from rskp_plugin.proposals import nms
 
 
 def _assert_same(det: Detections, ref):

@@ -251,7 +251,7 @@ def test_cholesky_form_streamed_in_blocks_matches_unrolled_and_dense_solve(lengt
     """The SPD form (C = D - w^2 Z^T Z, one Cholesky factor for forward and backward) read block by block: F* equals
     the unrolled iteration of eq. 4-5 and the dense solve of eq. 6, and its gradients (birw and the factored walks)
     equal autograd of the dense solve; ``chunk`` bytes per block: one row, a few rows or several videos per block."""
-    import rskp_plugin.propagation as propagation
+    import rskp_plugin.birw_kernels as birw_kernels
 
     g = torch.Generator().manual_seed(seed)
     b, tmax, d = len(lengths), max(lengths), 5
@@ -262,9 +262,9 @@ def test_cholesky_form_streamed_in_blocks_matches_unrolled_and_dense_solve(lengt
              for j, n in enumerate(ns)]
     mu, reps_mask = walks[0]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(propagation, "CHUNK_BYTES", chunk)
-        patch.setattr(propagation, "CHUNK_ROWS", 1)
-        assert chunk > 1 or len(propagation._blocks(f)) == b * tmax  # one snippet per block
+        patch.setattr(birw_kernels, "CHUNK_BYTES", chunk)
+        patch.setattr(birw_kernels, "CHUNK_ROWS", 1)
+        assert chunk > 1 or len(birw_kernels._blocks(f)) == b * tmax  # one snippet per block
         fast = birw(f, mu, w, mask=mask, reps_mask=reps_mask)
         weight = torch.randn(f.shape, generator=g, dtype=torch.float64)
         got = torch.autograd.grad((fast * weight).sum(), (f, mu))

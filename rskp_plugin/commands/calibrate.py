@@ -217,7 +217,7 @@ def _train(args: argparse.Namespace, config, candidates: dict, seeds: list[int])
 
     from .. import calibrate as cal
     from ..engine import config_to_dict
-    from ..engine.trainer import progress_bar
+    from ..engine.progress import progress_bar
     from ..recipes import apply
 
     jobs = []

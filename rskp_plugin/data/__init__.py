@@ -15,7 +15,8 @@ Seconds <-> snippets: ``dataset.snippets_per_second`` (25/16 for I3D features); 
 from .batching import Batch, collate, iterate_batches, random_positions, uniform_positions
 from .folders import load_folders, write_folders
 from .records import I3D_SNIPPETS_PER_SECOND, DataWarning, VideoDataset, VideoRecord
-from .synthetic import CLASS_NAMES, make_synthetic
+from .synthetic import make_synthetic
+from .synthetic_figures import CLASS_NAMES
 from .wtalc import default_subsets, load_wtalc, read_ambiguous, write_wtalc
 
 __all__ = [

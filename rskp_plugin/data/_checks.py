@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
@@ -85,12 +84,6 @@ def validate_videos(
             stacklevel=3,
         )
     return videos, skipped
-
-
-def require_file(path: str | os.PathLike, what: str, hint: str) -> None:
-    """Raise ``DataError`` naming ``path`` if it is not a file."""
-    if not os.path.isfile(path):
-        raise DataError(f"missing {what}: {os.fspath(path)} does not exist. {hint}")
 
 
 class ExpectedWidth:

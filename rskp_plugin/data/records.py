@@ -2,7 +2,7 @@
 
 Times are in seconds; features are snippet-wise. ``snippets_per_second`` converts between the two: for the usual
 W-TALC I3D features one snippet is 16 frames at 25 fps, so there are 25/16 = 1.5625 snippets per second and
-snippet k covers [k / f, (k + 1) / f) seconds (evaluation.md 2.3).
+snippet k covers [k / f, (k + 1) / f) seconds (docs/evaluation.md 2.3).
 """
 
 from __future__ import annotations

@@ -33,24 +33,7 @@ import torch
 from ..errors import DataError
 from . import synthetic_activitynet
 from .records import I3D_SNIPPETS_PER_SECOND, VideoDataset, VideoRecord
-from .synthetic_figures import (  # noqa: F401 - the fitted figures, importable from here as before
-    CLASS_NAMES,
-    CLASS_SETS,
-    COUNT_INTERCEPT,
-    COUNT_OFFSETS,
-    COUNT_SLOPE,
-    COUNT_SPREAD,
-    DUPLICATE_OF,
-    DURATION_OFFSETS,
-    LENGTH_BETWEEN_SD,
-    LENGTH_COUNT_CORR,
-    LENGTH_LOG_MEAN,
-    LENGTH_MIN,
-    LENGTH_WITHIN_SD,
-    LOG_DURATION_QUANTILES,
-    MAX_COVERAGE,
-    sample_annotations,
-)
+from .synthetic_figures import CLASS_NAMES, DUPLICATE_OF, sample_annotations
 
 # Families of similar actions: their action and context prototypes share a component.
 FAMILIES = (

@@ -20,8 +20,8 @@ from .config import (
     resolve_config_path,
 )
 from .inference import EvalResult, collect_outputs, evaluate_model, forward_batches, predict_detections
-from .record import environment, git_commit
-from .trainer import FitResult, Trainer
+from .record import FitResult, environment, git_commit
+from .trainer import Trainer
 
 __all__ = [
     "DataConfig",

@@ -1,6 +1,6 @@
 """Experiment configuration: which head, which data, the optimiser and the schedule, plus the RSKP settings.
 
-Defaults are the official RSKP recipe (design.md "Numbers", heads.md 1.8): Adam, lr 5e-5, betas (0.9, 0.99),
+Defaults are the official RSKP recipe (docs/design.md section 6, docs/heads.md 2.4): Adam, lr 5e-5, betas (0.9, 0.99),
 weight decay 5e-4, gradients summed over 10 videos, 200 epochs, evaluation every 5 epochs. A YAML file holds only
 the values that differ from these defaults, e.g.::
 
@@ -23,11 +23,10 @@ import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
 from .. import recipes
-from ..config import (
-    RSKPConfig, apply_overrides, from_mapping, merge_mappings, non_default_mapping, read_yaml, set_values,
-)
+from ..config import RSKPConfig, apply_overrides, from_mapping, merge_mappings, non_default_mapping, set_values
 from ..errors import ConfigError
 from ..sources import data_source_names
+from ..yaml_io import read_yaml
 
 DATA_SOURCES = data_source_names()  # the registry in rskp_plugin/sources.py
 SELECTIONS = ("test", "heldout", "last")
@@ -116,7 +115,7 @@ class DataConfig:
 
 @attrs.frozen(kw_only=True)
 class OptimizerConfig:
-    """Adam with L2 weight decay and gradient accumulation (heads.md 1.8).
+    """Adam with L2 weight decay and gradient accumulation (docs/heads.md 2.4).
 
     Attributes:
         lr: learning rate (constant).
@@ -175,7 +174,7 @@ class TrainConfig:
             Every table, JSON file and plot names the selection behind its numbers.
         heldout_fraction: share of the training videos held out when ``selection`` is "heldout".
         protocol: detection mAP protocol ("activitynet" official ActivityNet code; "rskp"/"wtalc" the W-TALC
-            style of the official RSKP code, see evaluation.md).
+            style of the official RSKP code, see docs/evaluation.md).
         tiou: IoU thresholds; the reported average is their mean (paper: 0.1:0.1:0.7).
         seed: seed for torch, numpy, python and the data order (official torch seed: 2).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".

@@ -1,4 +1,4 @@
-"""Multi-process training with torch.distributed, launched by torchrun (design.md "Scale-out").
+"""Multi-process training with torch.distributed, launched by torchrun (docs/design.md section 9).
 
 torchrun starts one process per device and sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; ``Trainer`` sees ``WORLD_SIZE`` > 1 and joins the process group (gloo on the CPU, nccl on CUDA,

@@ -1,5 +1,6 @@
 """The run record: what a run leaves in its folder besides checkpoints (``config.yaml``, ``results.json``,
-``metrics.jsonl``, TensorBoard events), and the environment facts recorded with every result.
+``metrics.jsonl``, TensorBoard events), the environment facts recorded with every result, and ``FitResult``, what
+``Trainer.fit`` returns and ``results.json`` holds.
 
 Every file is written atomically (a ``.tmp`` sibling, then a rename), so a killed run leaves the previous version.
 ``Trainer`` owns one ``RunRecord`` on rank 0 when the run has a folder.
@@ -14,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
+import attrs
 import numpy as np
 import torch
 
@@ -22,6 +24,28 @@ from .config import ExperimentConfig, config_to_dict, config_to_yaml
 
 #: The predictions a metrics line scores (``diagnostics.evaluate_branches``).
 BRANCHES = ("fused", "main", "intra", "inter", "teacher")
+
+
+@attrs.define
+class FitResult:
+    """What ``Trainer.fit`` returns.
+
+    Attributes:
+        best: the evaluation picked by ``train.selection`` (its ``test`` entry is what tables report).
+        final: the evaluation after the last epoch.
+        history: every evaluation, in order.
+        selection: "test", "heldout" or "last": what ``best`` was selected on.
+        epoch_times: seconds per training epoch (training only, no evaluation).
+        eval_times: per evaluation (aligned with ``history``): {"train_s", "eval_s", "diagnostics_s"} seconds
+            (kept out of ``history`` so that the history of a run is reproducible).
+    """
+
+    best: dict[str, Any]
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    selection: str
+    epoch_times: list[float]
+    eval_times: list[dict[str, float]] = attrs.field(factory=list)
 
 
 def absolute_data_root(config: ExperimentConfig) -> ExperimentConfig:

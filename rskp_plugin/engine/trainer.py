@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import attrs
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,35 +34,13 @@ from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
-from .progress import open_progress, progress_bar, progress_label
-from .record import RunRecord, absolute_data_root, environment
+from .progress import open_progress, progress_label
+from .record import FitResult, RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
 from .warmup import Callback, MemoryWarmup
 
-__all__ = ["FitResult", "Trainer", "environment", "progress_bar"]  # environment, progress_bar: as before the split
-
-
-@attrs.define
-class FitResult:
-    """What ``Trainer.fit`` returns.
-
-    Attributes:
-        best: the evaluation picked by ``train.selection`` (its ``test`` entry is what tables report).
-        final: the evaluation after the last epoch.
-        history: every evaluation, in order.
-        selection: "test", "heldout" or "last": what ``best`` was selected on.
-        epoch_times: seconds per training epoch (training only, no evaluation).
-        eval_times: per evaluation (aligned with ``history``): {"train_s", "eval_s", "diagnostics_s"} seconds
-            (kept out of ``history`` so that the history of a run is reproducible).
-    """
-
-    best: dict[str, Any]
-    final: dict[str, Any]
-    history: list[dict[str, Any]]
-    selection: str
-    epoch_times: list[float]
-    eval_times: list[dict[str, float]] = attrs.field(factory=list)
+__all__ = ["Trainer"]
 
 
 class Trainer:

@@ -1,4 +1,4 @@
-"""RSKP's warm-up schedule as a trainer callback (heads.md 1.8).
+"""RSKP's warm-up schedule as a trainer callback (docs/heads.md 2.4).
 
 Epochs 0 .. ``rskp.memory.warmup_epochs`` (0-based, inclusive; official 100) train without the inter-video branch.
 At the end of epoch ``warmup_epochs`` one evaluation pass over the training set (fixed order, dropout off) fills the

@@ -1,6 +1,6 @@
 """Evaluation of WTAL results: detection mAP (ActivityNet, RSKP and W-TALC protocols) and classification mAP.
 
-Never imports model code. See ``evaluation.md`` for the protocols and where they differ.
+Never imports model code. See ``docs/evaluation.md`` for the protocols and where they differ.
 """
 
 from ..formats.activitynet import class_taxonomy
@@ -23,10 +23,9 @@ from .detection import (
     evaluate_arrays,
     parse_tiou,
     result_table,
-    segment_iou,
-    snippet_iou,
     tiou_array,
 )
+from .matching import segment_iou, snippet_iou
 
 __all__ = [
     "ACTIVITYNET_TIOU",

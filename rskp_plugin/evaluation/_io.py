@@ -1,4 +1,4 @@
-"""Flattening and validating ground truth and predictions for scoring (evaluation.md 3.1, 4.1, 4.3).
+"""Flattening and validating ground truth and predictions for scoring (docs/evaluation.md 3.1, 4.1, 4.2).
 
 The files are read by ``rskp_plugin.formats`` (one reader per format, shared with ``data``).
 
@@ -323,7 +323,7 @@ load_ambiguous = read_ambiguous
 
 
 def load_wtalc_ground_truth(annotation_dir: PathLike, subset: str = "test") -> dict[str, Any]:
-    """The W-TALC ``.npy`` annotations as an ActivityNet ground-truth object (evaluation.md 4.1).
+    """The W-TALC ``.npy`` annotations as an ActivityNet ground-truth object (docs/evaluation.md 4.1).
 
     Only videos of ``subset`` with at least one segment are kept (THUMOS14 test: the 212 videos of W-TALC/RSKP).
     The ``taxonomy`` lists every class of ``classlist.npy``, so predictions of a class without ground truth in the

@@ -1,4 +1,4 @@
-"""Video-level classification mAP (evaluation.md 3.5, 4.6)."""
+"""Video-level classification mAP (docs/evaluation.md 3.5, 4.5)."""
 
 from __future__ import annotations
 

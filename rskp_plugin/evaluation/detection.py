@@ -19,9 +19,8 @@ from .matching import (
     rank_predictions,
     stable_order,
 )
-from .matching import segment_iou, snippet_iou  # noqa: F401 - importable from here as before
 
-#: THUMOS14 thresholds as exact decimals (np.linspace, not a float arange: evaluation.md 3.4, pitfall 6).
+#: THUMOS14 thresholds as exact decimals (np.linspace, not a float arange: docs/evaluation.md 3.4).
 THUMOS_TIOU = np.linspace(0.1, 0.7, 7)
 #: ActivityNet 1.3 thresholds 0.50:0.05:0.95.
 ACTIVITYNET_TIOU = np.linspace(0.5, 0.95, 10)
@@ -105,7 +104,7 @@ def detection_map(
 ) -> DetectionResult:
     """Detection mAP of ActivityNet-format predictions against ActivityNet-format ground truth.
 
-    Protocols (evaluation.md 1-5):
+    Protocols (docs/evaluation.md 1-4):
 
     * "activitynet": the official ``ANETdetection`` (continuous tIoU in seconds, best unmatched GT >= threshold,
       interpolated AP, a class without predictions gets AP 0). Equal to the official code to 1e-9, ties included,

@@ -45,7 +45,7 @@ def _group_pairs(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def segment_iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
-    """Continuous tIoU, element-wise, with the official operation order (evaluation.md 2.1).
+    """Continuous tIoU, element-wise, with the official operation order (docs/evaluation.md 2.1).
 
     union = (GT length) + (prediction length) - intersection; 0/0 gives NaN, as in the official code.
     """
@@ -56,7 +56,7 @@ def segment_iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) 
 
 
 def snippet_iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
-    """IoU of the snippet sets {ps..pe-1} and {gs..ge-1} (integer-valued inputs; evaluation.md 2.2); 0 if both empty."""
+    """IoU of the snippet sets {ps..pe-1} and {gs..ge-1} (integer inputs; docs/evaluation.md 2.2); 0 if both empty."""
     inter = np.maximum(0.0, np.minimum(pe, ge) - np.maximum(ps, gs))
     union = np.maximum(0.0, pe - ps) + np.maximum(0.0, ge - gs) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -265,7 +265,7 @@ def match_predictions(
 def average_precision(
     tp: np.ndarray, sizes: np.ndarray, npos: np.ndarray, interpolated: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """AP and final recall of every class at once (evaluation.md 3.3, 4.5).
+    """AP and final recall of every class at once (docs/evaluation.md 3.3, 4.4).
 
     Args:
         tp: (n, P) true positives, classes one after the other (``sizes`` columns each), each in rank order.

@@ -1,5 +1,5 @@
 """ActivityNet-format JSON: ground truth ``{"database": {video: {"subset", "annotations": [...]}}}`` and results
-``{"results": {video: [{"label", "score", "segment"}]}}`` (evaluation.md 3.1), plus the ``taxonomy`` that carries a
+``{"results": {video: [{"label", "score", "segment"}]}}`` (docs/evaluation.md 3.1), plus the ``taxonomy`` that carries a
 dataset's full class list."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def read_activitynet_json(
     if not isinstance(data, Mapping) or not isinstance(data.get(key), Mapping):
         raise DataError(
             f'{what} {source} has no "{key}" object; expected the ActivityNet {what} format, an object with a '
-            f"'{key}' key: {{\"{key}\": {{video_id: ...}}}} (evaluation.md 3.1)"
+            f"'{key}' key: {{\"{key}\": {{video_id: ...}}}} (docs/evaluation.md 3.1)"
         )
     return dict(data), source
 

@@ -1,6 +1,6 @@
 """Straightforward per-prediction implementations of the evaluation protocols (test and benchmark reference).
 
-Written from evaluation.md (sections 2-5) as plain loops, one prediction and one GT instance at a time, the way
+Written from docs/evaluation.md (sections 2-4) as plain loops, one prediction and one GT instance at a time, the way
 the official codes are structured; kept independent of ``rskp_plugin.evaluation`` on purpose.
 """
 

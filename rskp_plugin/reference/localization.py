@@ -1,7 +1,7 @@
 """Straightforward loop implementation of the official proposal generators (test and benchmark reference).
 
 One run, one class and one threshold at a time, as RSKP's ``getActLoc`` and WUM's ``get_proposal_oic`` / ``nms``
-are written (heads.md 1.9, 5.6); kept independent of ``rskp_plugin.localization`` on purpose.
+are written (docs/heads.md 2.5, 5.4); kept independent of ``rskp_plugin.localization`` on purpose.
 """
 
 from __future__ import annotations

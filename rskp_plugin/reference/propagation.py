@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..propagation import EPS, _block_mask, affinity, affinity_parts, column_normalize, finish_walk, prepare_walk
+from ..birw_kernels import block_mask
+from ..propagation import EPS, affinity, affinity_parts, column_normalize, finish_walk, prepare_walk
 
 
 def birw_unrolled(
@@ -114,7 +115,7 @@ def _lu_factors_forward(
     nrm = z / scale[:, None, :]  # (B, T, n)
     nrm_t = nrm.transpose(1, 2)
     a = torch.bmm(nrm_t, z)  # (B, n, n)
-    block = _block_mask(groups, mu.shape[1], a)
+    block = block_mask(groups, mu.shape[1], a)
     if block is not None:
         a = a * block
     eye = torch.eye(mu.shape[1], dtype=f.dtype, device=f.device)
@@ -135,7 +136,7 @@ def _lu_factors_backward(
     # M = (1 - w)(w mu + w^2 sol),  sol = K^-1 rhs,  K = I - w^2 A
     drhs = torch.linalg.solve(k.transpose(1, 2), ((1.0 - w) * w * w) * dm)  # (B, n, d)
     da = (w * w) * torch.bmm(drhs, sol.transpose(1, 2)) + w * torch.bmm(drhs, mu.transpose(1, 2))
-    block = _block_mask(groups, mu.shape[1], da)
+    block = block_mask(groups, mu.shape[1], da)
     if block is not None:
         da = da * block  # A = (N^T Z) * block
     dmu = dmu + w * torch.bmm(a.transpose(1, 2), drhs)  # rhs = N^T F + w A mu
