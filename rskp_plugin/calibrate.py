@@ -7,8 +7,8 @@ The procedure a head's author runs (and the one the built-in heads' recipes come
    by its best AVG mAP on the held-out videos over the periodic evaluations (the epoch that held-out selection
    would pick). The head alone is a candidate too, so each RSKP candidate gets a paired difference per seed
    (same seed: same initial weights, same video order).
-3. The grid changes one mechanism at a time from the defaults (``CANDIDATES``), then tries the two best single
-   changes together. The chosen candidate is the one with the best mean held-out AVG, unless it beats the
+3. The grid changes one mechanism at a time from the defaults (``CANDIDATES``), then takes a greedy forward step:
+   the best single change together with each other one (``second_round``). The chosen candidate is the one with the best mean held-out AVG, unless it beats the
    defaults by less than ``min_gain`` AVG points: the simpler recipe is kept then (the seeds' noise is larger
    than such a difference).
 4. The recipe (the chosen candidate's values plus any ``rskp`` values the user set for all candidates) is written
@@ -125,16 +125,37 @@ def candidate_grid(grid: str, own: tuple[str, ...]) -> dict[str, dict[str, Any]]
     return out
 
 
-def combination(single: dict[str, dict[str, Any]], gains: dict[str, float]) -> tuple[str, dict[str, Any]] | None:
-    """The second round: the two single changes with the best positive mean gain over the defaults that can act
-    together (different keys, and not a distillation setting beside "no distillation", which makes it moot), as one
-    candidate; None when no such pair gains."""
-    ranked = [n for n in sorted(gains, key=lambda n: -gains[n]) if n not in ("defaults", ALONE) and gains[n] > 0]
-    for i, a in enumerate(ranked):
-        for b in ranked[i + 1:]:
-            if not set(single[a]) & set(single[b]) and not _moot(single[a], single[b]):
-                return f"{a} + {b}", {**single[a], **single[b]}
-    return None
+def second_round(single: dict[str, dict[str, Any]], gains: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """The second round, a greedy forward step: the best single change, when it beats the defaults, together with
+    each other single change that can act beside it (different keys, and not a distillation setting beside "no
+    distillation", which makes it moot). Changes interact: a change that hurt beside one mechanism (own copies of
+    the attention while a collapsing distillation dominates) can help once the best change removed that mechanism.
+    Returns name -> overrides (empty when no single change beats the defaults)."""
+    ranked = [n for n in sorted(gains, key=lambda n: -gains[n]) if n not in ("defaults", ALONE)]
+    if not ranked or gains[ranked[0]] <= 0:
+        return {}
+    best = ranked[0]
+    out = {}
+    for other in ranked[1:]:
+        if not set(single[best]) & set(single[other]) and not _moot(single[best], single[other]):
+            out[f"{best} + {other}"] = {**single[best], **single[other]}
+    return out
+
+
+def reusable(previous: Recipe, seeds: Sequence[int], epochs: int, data: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """Results of an earlier calibration of the same head, data, epochs and seeds (``rskp calibrate --reuse``):
+    (candidate, seed) -> {"heldout_avg", "epoch", "seconds": 0.0, "overrides"} for every candidate it trained."""
+    ev = previous.evidence
+    if ev.get("data") != data or ev.get("epochs") != epochs:
+        raise ConfigError(f"{previous.source} calibrated on {ev.get('data')!r} for {ev.get('epochs')} epochs, not "
+                          f"{data!r} for {epochs}: reuse a calibration of the same data and schedule")
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in ev.get("candidates", []):
+        for seed, avg, epoch in zip(ev.get("seeds", []), row["heldout_avg"], row["epochs"]):
+            if seed in seeds:
+                out[(row["name"], seed)] = {"heldout_avg": float(avg), "epoch": int(epoch), "seconds": 0.0,
+                                            "overrides": row["overrides"]}
+    return out
 
 
 def _moot(a: dict[str, Any], b: dict[str, Any]) -> bool:

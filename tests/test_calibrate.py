@@ -88,17 +88,30 @@ def test_choose_keeps_the_defaults_unless_a_candidate_beats_them_by_min_gain() -
     assert cal.choose(losing, min_gain=0.5) == "tau 1"  # the best RSKP candidate; the table shows it loses
 
 
-def test_combination_joins_the_two_best_gains_on_different_keys() -> None:
+def test_the_second_round_adds_each_other_change_to_the_best_one() -> None:
     single = {"defaults": {}, "own copies": {"propagation.branch_parameters": ["a"]},
               "no distillation": {"teacher.distill": False}, "tau 1": {"losses.distillation_temperature": 1.0}}
-    gains = {"head alone": -3, "defaults": 0, "own copies": 1.0, "no distillation": 0.5, "tau 1": -0.1}
-    assert cal.combination(single, gains) == ("own copies + no distillation", {
-        "propagation.branch_parameters": ["a"], "teacher.distill": False})
-    assert cal.combination(single, {**gains, "no distillation": -1}) is None  # one gain only
-    # tau does nothing without distillation: the next compatible pair is taken instead
-    moot = {**gains, "tau 1": 0.8}
-    assert cal.combination(single, moot)[0] == "own copies + tau 1"
-    assert cal.combination(single, {**moot, "own copies": -1}) is None
+    gains = {"head alone": -3, "defaults": 0, "own copies": -14, "no distillation": 1.0, "tau 1": 0.5}
+    # own copies lost beside the distillation, yet is tried beside its removal; tau is moot without distillation
+    assert cal.second_round(single, gains) == {"no distillation + own copies": {
+        "teacher.distill": False, "propagation.branch_parameters": ["a"]}}
+    assert cal.second_round(single, {**gains, "no distillation": -1, "tau 1": -1}) == {}  # nothing beats defaults
+    best_copies = cal.second_round(single, {**gains, "own copies": 2.0})
+    assert list(best_copies) == ["own copies + no distillation", "own copies + tau 1"]
+
+
+def test_reuse_takes_the_runs_of_an_earlier_calibration(tmp_path) -> None:
+    rows = [{"name": "head alone", "overrides": {}, "heldout_avg": [40.0, 41.0], "epochs": [30, 25]},
+            {"name": "tau 1", "overrides": {"losses.distillation_temperature": 1.0}, "heldout_avg": [42.0, 43.0],
+             "epochs": [30, 30]}]
+    earlier = Recipe(values={}, head="facnet", evidence={"data": "synthetic", "epochs": 30, "seeds": [0, 1],
+                                                          "candidates": rows}, source="old.yaml")
+    got = cal.reusable(earlier, [1], 30, "synthetic")
+    assert got == {("head alone", 1): {"heldout_avg": 41.0, "epoch": 25, "seconds": 0.0, "overrides": {}},
+                   ("tau 1", 1): {"heldout_avg": 43.0, "epoch": 30, "seconds": 0.0,
+                                  "overrides": {"losses.distillation_temperature": 1.0}}}
+    with pytest.raises(ConfigError, match="same data and schedule"):
+        cal.reusable(earlier, [0], 20, "synthetic")
 
 
 def test_combine_chooses_by_the_mean_over_data_sets() -> None:

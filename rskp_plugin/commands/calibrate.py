@@ -35,8 +35,8 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed-start", type=int, default=0, help="the first seed (default: 0)")
     p.add_argument("--grid", choices=("quick", "full"), default="quick",
                    help="quick: defaults, own copies of attention-like parameters, no distillation, tau 1; full "
-                        "adds no ramp-up, no memory bank, no head gradient. Both add the best two single changes "
-                        "together and the head alone (default: quick)")
+                        "adds no ramp-up, no memory bank, no head gradient. Both add the head alone and the best "
+                        "single change together with each other one (default: quick)")
     p.add_argument("--heldout-fraction", type=float, default=0.25,
                    help="share of the training videos held out to score the runs (default: 0.25)")
     p.add_argument("--min-gain", type=float, default=0.5,
@@ -52,6 +52,9 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--combine", nargs="+", default=None, metavar="RECIPE.yaml",
                    help="train nothing: choose one recipe over these calibrations of one head (e.g. one per data "
                         "set) by the mean paired difference to the head alone, and write it to --output")
+    p.add_argument("--reuse", default=None, metavar="RECIPE.yaml",
+                   help="an earlier calibration of the same head, data, epochs and seeds: its runs of candidates with "
+                        "the same settings are taken from it instead of trained again")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_run_calibrate)
 
@@ -99,15 +102,15 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if own:
         err_console.print(f"attention-like parameters of {markup(args.head)} (neither embed nor classify uses "
                           f"them): {', '.join(own)}", highlight=False)
-    results = _train(args, config, {cal.ALONE: None, **single}, seeds)
+    earlier = {} if args.reuse is None else cal.reusable(read_recipe(args.reuse), seeds, config.train.epochs,
+                                                           _data_name(config))
+    results = _train(args, config, {cal.ALONE: None, **single}, seeds, earlier)
     rows = cal.summarize([cal.ALONE, *single], single, seeds, results)
     gains = {r["name"]: r["mean"] - next(x["mean"] for x in rows if x["name"] == "defaults") for r in rows}
-    second = cal.combination(single, gains)
-    overrides = dict(single)
-    if second is not None:
-        name, values = second
-        overrides[name] = values
-        results.update(_train(args, config, {name: values}, seeds))
+    second = cal.second_round(single, gains)
+    overrides = {**single, **second}
+    if second:
+        results.update(_train(args, config, second, seeds, earlier))
         rows = cal.summarize([cal.ALONE, *overrides], overrides, seeds, results)
     chosen = cal.choose(rows, args.min_gain)
     values = cal.recipe_values(base, overrides[chosen])
@@ -212,7 +215,9 @@ def _own_copies(config, train) -> tuple[str, ...]:  # noqa: ANN001
     return attention_like_parameters(head, feature_dim)
 
 
-def _train(args: argparse.Namespace, config, candidates: dict, seeds: list[int]) -> dict:  # noqa: ANN001
+def _train(args: argparse.Namespace, config, candidates: dict, seeds: list[int],  # noqa: ANN001
+           earlier: dict) -> dict:
+    """Train every (candidate, seed) not in ``earlier`` (an earlier calibration's results with the same overrides)."""
     import attrs
 
     from .. import calibrate as cal
@@ -221,8 +226,13 @@ def _train(args: argparse.Namespace, config, candidates: dict, seeds: list[int])
     from ..recipes import apply
 
     jobs = []
+    reused = {}
     for seed in seeds:
         for name, overrides in candidates.items():
+            old = earlier.get((name, seed))
+            if old is not None and old["overrides"] == (overrides or {}):
+                reused[(name, seed)] = old
+                continue
             run = attrs.evolve(config, train=attrs.evolve(config.train, seed=seed))
             if overrides is None:
                 run = attrs.evolve(run, rskp_enabled=False)
@@ -241,11 +251,13 @@ def _train(args: argparse.Namespace, config, candidates: dict, seeds: list[int])
             progress.console.log(line)
             progress.advance(task)
 
+    if reused:
+        err_console.print(f"reusing {len(reused)} run(s) of {markup(args.reuse)}", highlight=False)
     if progress is None:
-        return cal.run_all(jobs, args.heldout_fraction, args.jobs, report)
+        return {**reused, **cal.run_all(jobs, args.heldout_fraction, args.jobs, report)}
     with progress:
         task = progress.add_task("calibration runs", total=len(jobs))
-        return cal.run_all(jobs, args.heldout_fraction, args.jobs, report)
+        return {**reused, **cal.run_all(jobs, args.heldout_fraction, args.jobs, report)}
 
 
 def _data_name(config) -> str:  # noqa: ANN001
