@@ -8,7 +8,8 @@ distillation teacher (the diagnostics of README.md, "Diagnostics").
 
     python benchmarks/table6_summary.py runs/bench-*/results.json [--markdown]
 
-Checks printed beside each row (issue targets): mean gain >= 0 and no seed below -1 AVG.
+Checks printed beside each row (issue targets): mean gain >= 0 and no seed below -1 AVG. Each gain comes with its
+95 % paired interval, mean +- t(0.975, n - 1) x sd / sqrt(n) over the n seeds (Student's t; wide with 3 seeds).
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+#: t(0.975, df) for df = 1..10 (Student's t quantiles); beyond 10 the normal 1.96 is within 12 %.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def paired_interval(gains: np.ndarray) -> float:
+    """Half-width of the 95 % interval of the mean of paired per-seed gains (0 for one seed)."""
+    n = len(gains)
+    if n < 2:
+        return 0.0
+    return float(_T975.get(n - 1, 1.96) * gains.std(ddof=1) / np.sqrt(n))
 
 
 def _test_best(run: dict[str, Any]) -> float:
@@ -54,6 +67,7 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
             "head": result["head"], "data": _data_name(result), "selection": selection, "seeds": len(gains),
             "alone": float(alone.mean()), "rskp": float(rskp.mean()), "gain": float(gains.mean()),
             "per_seed": [round(float(g), 1) for g in gains], "worst": float(gains.min()),
+            "interval": paired_interval(gains),
             "ok": bool(gains.mean() >= 0 and gains.min() >= -1.0),
         })
     teacher = [_at_selected(r, "teacher") for r in rskp_runs]
@@ -74,19 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         for result in data if isinstance(data, list) else [data]:
             rows.extend(summarise(result))
     if args.markdown:
-        print("| data | head | selection | alone | + RSKP | gain (per seed) | worst seed | main / teacher at selected"
-              " epoch | target |")
-        print("| --- | --- | --- | ---: | ---: | --- | ---: | --- | --- |")
+        print("| data | head | selection | alone | + RSKP | gain (per seed) | 95 % interval | worst seed | main / teacher"
+              " at selected epoch | target |")
+        print("| --- | --- | --- | ---: | ---: | --- | --- | ---: | --- | --- |")
     for r in rows:
         diag = f"{r['main']:.1f} / {r['teacher']:.1f}" if "teacher" in r else ""
         gains = ", ".join(f"{g:+.1f}" for g in r["per_seed"])
         ok = "met" if r["ok"] else "missed"
         if args.markdown:
             print(f"| {r['data']} | {r['head']} | {r['selection']} | {r['alone']:.1f} | {r['rskp']:.1f} | "
-                  f"{r['gain']:+.1f} ({gains}) | {r['worst']:+.1f} | {diag} | {ok} |")
+                  f"{r['gain']:+.1f} ({gains}) | ±{r['interval']:.1f} | {r['worst']:+.1f} | {diag} | {ok} |")
         else:
             print(f"{r['data']:17s} {r['head']:7s} {r['selection']:9s} alone {r['alone']:5.1f}  +RSKP {r['rskp']:5.1f}"
-                  f"  gain {r['gain']:+5.1f} ({gains})  worst {r['worst']:+5.1f}  {diag:13s} {ok}")
+                  f"  gain {r['gain']:+5.1f} ±{r['interval']:4.1f} ({gains})  worst {r['worst']:+5.1f}  {diag:13s} {ok}")
     return 0
 
 
