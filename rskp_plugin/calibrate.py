@@ -34,9 +34,9 @@ import attrs
 import numpy as np
 import torch
 
-from .config import check_values, from_mapping
+from .config import RSKPConfig, check_values, from_mapping, non_default_mapping
 from .errors import ConfigError
-from .recipes import Recipe
+from .recipes import Recipe, flatten
 
 #: name -> (the overrides of a candidate, what it tests); "own copies" is filled per head.
 CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
@@ -44,8 +44,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
     "own copies": ({}, "the propagated branches keep their own copy of the head's attention-like parameters "
                        "(rskp.propagation.branch_parameters)"),
     "no distillation": ({"teacher.distill": False}, "the main branch does not distil the teacher (eq. 7 off)"),
-    "tau 1": ({"losses.distillation_temperature": 1.0}, "distillation at temperature 1 (the paper's eq. 7) "
-                                                         "instead of the official 0.2"),
+    "temperature": ({}, "distillation at the other temperature: the official 0.2 (tuned for FAC-Net's cosine logits "
+                        "scaled by 20) where the default is the paper's 1, and the other way round"),
     "no ramp-up": ({"losses.rampup_epochs": 0}, "RSKP's terms at full weight from the first step (official)"),
     "no memory": ({"memory.enabled": False}, "no memory bank: the intra-video walk alone"),
     "no head gradient": ({"propagation.head_gradient": False}, "the propagated branches train the embedding and "
@@ -54,10 +54,23 @@ CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
 #: The grids: "quick" covers the mechanisms that moved results most when this project measured them by hand
 #: (own copies, distillation and its temperature); "full" adds the ramp-up, the memory bank and the head gradient.
 GRIDS = {
-    "quick": ("defaults", "own copies", "no distillation", "tau 1"),
-    "full": ("defaults", "own copies", "no distillation", "tau 1", "no ramp-up", "no memory", "no head gradient"),
+    "quick": ("defaults", "own copies", "no distillation", "temperature"),
+    "full": ("defaults", "own copies", "no distillation", "temperature", "no ramp-up", "no memory",
+             "no head gradient"),
 }
 ALONE = "head alone"
+#: The ``rskp`` keys the grid sets. Evidence records their defaults at calibration time, so a recipe derived from it
+#: names every value that differs from the defaults of the version that reads it (``recipe_values``).
+GRID_KEYS = ("teacher.distill", "losses.distillation_temperature", "propagation.branch_parameters",
+             "losses.rampup_epochs", "memory.enabled", "propagation.head_gradient")
+#: The two distillation temperatures the grid compares: the official code's and the paper's eq. 7.
+TEMPERATURES = (0.2, 1.0)
+
+
+def grid_defaults() -> dict[str, Any]:
+    """The current defaults of ``GRID_KEYS`` (plain values)."""
+    flat = flatten(non_default_mapping(RSKPConfig(), everything=True))
+    return {key: flat[key] for key in GRID_KEYS}
 
 
 def attention_like_parameters(head: torch.nn.Module, feature_dim: int) -> tuple[str, ...]:
@@ -120,6 +133,11 @@ def candidate_grid(grid: str, own: tuple[str, ...]) -> dict[str, dict[str, Any]]
         if name == "own copies":
             if own:
                 out[name] = {"propagation.branch_parameters": list(own)}
+            continue
+        if name == "temperature":
+            current = RSKPConfig().losses.distillation_temperature
+            other = next((t for t in TEMPERATURES if t != current), TEMPERATURES[0])
+            out[f"tau {other:g}"] = {"losses.distillation_temperature": other}
             continue
         out[name] = dict(CANDIDATES[name][0])
     return out
@@ -262,6 +280,10 @@ def combine(recipes: Sequence[Recipe], min_gain: float) -> tuple[str, dict[str, 
     if len(heads) > 1:
         raise ConfigError(f"the recipe files are for different heads ({', '.join(sorted(heads))}); combine one "
                           "head's calibrations")
+    defaults = [calibrated_defaults(r) for r in recipes]
+    if any(d != defaults[0] for d in defaults):
+        raise ConfigError("the calibrations ran with different defaults (evidence.defaults); combine calibrations of "
+                          "one version")
     tables = []
     for r in recipes:
         rows = r.evidence.get("candidates")
@@ -280,10 +302,25 @@ def combine(recipes: Sequence[Recipe], min_gain: float) -> tuple[str, dict[str, 
     return chosen, next(r["overrides"] for r in rows if r["name"] == chosen), rows
 
 
-def recipe_values(base: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
-    """The recipe: the ``rskp`` values set for every candidate (``--set rskp.…``) with the chosen candidate's."""
-    values = {**base, **chosen}
+def recipe_values(base: dict[str, Any], chosen: dict[str, Any], calibrated: dict[str, Any]) -> dict[str, Any]:
+    """The recipe: the ``rskp`` values set for every candidate (``--set rskp.…``), and the chosen candidate's
+    settings of ``GRID_KEYS`` (the defaults it ran with, ``calibrated``, with its overrides) wherever they differ
+    from today's defaults, so a recipe stays what was measured when a default changes."""
+    settings = {**calibrated, **chosen}
+    if settings.get("teacher.distill") is False:  # a temperature does nothing without distillation
+        settings.pop("losses.distillation_temperature", None)
+    current = grid_defaults()
+    values = {**base, **{k: v for k, v in settings.items() if k not in current or v != current[k]}}
     return check_values(values, source="the calibrated recipe")
+
+
+def calibrated_defaults(recipe: Recipe) -> dict[str, Any]:
+    """The defaults of ``GRID_KEYS`` a calibration ran with (``evidence.defaults``)."""
+    defaults = recipe.evidence.get("defaults")
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{recipe.source} does not record the defaults it was calibrated with (evidence.defaults); "
+                          "calibrate again with this version")
+    return defaults
 
 
 def evidence_header(command: str) -> str:

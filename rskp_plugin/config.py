@@ -63,9 +63,11 @@ class LossConfig:
 
     distillation: float = attrs.field(default=1.0, validator=ge(0))  # alpha during warm-up
     distillation_after_warmup: float = attrs.field(default=0.5, validator=ge(0))  # official; the paper keeps 1.0
-    # tau of eq. 7. 0.2 is the official value, tuned for FAC-Net's cosine logits scaled by 20; the paper's eq. 7 has
-    # no temperature (1.0), which suits unnormalised linear logits (a head's recipe may ask for it).
-    distillation_temperature: float = attrs.field(default=0.2, validator=gt(0))
+    # tau of eq. 7. 1.0 (default) is the paper's eq. 7, which has no temperature; the official code's 0.2 was tuned for
+    # FAC-Net's cosine logits scaled by 20 and sharpens unnormalised logits to one confident class per snippet. Chosen
+    # on held-out videos of six heads and two sets (benchmarks/RESULTS.md, "Recipes": the worst held-out gain over
+    # the head alone -1.8 at 1.0 against -14.2 at 0.2); FAC-Net's and BM's recipes keep 0.2, ``official()`` too.
+    distillation_temperature: float = attrs.field(default=1.0, validator=gt(0))
     # beta of eq. 8's L_att on the main branch's attention; a head that regularises its attention itself (STPN's
     # L1, BM's L_guide, WUM's L_um) sets 0 in its recipe.
     attention_normalization: float = attrs.field(default=0.1, validator=ge(0))
@@ -176,10 +178,11 @@ class RSKPConfig:
     @classmethod
     def official(cls) -> "RSKPConfig":
         """The official RSKP code's formulation where the defaults differ from it: the teacher from the propagated
-        branches alone, every snippet weighted alike, main fused with intra at test, and no ramp-up (``--set``
-        keys: rskp.teacher.source=propagated rskp.teacher.weighting=uniform rskp.fusion.use_intra_at_test=true
-        rskp.losses.rampup_epochs=0). A head's recipe is not applied on top of it."""
-        return cls(losses=LossConfig(rampup_epochs=0),
+        branches alone, every snippet weighted alike, main fused with intra at test, no ramp-up and distillation at
+        tau 0.2 (``--set`` keys: rskp.teacher.source=propagated rskp.teacher.weighting=uniform
+        rskp.fusion.use_intra_at_test=true rskp.losses.rampup_epochs=0 rskp.losses.distillation_temperature=0.2).
+        A head's recipe is not applied on top of it."""
+        return cls(losses=LossConfig(rampup_epochs=0, distillation_temperature=0.2),
                    teacher=TeacherConfig(source="propagated", weighting="uniform"),
                    fusion=FusionConfig(use_intra_at_test=True))
 

@@ -105,8 +105,15 @@ def recipe_yaml(recipe: Recipe, header: str = "") -> str:
     body = {"head": recipe.head, "rskp": dict(recipe.values)}
     if recipe.evidence:
         body["evidence"] = recipe.evidence
-    text = yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=110)
+    text = yaml.dump(body, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None, width=110)
     return header + text
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value each time it occurs: no anchors and aliases (``&id001``) in a file people read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def head_recipe(name: str) -> Recipe:

@@ -37,7 +37,8 @@ def test_calibrate_never_reads_the_test_split_and_its_recipe_trains(data, tmp_pa
     ev = recipe.evidence
     assert recipe.head == "facnet" and ev["chosen"] in [r["name"] for r in ev["candidates"]]
     names = [r["name"] for r in ev["candidates"]]
-    assert names[:5] == ["head alone", "defaults", "own copies", "no distillation", "tau 1"]
+    assert names[:5] == ["head alone", "defaults", "own copies", "no distillation", "tau 0.2"]
+    assert ev["defaults"]["losses.distillation_temperature"] == 1.0
     assert ev["heldout_videos"] == 6 and ev["training_videos"] == 18 and ev["seeds"] == [0, 1]
     own = next(r for r in ev["candidates"] if r["name"] == "own copies")
     assert own["overrides"] == {"propagation.branch_parameters": ["foreground"]}
@@ -118,7 +119,8 @@ def test_combine_chooses_by_the_mean_over_data_sets() -> None:
     def recipe(diffs: dict) -> Recipe:
         rows = [{"name": n, "overrides": {"teacher.distill": False} if n == "no distillation" else {},
                  "diff_mean": d, "mean": 50 + d} for n, d in diffs.items()]
-        return Recipe(values={}, head="facnet", evidence={"candidates": rows, "base": {}}, source="x")
+        return Recipe(values={}, head="facnet", evidence={"candidates": rows, "base": {},
+                                                          "defaults": cal.grid_defaults()}, source="x")
 
     a = recipe({"head alone": 0, "defaults": 1.0, "no distillation": 3.0})
     b = recipe({"head alone": 0, "defaults": 2.0, "no distillation": 0.5})
@@ -129,3 +131,14 @@ def test_combine_chooses_by_the_mean_over_data_sets() -> None:
     assert cal.combine([a, b], min_gain=0.5)[:2] == ("no distillation", {"teacher.distill": False})  # 2.75 vs 1.5
     with pytest.raises(ConfigError, match="different heads"):
         cal.combine([a, Recipe(values={}, head="stpn", evidence=a.evidence)], min_gain=0.5)
+    with pytest.raises(ConfigError, match="does not record the defaults"):
+        cal.combine([a, Recipe(values={}, head="facnet", evidence={"candidates": []}, source="old.yaml")], 0.5)
+
+
+def test_a_recipe_keeps_what_was_measured_when_a_default_changes() -> None:
+    calibrated = {**cal.grid_defaults(), "losses.distillation_temperature": 0.2}  # measured under another default
+    assert cal.recipe_values({}, {}, calibrated) == {"losses.distillation_temperature": 0.2}
+    assert cal.recipe_values({}, {"losses.distillation_temperature": 1.0}, calibrated) == {}
+    # without distillation the temperature is moot and left out
+    assert cal.recipe_values({"losses.attention_normalization": 0}, {"teacher.distill": False}, calibrated) == {
+        "losses.attention_normalization": 0, "teacher.distill": False}

@@ -11,7 +11,8 @@ def test_defaults_are_the_official_numbers():
     assert (c.summarizer.num_representatives, c.summarizer.em_iters, c.summarizer.temperature) == (8, 2, 5.0)
     assert (c.memory.slots, c.walk_weight, c.walk_temperature) == (5, 0.5, 5.0)
     assert (c.losses.distillation, c.losses.distillation_after_warmup) == (1.0, 0.5)
-    assert c.losses.distillation_temperature == 0.2  # official; a head's recipe may ask for another
+    assert c.losses.distillation_temperature == 1.0  # the paper's eq. 7; official() and a recipe may ask for 0.2
+    assert RSKPConfig.official().losses.distillation_temperature == 0.2
     assert (c.losses.attention_normalization, c.losses.inter_classification) == (0.1, 0.5)
     assert (c.fusion.pseudo_label_intra, c.fusion.test_main) == (0.8, 0.6)
 

@@ -75,7 +75,7 @@ def test_memory_warmup_switches_inter_branch_and_alpha():
 def test_distillation_temperature_is_a_config_value():
     from rskp_plugin.losses import distillation
 
-    assert RSKPConfig().losses.distillation_temperature == 0.2  # official
+    assert RSKPConfig.official().losses.distillation_temperature == 0.2
     x, mask, labels = _batch([6, 4], dtype=torch.float32)
     config = attrs.evolve(RSKPConfig.official(), losses=LossConfig(distillation_temperature=1.0, rampup_epochs=0))
     out = RSKPWrapper(ToyHead(), config)(x, mask, labels)
@@ -274,11 +274,12 @@ def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
     x, mask, labels = _batch([9, 6], seed=4)
     out = model(x, mask, labels)
     teacher = model.pseudo_labels(out.main, out.intra, None, labels)
-    weights = teacher_confidence(teacher, temperature=0.2)
+    tau = model.config.losses.distillation_temperature
+    weights = teacher_confidence(teacher, temperature=tau)
     assert ((weights >= 0) & (weights <= 1)).all()
-    expected = distillation(out.main.tcam, teacher, mask, temperature=0.2, weights=weights)
+    expected = distillation(out.main.tcam, teacher, mask, temperature=tau, weights=weights)
     torch.testing.assert_close(out.losses["distill"], expected)
-    assert out.losses["distill"] < distillation(out.main.tcam, teacher, mask, temperature=0.2)
+    assert out.losses["distill"] < distillation(out.main.tcam, teacher, mask, temperature=tau)
 
 
 def test_unknown_teacher_option_is_a_config_error():

@@ -34,7 +34,8 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per candidate (default: 2)")
     p.add_argument("--seed-start", type=int, default=0, help="the first seed (default: 0)")
     p.add_argument("--grid", choices=("quick", "full"), default="quick",
-                   help="quick: defaults, own copies of attention-like parameters, no distillation, tau 1; full "
+                   help="quick: defaults, own copies of attention-like parameters, no distillation, the other "
+                        "distillation temperature (0.2 or 1); full "
                         "adds no ramp-up, no memory bank, no head gradient. Both add the head alone and the best "
                         "single change together with each other one (default: quick)")
     p.add_argument("--heldout-fraction", type=float, default=0.25,
@@ -113,7 +114,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         results.update(_train(args, config, second, seeds, earlier))
         rows = cal.summarize([cal.ALONE, *overrides], overrides, seeds, results)
     chosen = cal.choose(rows, args.min_gain)
-    values = cal.recipe_values(base, overrides[chosen])
+    defaults = cal.grid_defaults()
+    values = cal.recipe_values(base, overrides[chosen], defaults)
     evidence = {
         "data": _data_name(config), "config": args.config, "epochs": config.train.epochs, "seeds": seeds,
         "heldout_fraction": args.heldout_fraction, "training_videos": len(train.videos),
@@ -122,7 +124,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
                  f"{config.train.eval_interval} epochs); the test split was not read",
         "rule": f"best mean paired difference to the head alone; the defaults unless the best beats them by "
                 f">= {args.min_gain}",
-        "base": base, "chosen": chosen, "candidates": rows,
+        "base": base, "defaults": defaults, "chosen": chosen, "candidates": rows,
         "seconds": round(sum(r["seconds"] for r in results.values()), 1),
     }
     recipe = Recipe(values=values, head=args.head, evidence=evidence)
@@ -151,14 +153,15 @@ def _run_combine(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise ConfigError(f"{output} exists; pass another --output (a recipe file is never overwritten)")
-    values = cal.recipe_values(bases[0], overrides)
+    values = cal.recipe_values(bases[0], overrides, cal.calibrated_defaults(recipes[0]))
     kept = ("data", "config", "epochs", "seeds", "heldout_fraction", "training_videos", "heldout_videos", "chosen",
             "candidates")
     evidence = {"combined": [{"file": Path(p).name, **{k: r.evidence.get(k) for k in kept}}
                              for p, r in zip(args.combine, recipes)],
                 "rule": f"best mean over the sets of the mean paired difference to the head alone; the defaults "
                         f"unless the best beats them by >= {args.min_gain}",
-                "base": bases[0], "chosen": chosen, "candidates": rows}
+                "base": bases[0], "defaults": cal.calibrated_defaults(recipes[0]), "chosen": chosen,
+                "candidates": rows}
     recipe = Recipe(values=values, head=recipes[0].head, evidence=evidence)
     output.write_text(recipe_yaml(recipe, cal.evidence_header(_command())), encoding="utf-8")
     read_recipe(output)
