@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rskp bench`` with parsed options; returns the exit status (errors are raised as ``RSKPError``)."""
     from rich.console import Console
 
-    from .engine import build_datasets, environment, resolve_device, set_threads
+    from .engine import build_datasets, set_threads
     from .engine.progress import progress_bar
     from .plugins import available_heads, create_head
 
@@ -217,23 +217,42 @@ def run(args: argparse.Namespace) -> int:
         if not plan.configs:
             raise ConfigError(f"--ablation {args.ablation}: no row can run here (all were skipped, see above)")
     runs = sum(len(plans[h].configs) if plans else 2 for h in heads)
-    progress = None if args.no_progress else progress_bar(err)
-    with progress if progress is not None else contextlib.nullcontext():
-        if progress is not None:
-            progress.add_task("benchmark runs", total=runs * len(seeds))
-        for head in heads:
-            if plans:
-                found = run_ablation(head, plans[head], datasets, seeds, progress, log=err)
-            else:
-                found = [run_head(head, configs[head], datasets, seeds, progress, log=err)]
-            for result in found:
-                result["environment"] = environment(resolve_device(config.train.device))
-                results.append(result)
-                show_result(result, console, paper=_is_thumos(config))
     name = args.head if not args.ablation else f"{args.head}-{args.ablation}"
     path = Path(args.output) if args.output else new_run_folder(Path("runs"), name, config.data.source)
-    write_results(path, results, single=len(results) == 1 and args.head != "all", console=console)
+    single = args.head != "all"
+
+    def save(partial: list[dict[str, Any]]) -> None:  # after every finished pair: an interrupt keeps them
+        write_results(path, partial, single=single and len(partial) == 1, console=None)
+
+    progress = None if args.no_progress else progress_bar(err)
+    try:
+        with progress if progress is not None else contextlib.nullcontext():
+            if progress is not None:
+                progress.add_task("benchmark runs", total=runs * len(seeds))
+            for head in heads:
+                if plans:
+                    found = run_ablation(head, plans[head], datasets, seeds, progress, log=err)
+                else:
+                    found = [run_head(head, configs[head], datasets, seeds, progress, log=err,
+                                      on_pair=lambda r: save(results + [_stamped(r, config)]))]
+                for result in found:
+                    results.append(_stamped(result, config))
+                    show_result(result, console, paper=_is_thumos(config))
+                save(results)
+    except KeyboardInterrupt:
+        if path.exists():
+            err.print(f"[yellow]interrupted[/]: the finished pairs are in {path} ('rskp bench --merge' combines it "
+                      "with a run of the remaining seeds)", highlight=False)
+        raise
+    write_results(path, results, single=single and len(results) == 1, console=console)
     return 0
+
+
+def _stamped(result: dict[str, Any], config: Any) -> dict[str, Any]:
+    """``result`` with the machine it ran on."""
+    from .engine import environment, resolve_device
+
+    return {**result, "environment": environment(resolve_device(config.train.device))}
 
 
 def show_result(result: dict[str, Any], console: Any, *, paper: bool) -> None:

@@ -161,10 +161,14 @@ def new_run_folder(parent: Path, head: str, data: str) -> Path:
 
 
 def write_results(path: Path, results: list[dict[str, Any]], *, single: bool, console: Any) -> None:
-    """Write ``results`` (one object if ``single``) as JSON to ``path`` and say where."""
+    """Write ``results`` (one object if ``single``) as JSON to ``path``, atomically (an interrupt leaves the previous
+    file or the new one, never half of one), and say where (``console`` None: silently)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results[0] if single else results, indent=2))
-    console.print(f"results written to {os.fspath(path)}", highlight=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results[0] if single else results, indent=2))
+    os.replace(tmp, path)
+    if console is not None:
+        console.print(f"results written to {os.fspath(path)}", highlight=False)
 
 
 def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:

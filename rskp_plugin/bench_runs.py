@@ -54,7 +54,8 @@ def train_run(cfg: Any, datasets: Any, progress: Any = None, log: Any = None, la
 
 
 def run_head(
-    head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None
+    head: str, config: Any, datasets: Any, seeds: Sequence[int], progress: Any = None, log: Any = None,
+    on_pair: Any = None,
 ) -> dict[str, Any]:
     """Train both variants for every seed; return the result object of the ``--output`` schema.
 
@@ -65,11 +66,12 @@ def run_head(
         seeds: training seeds.
         progress: a running rich ``Progress`` whose first task counts runs, or None.
         log: rich console for one line per finished run, or None.
+        on_pair: called with the result object of the seeds finished so far after each seed's pair of runs (the
+            benchmark writes it, so an interrupted run keeps every finished pair), or None.
     """
-    from .engine import config_to_dict
-
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     configs: dict[str, Any] = {}
+    done: list[int] = []
     for seed in seeds:
         for variant in VARIANTS:
             cfg = attrs.evolve(
@@ -78,15 +80,23 @@ def run_head(
             )
             configs[variant] = cfg
             runs[variant].append(train_run(cfg, datasets, progress, log, label=f"{head} {variant}"))
-    rows = []
-    for variant in VARIANTS:
-        rows.append({"variant": variant, **summarize(runs[variant]), "per_seed": runs[variant]})
-    tiou = list(config.train.tiou)
+        done.append(seed)
+        if on_pair is not None and len(done) < len(seeds):
+            on_pair(head_result(head, config, configs, runs, done))
+    return head_result(head, config, configs, runs, done)
+
+
+def head_result(head: str, config: Any, configs: dict[str, Any], runs: dict[str, list[dict[str, Any]]],
+                seeds: Sequence[int]) -> dict[str, Any]:
+    """The result object of the ``--output`` schema for the runs of ``seeds`` (both variants each)."""
+    from .engine import config_to_dict
+
+    rows = [{"variant": variant, **summarize(runs[variant]), "per_seed": list(runs[variant])} for variant in VARIANTS]
     result = {
         "head": head,
         "data": config.data.source,
         "seeds": list(seeds),
-        "tiou": tiou,
+        "tiou": list(config.train.tiou),
         "rows": rows,
         "selection": config.train.selection,
         "epochs": config.train.epochs,

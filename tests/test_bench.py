@@ -149,3 +149,25 @@ def test_rskp_bench_is_an_alias_of_rskp_bench(tmp_path, capsys) -> None:
         outputs.append(capsys.readouterr())
     assert outputs[0] == outputs[1]
     assert "appear twice" in outputs[0].err and 'Did you mean "wum"' in " ".join(outputs[0].err.split())
+
+
+def test_an_interrupted_bench_keeps_every_finished_pair(tmp_path, capsys, monkeypatch) -> None:
+    """Ctrl-C after the first seed's pair: its results file holds that pair, and ``--merge`` reads it."""
+    from rskp_plugin import bench_runs
+
+    real, calls = bench_runs.train_run, []
+
+    def interrupted_third_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # seed 1's head alone: the pair of seed 0 is done
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench_runs, "train_run", interrupted_third_run)
+    out = tmp_path / "partial.json"
+    assert cli.bench_main(["--head", "facnet", "--seeds", "3", "--epochs", "1", "--output", str(out), *TINY]) == 130
+    assert "the finished pairs are in" in " ".join(capsys.readouterr().err.split())
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [0] and [len(r["per_seed"]) for r in data["rows"]] == [1, 1]
+    assert not out.with_name("partial.json.tmp").exists()
+    assert cli.bench_main(["--merge", str(out)]) == 0

@@ -30,6 +30,8 @@ def progress_bar(console: Any) -> Any:
 
     Not transient: when it stops, the finished bars stay as they were last updated (complete, with the final
     loss and evaluation) and the next output starts on a new line, also where the terminal cannot erase lines.
+    The ETA comes from every step since the task started (rich's default forgets steps older than 30 s, so a bar
+    that advances once per finished benchmark run would never show one).
     """
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -37,5 +39,5 @@ def progress_bar(console: Any) -> Any:
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False, speed_estimate_period=10**7,
     )
