@@ -370,3 +370,20 @@ def test_a_format_2_checkpoint_gets_the_values_its_head_declared_then(tmp_path, 
     rskp["teacher"]["label_mask"] = True  # a run trained with the removed option is refused with the reason
     with pytest.raises(Exception, match="label_mask=true, which rskp-plugin no longer has"):
         load_trained_model(save_checkpoint(tmp_path / "masked.pt", {**data, "format_version": 2}), device="cpu")
+
+
+def test_the_dataset_name_is_found_when_the_folder_holds_one_features_file(tmp_path, capsys) -> None:
+    from rskp_plugin.engine import load_experiment
+    from rskp_plugin.errors import ConfigError
+
+    data = tmp_path / "data"
+    assert cli.main(["make-synthetic", "--out", str(data), "--dataset-name", "MySet", "--feature-dim", "16",
+                     "--num-train", "6", "--num-test", "3"]) == 0
+    config = load_experiment(None, values={"data.source": "wtalc", "data.root": str(data)})
+    assert config.data.dataset_name == "MySet"  # no --dataset-name needed
+    explicit = load_experiment(None, values={"data.source": "wtalc", "data.root": str(data),
+                                             "data.dataset_name": "Other"})
+    assert explicit.data.dataset_name == "Other"  # a name given is kept (the loader names the missing file)
+    (data / "Second-I3D-JOINTFeatures.npy").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"several datasets \(MySet, Second\); choose one with --dataset-name"):
+        load_experiment(None, values={"data.source": "wtalc", "data.root": str(data)})

@@ -280,7 +280,33 @@ def load_experiment(
     recipe = recipes.resolve(config.head.name, config.head.recipe)
     if recipe.values:
         config = build(merge_mappings({"rskp": recipes.nested(recipe.values)}, raw))
-    return expand_output_dir(config, config_name(name_or_path))
+    return expand_output_dir(discover_dataset_name(config), config_name(name_or_path))
+
+
+FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"
+
+
+def discover_dataset_name(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with ``data.dataset_name`` taken from its W-TALC folder where it was left at the default and the
+    folder holds no features file of that name but exactly one ``<NAME>-I3D-JOINTFeatures.npy``; ``ConfigError``
+    lists the names where it holds several (so ``--dataset-name`` is only needed to choose)."""
+    data = config.data
+    default = attrs.fields(DataConfig).dataset_name.default
+    if data.source != "wtalc" or not data.root or data.dataset_name != default:
+        return config
+    root = Path(data.root).expanduser()
+    try:
+        if (root / f"{default}{FEATURES_SUFFIX}").exists() or not root.is_dir():
+            return config  # the default's file, or a folder the loader will name in its own error
+        names = sorted(p.name[: -len(FEATURES_SUFFIX)] for p in root.iterdir() if p.name.endswith(FEATURES_SUFFIX))
+    except OSError:
+        return config  # unreadable: the loader says so with the path
+    if len(names) > 1:
+        raise ConfigError(f"{os.fspath(root)} holds W-TALC features of several datasets ({', '.join(names)}); "
+                          f"choose one with --dataset-name (or data.dataset_name)")
+    if not names:
+        return config
+    return attrs.evolve(config, data=attrs.evolve(data, dataset_name=names[0]))
 
 
 def config_name(name_or_path: str | os.PathLike[str] | None) -> str:
