@@ -374,7 +374,9 @@ def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     types = _field_types(type(obj))
     head = parts[0]
     if head not in types:
-        raise ConfigError(f'Unknown config key "{dotted}". Valid keys here: {", ".join(sorted(types))}.')
+        close = difflib.get_close_matches(head, sorted(types), n=1)
+        hint = f' Did you mean "{close[0]}"?' if close else ""
+        raise ConfigError(f'Unknown config key "{dotted}".{hint} Valid keys here: {", ".join(sorted(types))}.')
     if len(parts) == 1:
         new = from_mapping(types[head], value, path=dotted) if attrs.has(types[head]) else _coerce(
             value, types[head], dotted

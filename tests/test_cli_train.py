@@ -387,3 +387,21 @@ def test_the_dataset_name_is_found_when_the_folder_holds_one_features_file(tmp_p
     (data / "Second-I3D-JOINTFeatures.npy").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"several datasets \(MySet, Second\); choose one with --dataset-name"):
         load_experiment(None, values={"data.source": "wtalc", "data.root": str(data)})
+
+
+def test_a_run_says_what_rskp_does_when_and_warns_when_the_bank_never_fills(tmp_path, capsys) -> None:
+    code, _, err = _tiny_run(tmp_path, capsys, "run")  # --epochs 1 with the warm-up set to 0
+    text = " ".join(err.split())
+    assert code == 0 and "memory bank and inter-video walk from epoch 2" in text and "recipe: builtin" in text
+    code, _, err = _tiny_run(tmp_path, capsys, "short", "--set", "rskp.memory.warmup_epochs=5")
+    text = " ".join(err.split())
+    assert code == 0 and "the inter-video branch never runs" in text and "never reach full weight" in text
+
+
+def test_a_set_typo_gets_a_suggestion() -> None:
+    from rskp_plugin.config import apply_overrides
+    from rskp_plugin.engine import ExperimentConfig
+    from rskp_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match='Unknown config key "train.epoch". Did you mean "epochs"'):
+        apply_overrides(ExperimentConfig(), ["train.epoch=3"])

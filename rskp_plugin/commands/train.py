@@ -92,6 +92,35 @@ def scaled_epochs(config_name: str | None, values: dict[str, object], overrides:
     return [f"rskp.memory.warmup_epochs={warmup}"]
 
 
+def schedule_notes(config, *, packaged_default: bool = False) -> list[str]:  # noqa: ANN001 - ExperimentConfig
+    """What a run will do, printed before it starts: the cost of the official recipe where no config was given,
+    which of RSKP's parts are active from which epoch, and a warning where the schedule never fills the memory bank
+    or never brings RSKP's terms to full weight."""
+    t, r = config.train, config.rskp
+    notes = []
+    if packaged_default:
+        notes.append(f"no --config: the official recipe, {t.epochs} epochs at feature width {config.data.feature_dim}"
+                     " (hours on a CPU); --config quick trains in minutes")
+    if not config.rskp_enabled:
+        return notes + [f"{config.head.name} alone, {t.epochs} epochs, epoch chosen on {t.selection}"]
+    ramp = r.memory.warmup_epochs if r.losses.rampup_epochs is None else r.losses.rampup_epochs
+    bank = r.memory.warmup_epochs + 1  # epochs done before the bank is filled
+    parts = [f"{config.head.name} + RSKP, {t.epochs} epochs, epoch chosen on {t.selection}",
+             "intra-video walk from epoch 1",
+             f"RSKP's terms ramped up over epochs 1-{ramp}" if ramp > 0 else "RSKP's terms at full weight throughout",
+             (f"memory bank and inter-video walk from epoch {bank + 1}" if r.memory.enabled else "no memory bank"),
+             f"recipe: {config.head.recipe}"]
+    notes.append("; ".join(parts))
+    if r.memory.enabled and bank >= t.epochs:
+        notes.append(f"[yellow]warning[/]: the memory bank is filled after epoch {bank}, but the run has {t.epochs}: "
+                     "the inter-video branch never runs (lower rskp.memory.warmup_epochs, or give --epochs without "
+                     "--set rskp.memory.warmup_epochs so the warm-up scales)")
+    if ramp >= t.epochs:
+        notes.append(f"[yellow]warning[/]: RSKP's terms ramp up over {ramp} epochs but the run has {t.epochs}: they "
+                     "never reach full weight")
+    return notes
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from ..engine import Trainer, load_experiment
 
@@ -105,8 +134,11 @@ def _run_train(args: argparse.Namespace) -> int:
         if trainer.is_main_process:
             err_console.print(f"resuming {markup(args.resume)} after epoch {trainer.epoch}", highlight=False)
     else:
-        trainer = Trainer(load_experiment(args.config, overrides, values=values), overwrite=args.overwrite,
-                          progress=not args.no_progress, console=err_console)
+        config = load_experiment(args.config, overrides, values=values)
+        trainer = Trainer(config, overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
+        if trainer.is_main_process:
+            for line in schedule_notes(config, packaged_default=args.config is None):
+                err_console.print(line, highlight=False, soft_wrap=True)
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
