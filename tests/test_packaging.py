@@ -32,5 +32,7 @@ def test_every_package_folder_is_in_the_wheel() -> None:
 
 def test_packaged_configs_are_package_data() -> None:
     table = _setuptools_table()
-    assert table["package-data"]["rskp_plugin"] == ["configs/*.yaml"]
+    assert table["package-data"]["rskp_plugin"] == ["configs/*.yaml", "py.typed"]
+    assert table["package-data"]["rskp_heads"] == ["recipes/*.yaml"]  # the built-in heads' recipes ship
+    assert (ROOT / "rskp_plugin" / "py.typed").is_file()
     assert sorted(p.stem for p in (ROOT / "rskp_plugin" / "configs").glob("*.yaml")) == ["activitynet13", "paper", "quick", "thumos14"]
