@@ -68,7 +68,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def train_values(args: argparse.Namespace) -> dict[str, object]:
     """The config keys set by flags, as typed values (only ``--set`` is parsed as YAML)."""
     pairs = [("head.name", args.head), ("head.recipe", args.head_recipe), ("data.source", args.data),
-             ("data.root", args.data_root), ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs), ("train.seed", args.seed),
+             ("data.root", args.data_root), ("data.dataset_name", args.dataset_name), ("train.epochs", args.epochs),
+             ("train.seed", args.seed),
              ("train.device", args.device), ("train.amp", args.amp), ("train.selection", args.selection),
              ("train.output_dir", args.output_dir), ("train.threads", args.threads)]
     values: dict[str, object] = {key: value for key, value in pairs if value is not None}
