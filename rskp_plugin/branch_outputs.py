@@ -25,15 +25,16 @@ def branch_outputs(model: Any, features: Tensor, mask: Tensor | None = None, lab
     classes (at test time the caller passes the ground-truth video labels: an oracle for this branch only) and the
     teacher is the pseudo-label TCAM of eq. 7, T = w intra.tcam + (1 - w) inter.tcam (w =
     ``fusion.pseudo_label_intra``); before that the teacher is the intra branch itself. Other ``rskp.teacher``
-    settings are followed as in training (``pseudo_labels``): ``source: ensemble`` fuses main in. Under ``propagation.inter_fusion: early`` the memory's branch is the
-    one walk over [mu^a; mu^e], which training uses in place of intra and inter: it is the teacher's walk, and
-    ``inter`` stays None.
+    settings are followed as in training (``pseudo_labels``): ``source: ensemble`` fuses main in. Under
+    ``propagation.inter_fusion: early`` the memory's branch is the one walk over [mu^a; mu^e], which training uses
+    in place of intra and inter: it is the teacher's walk, and ``inter`` stays None.
 
     The teacher as a prediction is the head run on the blended walked features w F^a + (1 - w) F^e (one more
     factored walk; with ``ensemble``, t F + (1 - t) of that, t = ``fusion.test_main``). Where the head's TCAM
     is affine in its input (STPN, BM, WUM) that TCAM equals T (checked per batch) and the prediction follows the
-    head's own rules everywhere ("head"). Otherwise (FAC-Net's cosine classifier and ``propagation.method: scores``, whose branches are TCAMs only) its TCAM is replaced by T and its CAS
-    recomputed as softmax(T)[..., :C] x attention, FAC-Net's and RSKP's CAS rule ("softmax").
+    head's own rules everywhere ("head"). Otherwise (FAC-Net's cosine classifier and ``propagation.method: scores``,
+    whose branches are TCAMs only) its TCAM is replaced by T and its CAS recomputed as softmax(T)[..., :C] x
+    attention, FAC-Net's and RSKP's CAS rule ("softmax").
 
     Args:
         model: an ``RSKPWrapper``; features: (B, T, D); mask: (B, T) bool or None; labels: (B, C) multi-hot or None.

@@ -8,9 +8,9 @@ The procedure a head's author runs (and the one the built-in heads' recipes come
    would pick). The head alone is a candidate too, so each RSKP candidate gets a paired difference per seed
    (same seed: same initial weights, same video order).
 3. The grid changes one mechanism at a time from the defaults (``CANDIDATES``), then takes a greedy forward step:
-   the best single change together with each other one (``second_round``). The chosen candidate is the one with the best mean held-out AVG, unless it beats the
-   defaults by less than ``min_gain`` AVG points: the simpler recipe is kept then (the seeds' noise is larger
-   than such a difference).
+   the best single change together with each other one (``second_round``). The chosen candidate is the one with
+   the best mean held-out AVG, unless it beats the defaults by less than ``min_gain`` AVG points: the simpler
+   recipe is kept then (the seeds' noise is larger than such a difference).
 4. The recipe (the chosen candidate's values plus any ``rskp`` values the user set for all candidates) is written
    as a recipe file with the evidence: every candidate's held-out AVG per seed, mean, std and paired difference.
 
