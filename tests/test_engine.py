@@ -486,3 +486,13 @@ def test_resume_reads_a_checkpoint_from_before_the_keys_named_their_unit(tmp_pat
     result = Trainer.resume(tmp_path, datasets=datasets, progress=False).fit()
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert all("avg_map_percent" in r["test"] and "average" not in r["test"] for r in result.history)
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_selection_is_held_out_by_default_everywhere(name) -> None:
+    from rskp_plugin import bench
+
+    assert ExperimentConfig().train.selection == "heldout"
+    assert load_experiment(name).train.selection == "heldout"
+    args = bench.build_parser().parse_args(["--recipe", name])
+    assert args.selection is None and bench.load_recipe(args, "facnet").train.selection == "heldout"
