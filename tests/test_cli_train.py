@@ -405,3 +405,19 @@ def test_a_set_typo_gets_a_suggestion() -> None:
 
     with pytest.raises(ConfigError, match='Unknown config key "train.epoch". Did you mean "epochs"'):
         apply_overrides(ExperimentConfig(), ["train.epoch=3"])
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_how_to_start_again(tmp_path, capsys, monkeypatch) -> None:
+    from rskp_plugin.engine import Trainer
+
+    def interrupted_at_once(self, epoch, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted_at_once)
+    folder = str(tmp_path / "run")
+    code, _, err = run(capsys, "train", "--config", "quick", "--head", "facnet", "--epochs", "2", "--output-dir",
+                       folder, *TINY)
+    assert code == 130 and "start the run again with --overwrite" in " ".join(err.split())
+    monkeypatch.undo()
+    assert run(capsys, "train", "--config", "quick", "--head", "facnet", "--epochs", "1", "--output-dir", folder,
+               "--overwrite", *TINY)[0] == 0  # what the message says works

@@ -167,7 +167,9 @@ def _interrupted(trainer) -> str:  # noqa: ANN001 - Trainer
     if trainer.last_checkpoint is None:
         where = ("no checkpoint was written yet" if trainer.output_dir is not None
                  else "nothing is saved (train.output_dir is empty)")
-        return f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: {where}; start the run again to train"
+        again = ("; start the run again with --overwrite (its folder holds only what this run wrote)"
+                 if trainer.output_dir is not None else "; start the run again to train")
+        return f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: {where}{again}"
     path, epoch = trainer.last_checkpoint
     command = f"rskp train --resume {shlex.quote(str(path))}"
     return (f"[yellow]interrupted[/] in epoch {trainer.epoch + 1}: the last checkpoint is {markup(path)} "
