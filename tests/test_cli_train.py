@@ -421,3 +421,20 @@ def test_ctrl_c_before_the_first_checkpoint_says_how_to_start_again(tmp_path, ca
     monkeypatch.undo()
     assert run(capsys, "train", "--config", "quick", "--head", "facnet", "--epochs", "1", "--output-dir", folder,
                "--overwrite", *TINY)[0] == 0  # what the message says works
+
+
+def test_not_on_a_terminal_a_run_prints_one_plain_line_per_evaluation(tmp_path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from rskp_plugin.engine import Trainer, load_experiment
+
+    config = load_experiment("quick", [a for a in TINY if "=" in a] + ["train.epochs=2", "train.output_dir=''"],
+                             values={"head.name": "facnet"})
+    log = io.StringIO()
+    Trainer(config, progress=True, console=Console(file=log, force_terminal=False, width=200)).fit()
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("test AVG" in line and "held-out AVG" in line and "selected on heldout" in line for line in lines)
+    assert "\x1b" not in log.getvalue() and "━" not in log.getvalue()  # no bar drawn

@@ -25,6 +25,20 @@ def progress_label(history: Sequence[dict[str, Any]], loss: float | None) -> str
     return f"training ({', '.join(parts)})" if parts else "training"
 
 
+def evaluation_line(record: dict[str, Any], best: dict[str, Any] | None, epochs: int, selection: str) -> str:
+    """One plain line per evaluation, for output that is not a terminal: epoch, training loss, test and held-out
+    AVG, and the epoch the selection picks so far."""
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    if record.get("train_loss") is not None:
+        parts.append(f"loss {record['train_loss']:.4f}")
+    parts.append(f"test AVG {record['test']['avg_map_percent']:.2f} %")
+    if record.get("heldout"):
+        parts.append(f"held-out AVG {record['heldout']['avg_map_percent']:.2f} %")
+    if best is not None:
+        parts.append(f"selected on {selection}: epoch {best['epoch']}")
+    return ", ".join(parts)
+
+
 def progress_bar(console: Any) -> Any:
     """The progress display of ``rskp train`` and ``rskp-bench``: description, bar, count, elapsed time and ETA.
 

@@ -34,7 +34,7 @@ from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
-from .progress import open_progress, progress_label
+from .progress import evaluation_line, open_progress, progress_label
 from .record import FitResult, RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
@@ -254,9 +254,11 @@ class Trainer:
         t = self.config.train
         last = t.epochs if stop_after is None else min(t.epochs, stop_after)
         owns_progress = isinstance(self.show_progress, bool)
+        # not on a terminal (a log file, a batch job): no bars, one plain line per evaluation instead
+        plain = self.show_progress is True and not getattr(self.console, "is_terminal", True)
         if self.output_dir is not None and self.is_main_process:
             self.write_config()
-        with open_progress(self.show_progress, self.console) as progress:
+        with open_progress(False if plain else self.show_progress, self.console) as progress:
             task = None
             if progress is not None:
                 task = progress.add_task(progress_label(self.history, None), total=t.epochs, completed=self.epoch)
@@ -282,6 +284,9 @@ class Trainer:
                         self.best = record
                         if self.output_dir is not None:
                             self.save(self.output_dir / "best.pt")
+                    if plain:
+                        self.console.print(evaluation_line(record, self.best, t.epochs, t.selection), highlight=False,
+                                           markup=False, soft_wrap=True)
                 if self.output_dir is not None and (
                     (t.checkpoint_interval and self.epoch % t.checkpoint_interval == 0) or self.epoch == last
                 ):
