@@ -438,3 +438,13 @@ def test_not_on_a_terminal_a_run_prints_one_plain_line_per_evaluation(tmp_path) 
     assert [line.split(",")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("test AVG" in line and "held-out AVG" in line and "selected on heldout" in line for line in lines)
     assert "\x1b" not in log.getvalue() and "━" not in log.getvalue()  # no bar drawn
+
+
+def test_an_option_the_head_does_not_take_is_named_with_how_to_drop_it(capsys) -> None:
+    from rskp_plugin.engine import load_experiment
+    from rskp_plugin.engine.build import build_model
+    from rskp_plugin.errors import ConfigError
+
+    config = load_experiment("quick", ["head.options.width=3"], values={"head.name": "facnet"})
+    with pytest.raises(ConfigError, match=r"The head takes no 'width': drop it with --set 'head.options=\{\}'"):
+        build_model(config, num_classes=3, feature_dim=16)
