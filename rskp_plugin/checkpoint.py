@@ -290,6 +290,23 @@ def training_payload(*, epoch: int, config: dict[str, Any], model: torch.nn.Modu
     }
 
 
+def state_mismatch(model: torch.nn.Module, saved: dict[str, Any], limit: int = 4) -> str:
+    """What keeps ``saved`` (a state dict) from fitting ``model``: the tensors of another shape (name, the file's
+    shape, the model's), the ones the file lacks and the ones the model lacks, each list cut to ``limit``."""
+    own = model.state_dict()
+    shapes = [f"{k} {tuple(saved[k].shape)} in the file, {tuple(v.shape)} in the model" for k, v in own.items()
+              if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    parts = []
+    for what, names in (("other shapes", shapes), ("missing from the file", missing),
+                        ("not in the model", unexpected)):
+        if names:
+            more = f" and {len(names) - limit} more" if len(names) > limit else ""
+            parts.append(f"{what}: {'; '.join(names[:limit])}{more}")
+    return ". ".join(parts) or "the tensors fit; another field does not"
+
+
 def restore_training(data: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                      rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Load a loaded checkpoint's model and optimizer states and the generator states this process resumes with
@@ -303,8 +320,8 @@ def restore_training(data: dict[str, Any], model: torch.nn.Module, optimizer: to
         optimizer.load_state_dict(data["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(
-            f"checkpoint does not fit this model ({str(exc).splitlines()[0]}); was it written for another head "
-            "or config?"
+            f"checkpoint does not fit this model ({state_mismatch(model, data['model'])}); was it written for "
+            "another head, head option or config?"
         ) from exc
     trainer = data["trainer"]
     rank_rng = trainer.get("rank_rng")

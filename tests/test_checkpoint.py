@@ -199,3 +199,18 @@ def test_a_version_1_checkpoint_reads_as_today(tmp_path) -> None:
     for got in (data["trainer"]["history"][0], data["trainer"]["best"]):
         assert got["test"] == {"tiou": [0.5], "map_percent": [1.0], "avg_map_percent": 1.0, "cmap_percent": 2.0,
                                "detections": 3}
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_tensors_and_their_shapes(tmp_path) -> None:
+    import torch
+
+    from rskp_plugin.checkpoint import state_mismatch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    saved = dict(model.state_dict())
+    saved["0.weight"] = torch.zeros(5, 4)
+    del saved["1.bias"]
+    saved["2.weight"] = torch.zeros(1)
+    text = state_mismatch(model, saved)
+    assert "0.weight (5, 4) in the file, (3, 4) in the model" in text
+    assert "missing from the file: 1.bias" in text and "not in the model: 2.weight" in text

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from ..checkpoint import check_head_installed, load_checkpoint
+from ..checkpoint import check_head_installed, load_checkpoint, state_mismatch
 from ..config import from_mapping
 from ..errors import CheckpointError, DataError
 from ..formats.npy import load_npy, npy_header, why_not_a_file
@@ -34,8 +34,8 @@ def load_trained_model(path: str | os.PathLike[str], device: str = "auto") -> tu
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
         raise CheckpointError(
-            f"checkpoint {os.fspath(path)!r} does not match the head it names ({str(exc).splitlines()[0]}); "
-            "is the installed head plugin a different version?"
+            f"checkpoint {os.fspath(path)!r} does not match the head it names ({state_mismatch(model, data['model'])});"
+            " is the installed head plugin a different version?"
         ) from exc
     model.to(target).eval()
     return model, dict(meta)
