@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class RSKPError(Exception):
     """Base class of every error raised by rskp_plugin."""
@@ -45,3 +47,14 @@ class TrainingError(RSKPError, FloatingPointError):
 
 class MissingDependencyError(RSKPError, ImportError):
     """An optional package a feature needs is not installed (e.g. matplotlib for ``rskp plot``)."""
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file could not be written, in words for an error message (full disk, permission, read-only)."""
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return exc.strerror or str(exc)

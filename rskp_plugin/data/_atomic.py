@@ -4,24 +4,13 @@ leaves the previous file (or none), never a truncated one."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
 
-from ..errors import OutputError
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the device"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    return exc.strerror or str(exc)
+from ..errors import OutputError, os_reason
 
 
 @contextlib.contextmanager
@@ -38,7 +27,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"cannot write {os.fspath(path)} ({_reason(exc)}); nothing partial was left there. "
+            raise OutputError(f"cannot write {os.fspath(path)} ({os_reason(exc)}); nothing partial was left there. "
                               "Free space or choose another output folder") from exc
         raise
 

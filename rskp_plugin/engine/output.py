@@ -27,23 +27,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import OutputError
+from ..errors import OutputError, os_reason
 
 RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl", "config.yaml")
 RUN_DIRS = ("tensorboard", "plots")
 # The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results,
 # record.write_metrics and RunRecord.write_config.
 TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp", "config.yaml.tmp")
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.EROFS:
-        return "the file system is read-only"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the device"
-    return exc.strerror or str(exc)
 
 
 def ensure_writable_dir(folder: Path, *, what: str) -> None:
@@ -68,7 +58,7 @@ def ensure_writable_dir(folder: Path, *, what: str) -> None:
             pass
     except OSError as exc:
         raise OutputError(
-            f"{what} {os.fspath(folder)!r} cannot be written ({_reason(exc)}); pass a writable folder"
+            f"{what} {os.fspath(folder)!r} cannot be written ({os_reason(exc)}); pass a writable folder"
         ) from exc
 
 
