@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from rskp_plugin.propagation import birw
+from rskp_plugin.method.propagation import birw
 from rskp_plugin.reference.propagation import birw_dense, birw_lu, birw_official
 
 
@@ -59,7 +59,7 @@ def copy_bandwidth(numel: int = 64 * 2**20) -> float:
 
 _PEAK = """
 import re, sys, torch
-from rskp_plugin.propagation import birw
+from rskp_plugin.method.propagation import birw
 from rskp_plugin.reference.propagation import birw_lu
 t, d, n, name = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.manual_seed(0)

@@ -4,7 +4,7 @@ Run:  python benchmarks/unrolled_walk.py                 (steps 1..20; the devel
       python benchmarks/unrolled_walk.py --data-root ../shared/data/japanesevowels-tal --max-steps 10
 
 For each number of steps k the relative error ||F^(k) - F*|| / ||F*|| (Frobenius, over all real snippets) of
-``propagation_variants.unrolled_walks`` to ``propagation.birw_walks`` (w = 0.5, lambda = 5, the defaults), in
+``walks.unrolled_walks`` to ``propagation.birw_walks`` (w = 0.5, lambda = 5, the defaults), in
 float64 so that the error is the walk's and not the arithmetic's, on:
 
     - "random": T = 750, d = 2048, F and the n = 8 representatives N(0, 1), no structure;
@@ -33,9 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import best_time  # noqa: E402
 
-from rskp_plugin.propagation import birw_walks  # noqa: E402
-from rskp_plugin.propagation_variants import unrolled_walks  # noqa: E402
-from rskp_plugin.summarizer import EMSummarizer  # noqa: E402
+from rskp_plugin.method.propagation import birw_walks  # noqa: E402
+from rskp_plugin.method.walks import unrolled_walks  # noqa: E402
+from rskp_plugin.method.summarizer import EMSummarizer  # noqa: E402
 
 W, LAMBDA, N = 0.5, 5.0, 8
 

@@ -44,7 +44,7 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: importing the package must not pull in the whole model stack
     if name == "RSKPWrapper":
-        from .wrapper import RSKPWrapper
+        from .method.wrapper import RSKPWrapper
 
         return RSKPWrapper
     if name in ("available_heads", "create_head"):

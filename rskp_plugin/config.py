@@ -21,7 +21,7 @@ from .yaml_io import read_yaml, safe_load_yaml, shown, shown_text, yaml_problem
 T = TypeVar("T")
 
 
-#: ``rskp.summarizer.method``: how the representative snippets mu^a are made (``rskp_plugin.representatives``).
+#: ``rskp.summarizer.method``: how the representative snippets mu^a are made (``rskp_plugin.method.representatives``).
 SUMMARIZER_METHODS = ("em", "em_nograd", "kmeans", "agglomerative", "spectral", "discriminative", "extremes",
                       "features")
 #: ``rskp.summarizer.region``: which snippets are summarised and walked (supplement Table 2).
@@ -30,7 +30,7 @@ SUMMARIZER_REGIONS = ("all", "foreground", "background")
 
 @attrs.frozen(kw_only=True)
 class SummarizerConfig:
-    """EM attention (paper 3.1, eq. 2-3), and the paper's ablations of it (``rskp_plugin.representatives``)."""
+    """EM attention (paper 3.1, eq. 2-3), and the paper's ablations of it (``rskp_plugin.method.representatives``)."""
 
     num_representatives: int = attrs.field(default=8, validator=ge(1))  # n
     em_iters: int = attrs.field(default=2, validator=ge(1))
@@ -117,7 +117,7 @@ def _optional_tuple(value: Any) -> Any:
 @attrs.frozen(kw_only=True)
 class PropagationConfig:
     """How representative snippets reach the snippets (paper 3.3); the other values are the paper's ablations
-    (``rskp_plugin.propagation_variants``)."""
+    (``rskp_plugin.method.walks``)."""
 
     # "birw": eq. 6 in closed form (default); "random_walk": Table 5 row 1, F^a = Z^a mu^a (no residual F);
     # "unrolled": Fig. 5, eq. 4-5 iterated ``steps`` times; "scores": Table 5 "propagate scores", the

@@ -232,7 +232,7 @@ def _check_factored(factory: Callable[..., Any], case: CheckCase, c: int, d_in: 
     head = factory(num_classes=c, feature_dim=d_in).double().eval()
     if not head_traits(head).forward_branches:
         return
-    from .propagation import birw_factors
+    from .method.propagation import birw_factors
 
     gen = torch.Generator().manual_seed(5)
     feats = head.embed(case.garbage.double(), case.mask).detach().requires_grad_()
@@ -337,7 +337,7 @@ def _check_state_dict(
 
 def _check_wrapper(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, **_: Any) -> None:
     from .config import MemoryConfig, RSKPConfig
-    from .wrapper import RSKPWrapper  # lazy: heads never import the wrapper, nor does this module at import time
+    from .method.wrapper import RSKPWrapper  # lazy: heads never import the wrapper, nor does this module at import time
 
     torch.manual_seed(0)
     model = RSKPWrapper(factory(num_classes=c, feature_dim=d_in), RSKPConfig(memory=MemoryConfig(warmup_epochs=0)))

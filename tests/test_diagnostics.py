@@ -24,7 +24,7 @@ from rskp_plugin.engine.inference import localize_outputs, score_detections
 from rskp_plugin.evaluation import load_ground_truth
 from rskp_plugin.errors import ConfigError, MissingDependencyError
 from rskp_plugin.localization import preset
-from rskp_plugin.wrapper import RSKPWrapper
+from rskp_plugin.method.wrapper import RSKPWrapper
 
 HEADS = ("facnet", "stpn", "bm", "wum")
 # the official code's teacher and test-time fusion (RSKPConfig.official()), whose formulas these tests spell out

@@ -8,7 +8,7 @@ from _toy import ToyHead
 
 from rskp_plugin import RSKPConfig, RSKPWrapper
 from rskp_plugin.localization import LocalizationSettings, preset
-from rskp_plugin.model import HeadOnlyModel, Model
+from rskp_plugin.method.model import HeadOnlyModel, Model
 from rskp_plugin.protocols import (
     ForwardsBranches,
     FusesBranches,
@@ -17,7 +17,7 @@ from rskp_plugin.protocols import (
     head_traits,
     missing_head_parts,
 )
-from rskp_plugin.branches import fuse_outputs
+from rskp_plugin.method.branches import fuse_outputs
 from rskp_heads.stpn import STPNHead
 
 ROOT = Path(__file__).resolve().parents[1]

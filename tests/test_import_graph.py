@@ -163,8 +163,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_scan_sees_every_package_and_its_imports() -> None:
     graph, _ = _scan()
-    assert {"rskp_plugin.wrapper", "rskp_plugin.engine.trainer", "rskp_heads.wum"} <= graph.keys()
-    assert "rskp_plugin.summarizer" in graph["rskp_plugin.wrapper"]
+    assert {"rskp_plugin.method.wrapper", "rskp_plugin.engine.trainer", "rskp_heads.wum"} <= graph.keys()
+    assert "rskp_plugin.method.summarizer" in graph["rskp_plugin.method.wrapper"]
     assert "rskp_plugin.protocols" in graph["rskp_heads.wum"]
 
 
@@ -180,14 +180,14 @@ def test_no_private_name_used_across_modules() -> None:
 
 def test_the_checks_catch_what_they_are_for() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    visitor = _Imports("rskp_plugin.wrapper")
+    visitor = _Imports("rskp_plugin.method.wrapper")
     visitor.visit(ast.parse(
         "from .summarizer import _EMAttention\nfrom . import memory\nmemory._positive_classes\n"
-        "import rskp_plugin.propagation as p\np._blocks\nfrom .evaluation._io import GroundTruth\n"
+        "import rskp_plugin.method.propagation as p\np._blocks\nfrom ..evaluation._io import GroundTruth\n"
     ))
     assert [o.split(": ", 1)[1] for o in visitor.offences] == [
-        "imports the private name _EMAttention from rskp_plugin.summarizer",
-        "uses the private name _positive_classes of rskp_plugin.memory",
-        "uses the private name _blocks of rskp_plugin.propagation",
+        "imports the private name _EMAttention from rskp_plugin.method.summarizer",
+        "uses the private name _positive_classes of rskp_plugin.method.memory",
+        "uses the private name _blocks of rskp_plugin.method.propagation",
         "imports the private module rskp_plugin.evaluation._io",
     ]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rskp_plugin.losses import attention_normalization, distillation, rampup_weight
+from rskp_plugin.method.losses import attention_normalization, distillation, rampup_weight
 
 
 def test_distillation_hand_computed():
@@ -49,7 +49,7 @@ def test_attention_normalization_one_snippet_video():
 
 
 def test_teacher_confidence_is_one_for_one_hot_and_zero_for_uniform():
-    from rskp_plugin.losses import teacher_confidence
+    from rskp_plugin.method.losses import teacher_confidence
 
     logits = torch.tensor([[[100.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, float("-inf"), 0.0]]])
     conf = teacher_confidence(logits, temperature=1.0)

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rskp_plugin.memory import MemoryBank
+from rskp_plugin.method.memory import MemoryBank
 
 
 def _stream(seed, videos, n, c, d):

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rskp_plugin.errors import ShapeError
-from rskp_plugin.propagation import (
+from rskp_plugin.method.propagation import (
     affinity,
     birw,
     birw_factors,
@@ -251,7 +251,7 @@ def test_cholesky_form_streamed_in_blocks_matches_unrolled_and_dense_solve(lengt
     """The SPD form (C = D - w^2 Z^T Z, one Cholesky factor for forward and backward) read block by block: F* equals
     the unrolled iteration of eq. 4-5 and the dense solve of eq. 6, and its gradients (birw and the factored walks)
     equal autograd of the dense solve; ``chunk`` bytes per block: one row, a few rows or several videos per block."""
-    import rskp_plugin.birw_kernels as birw_kernels
+    import rskp_plugin.method.birw_kernels as birw_kernels
 
     g = torch.Generator().manual_seed(seed)
     b, tmax, d = len(lengths), max(lengths), 5

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from rskp_plugin import RSKPConfig, RSKPWrapper, create_head
 from rskp_plugin.config import apply_overrides, from_mapping
 from rskp_plugin.errors import ConfigError, ShapeError
-from rskp_plugin.losses import distillation, feature_distance
-from rskp_plugin.propagation import affinity, birw, birw_walks, column_normalize
-from rskp_plugin.propagation_variants import random_walks, score_walks, unrolled_walks
+from rskp_plugin.method.losses import distillation, feature_distance
+from rskp_plugin.method.propagation import affinity, birw, birw_walks, column_normalize
+from rskp_plugin.method.walks import random_walks, score_walks, unrolled_walks
 from rskp_plugin.reference.propagation import birw_unrolled
 
 HEADS = ("facnet", "stpn", "bm", "wum")

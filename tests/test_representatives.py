@@ -17,9 +17,9 @@ import rskp_heads.wum
 from rskp_plugin import RSKPConfig, RSKPWrapper
 from rskp_plugin.config import SUMMARIZER_METHODS, SummarizerConfig, apply_overrides
 from rskp_plugin.errors import ConfigError, MissingDependencyError
-from rskp_plugin.propagation import affinity, birw, birw_factors
+from rskp_plugin.method.propagation import affinity, birw, birw_factors
 from rskp_plugin.protocols import HeadOutput
-from rskp_plugin.representatives import (
+from rskp_plugin.method.representatives import (
     agglomerative,
     cluster_means,
     discriminative,
@@ -335,7 +335,7 @@ def test_a_zero_representative_gets_a_finite_gradient(masked):
 
 def test_em_of_all_zero_features_gets_a_finite_gradient():
     """A region with S = 0 everywhere (background of a video the attention calls all foreground) summarises zeros."""
-    from rskp_plugin.summarizer import EMSummarizer
+    from rskp_plugin.method.summarizer import EMSummarizer
 
     f = torch.zeros(1, 5, 4, dtype=torch.float64, requires_grad=True)
     EMSummarizer(4, 3).double()(f).sum().backward()

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rskp_plugin.reference.summarizer import em_step
-from rskp_plugin.summarizer import EMSummarizer
+from rskp_plugin.method.summarizer import EMSummarizer
 
 
 @given(st.integers(1, 80), st.integers(1, 12), st.integers(1, 3), st.integers(0, 2**16))

@@ -12,8 +12,8 @@ from rskp_plugin.config import apply_overrides
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.engine.strategy import SingleProcess
 from rskp_plugin.engine.warmup import MemoryWarmup
-from rskp_plugin.memory import MemoryBank
-from rskp_plugin.model import HeadOnlyModel
+from rskp_plugin.method.memory import MemoryBank
+from rskp_plugin.method.model import HeadOnlyModel
 
 
 def _model(*overrides: str):

@@ -10,7 +10,7 @@ from _toy import ToyHead
 from rskp_plugin import RSKPConfig, RSKPWrapper
 from rskp_plugin.config import LossConfig, MemoryConfig, PropagationConfig
 from rskp_plugin.errors import ShapeError
-from rskp_plugin.model import HeadOnlyModel
+from rskp_plugin.method.model import HeadOnlyModel
 
 
 def _batch(lengths, feature_dim=8, classes=3, seed=0, dtype=torch.float64):
@@ -73,7 +73,7 @@ def test_memory_warmup_switches_inter_branch_and_alpha():
 
 
 def test_distillation_temperature_is_a_config_value():
-    from rskp_plugin.losses import distillation
+    from rskp_plugin.method.losses import distillation
 
     assert RSKPConfig.official().losses.distillation_temperature == 0.2
     x, mask, labels = _batch([6, 4], dtype=torch.float32)
@@ -268,7 +268,7 @@ def test_ensemble_teacher_fuses_the_main_branch_in_as_at_test_time():
 
 
 def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
-    from rskp_plugin.losses import distillation, teacher_confidence
+    from rskp_plugin.method.losses import distillation, teacher_confidence
 
     model = _teacher_model(source="propagated", weighting="confidence")
     x, mask, labels = _batch([9, 6], seed=4)

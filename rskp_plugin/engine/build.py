@@ -151,8 +151,8 @@ def load_split(config: ExperimentConfig, which: str) -> Any:
 def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int) -> nn.Module:
     """The head named by ``config.head``, wrapped by RSKP (``rskp_enabled``) or alone (``HeadOnlyModel``)."""
     from ..plugins import create_head
-    from ..model import HeadOnlyModel
-    from ..wrapper import RSKPWrapper
+    from ..method.model import HeadOnlyModel
+    from ..method.wrapper import RSKPWrapper
 
     options = dict(config.head.options)
     try:

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..memory import MemoryBank
+from ..method.memory import MemoryBank
 
 
 def launched_world_size() -> int:

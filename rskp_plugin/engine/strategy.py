@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..memory import MemoryBank
+from ..method.memory import MemoryBank
 from . import distributed
 
 

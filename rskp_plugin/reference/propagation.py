@@ -1,5 +1,5 @@
 """Reference formulations of BiRW (paper 3.3, eq. 4-6) for tests and benchmarks; training runs
-``rskp_plugin.propagation.birw_walks``.
+``rskp_plugin.method.propagation.birw_walks``.
 
     - ``birw_unrolled``: eq. 4-5 iterated, the definition eq. 6 is the limit of;
     - ``birw_dense``: eq. 6 with a dense T x T solve, the test and benchmark reference;
@@ -8,7 +8,7 @@
     - ``birw_lu``: eq. 6 in Woodbury form with the non-symmetric n x n system I - w^2 N^T Z solved by LU and several
       passes over F (what ``birw`` computed before its SPD / Cholesky form), kept for benchmarks only.
 
-Symbols and masks as in ``rskp_plugin.propagation``.
+Symbols and masks as in ``rskp_plugin.method.propagation``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..birw_kernels import block_mask
-from ..propagation import EPS, affinity, affinity_parts, column_normalize, finish_walk, prepare_walk
+from ..method.birw_kernels import block_mask
+from ..method.propagation import EPS, affinity, affinity_parts, column_normalize, finish_walk, prepare_walk
 
 
 def birw_unrolled(

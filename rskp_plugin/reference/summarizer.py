@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..propagation import affinity_parts, column_normalize
+from ..method.propagation import affinity_parts, column_normalize
 
 
 def em_step(

@@ -10,7 +10,7 @@ distillation to any head that follows the ``Head`` protocol (paper section 3, of
     loss  = L_cls(main, intra, 0.5 inter) + alpha L_kd(main.tcam, fused teacher) + beta L_att(main) + head aux
 
 ``rskp.propagation`` swaps the walk (random walk, unrolled eq. 4-5, propagated scores) or fuses the intra and inter
-representatives into one walk (``propagation_variants``); ``rskp.losses.feature_loss`` adds ||F - F^a||.
+representatives into one walk (``walks``); ``rskp.losses.feature_loss`` adds ||F - F^a||.
 ``rskp.propagation.branch_parameters`` (or the head's ``branch_parameters``) gives the intra and inter branches their
 own copies of named head parameters (FAC-Net's attention centre, STPN's attention module), trained by their losses
 alone; ``rskp.losses.rampup_epochs`` ramps RSKP's terms up over the warm-up by default.
@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from .branch_outputs import branch_outputs
 from .branches import ForwardBranches, branch_parameter_names, fuse_outputs, separate_random_stream
-from .config import RSKPConfig
+from ..config import RSKPConfig
 from .losses import distillation, feature_distance, rampup_weight, teacher_confidence
 from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
-from .propagation_variants import fuse_representatives, score_branches, walk_features
-from .protocols import Head, HeadOutput, Propagated
+from .walks import fuse_representatives, score_branches, walk_features
+from ..protocols import Head, HeadOutput, Propagated
 from .representatives import Selection, needs_scores, require_clustering, select
 from .summarizer import EMSummarizer
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .functional import masked_mean, masked_topk_mean, topk_counts
+from ..functional import masked_mean, masked_topk_mean, topk_counts
 
 
 def distillation(

@@ -14,14 +14,14 @@ from typing import Any, Iterable, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from .config import RSKPConfig
-from .errors import ShapeError
+from ..config import RSKPConfig
+from ..errors import ShapeError
 from .losses import attention_normalization
 from .memory import MemoryBank
-from .protocols import (
+from ..protocols import (
     Head, HeadOutput, HeadTraits, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message,
 )
-from .shapes import as_mask, expect, expect_finite
+from ..shapes import as_mask, expect, expect_finite
 
 
 class RSKPOutput(NamedTuple):

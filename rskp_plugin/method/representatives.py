@@ -18,10 +18,10 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from .config import SummarizerConfig
-from .errors import MissingDependencyError
+from ..config import SummarizerConfig
+from ..errors import MissingDependencyError
 from .propagation import float32_compute
-from .protocols import HeadOutput, Propagated
+from ..protocols import HeadOutput, Propagated
 
 #: Lloyd iterations of ``kmeans`` at most (it stops earlier once no assignment changes).
 KMEANS_ITERATIONS = 20

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from .model import Branches, RSKPOutput, validate_inputs
-from .propagation_variants import fuse_representatives, score_branches, scores_output, walk_features
-from .protocols import HeadOutput, Propagated
+from .walks import fuse_representatives, score_branches, scores_output, walk_features
+from ..protocols import HeadOutput, Propagated
 
 
 @torch.no_grad()

@@ -12,8 +12,8 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
-from .protocols import Head, HeadOutput, HeadTraits, Propagated, head_traits
+from ..errors import ConfigError
+from ..protocols import Head, HeadOutput, HeadTraits, Propagated, head_traits
 
 
 def _weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:

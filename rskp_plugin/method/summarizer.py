@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .shapes import as_mask, expect
+from ..shapes import as_mask, expect
 from .propagation import EPS, affinity_parts, float32_compute, column_normalize
 
 

@@ -12,7 +12,7 @@ Formulations of the same operator, all mask-aware:
 Reference formulations for tests and benchmarks (``birw_unrolled``, ``birw_dense``, ``birw_official``) live in
 ``rskp_plugin.reference.propagation``; a new variant validates and finishes its inputs with ``prepare_walk`` and
 ``finish_walk`` as they do. The streaming, Cholesky-factored kernels with their analytic backwards are in
-``rskp_plugin.birw_kernels``.
+``rskp_plugin.method.birw_kernels``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from .birw_kernels import EPS, BiRWFactors, WoodburyBiRW, affinity_rows
-from .errors import ShapeError
-from .protocols import Propagated
-from .shapes import expect, expect_finite
+from ..errors import ShapeError
+from ..protocols import Propagated
+from ..shapes import expect, expect_finite
 
 
 

@@ -1,7 +1,7 @@
 """The paper's propagation ablations (``rskp.propagation``): other walks than eq. 6 and early fusion of the
 representatives; ``RSKPWrapper`` runs what the config names (``walk_features``, ``score_branches``).
 
-Symbols as in ``rskp_plugin.propagation``: B batch, T snippets, n representatives, d embedding size, K TCAM
+Symbols as in ``rskp_plugin.method.propagation``: B batch, T snippets, n representatives, d embedding size, K TCAM
 columns (C or C+1). Every walk is batched, mask-aware and differentiable (autograd), and the feature walks keep the
 factored form F^a = s F + Z M (``Propagated``) so heads' ``forward_branches`` serve them as they serve eq. 6:
 
@@ -23,14 +23,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .config import PropagationConfig, RSKPConfig
-from .errors import ShapeError
+from ..config import PropagationConfig, RSKPConfig
+from ..errors import ShapeError
 from .birw_kernels import block_mask
 from .propagation import (
     affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk, stack_walks,
 )
-from .protocols import Head, HeadOutput, Propagated
-from .shapes import expect
+from ..protocols import Head, HeadOutput, Propagated
+from ..shapes import expect
 
 Walks = list[tuple[Tensor, "Tensor | None"]]
 

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .shapes import expect
+from ..shapes import expect
 
 
 class MemoryBank(nn.Module):

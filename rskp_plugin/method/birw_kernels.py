@@ -1,4 +1,4 @@
-"""The kernels behind ``rskp_plugin.propagation``: eq. 2 row by row and eq. 6 in Woodbury form, with analytic
+"""The kernels behind ``rskp_plugin.method.propagation``: eq. 2 row by row and eq. 6 in Woodbury form, with analytic
 backwards, streaming F (B, T, d) in cache-sized blocks and solving only the n x n capacitance system by Cholesky.
 
 ``propagation.birw`` and ``propagation.birw_walks`` validate their inputs and call ``WoodburyBiRW`` and
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .shapes import expect_finite
+from ..shapes import expect_finite
 
 EPS = 1e-9  # added to norms and column sums, as the official code does
 
