@@ -16,6 +16,7 @@ import yaml
 from attrs.validators import and_, ge, gt, in_, le, lt
 
 from .errors import ConfigError
+from .method.walks import walk_methods
 from .yaml_io import read_yaml, safe_load_yaml, shown, shown_text, yaml_problem
 
 T = TypeVar("T")
@@ -114,6 +115,11 @@ def _optional_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def _walk_method(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """``in_`` over the walks known when the value is checked (the built-in ones and those registered since)."""
+    in_(walk_methods())(instance, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class PropagationConfig:
     """How representative snippets reach the snippets (paper 3.3); the other values are the paper's ablations
@@ -122,7 +128,8 @@ class PropagationConfig:
     # "birw": eq. 6 in closed form (default); "random_walk": Table 5 row 1, F^a = Z^a mu^a (no residual F);
     # "unrolled": Fig. 5, eq. 4-5 iterated ``steps`` times; "scores": Table 5 "propagate scores", the
     # representatives' class logits walked into the main branch's TCAM (eq. 6 on logits; no L_cls on those branches).
-    method: str = attrs.field(default="birw", validator=in_(("birw", "random_walk", "unrolled", "scores")))
+    # A walk registered with ``method.walks.register_walk`` is one more value.
+    method: str = attrs.field(default="birw", validator=_walk_method)
     steps: int = attrs.field(default=3, validator=ge(1))  # rounds of eq. 4-5, used by "unrolled" only
     # "late": separate intra and inter walks, teacher 0.8 T^a + 0.2 T^e (default); "early": supplement Table 3
     # "concat mu^a and mu^e", after warm-up one walk over [mu^a; mu^e] that replaces both branches.

@@ -72,7 +72,7 @@ def test_branch_outputs_keep_the_prediction_and_give_the_teacher(head, datasets)
 @pytest.mark.parametrize("head", ["stpn", "facnet"])
 @pytest.mark.parametrize("warm", [True, False])
 def test_the_teacher_follows_the_teacher_options(head, warm, datasets) -> None:
-    # the diagnostic teacher is the distillation target training uses (``pseudo_labels``), whatever rskp.teacher says
+    # the diagnostic teacher is the distillation target training uses (``Teacher.pseudo_labels``), whatever rskp.teacher says
     warmup = "rskp.memory.warmup_epochs=0" if warm else "rskp.memory.warmup_epochs=5"
     trainer = train_epochs(config(head, warmup), datasets, 1)
     features, mask, labels = _batch(datasets.test)
@@ -82,7 +82,7 @@ def test_the_teacher_follows_the_teacher_options(head, warm, datasets) -> None:
         b = model.eval().branch_outputs(features, mask, labels)
         out = b.output
         assert (out.inter is not None) == warm
-        expected = model.pseudo_labels(out.main, out.intra, out.inter, labels)
+        expected = model.teacher.pseudo_labels(out.main, out.intra, out.inter)
         assert torch.equal(b.teacher.tcam, expected), options
         assert b.teacher_rule == rules[head], options
         assert torch.isfinite(b.teacher.cas).all() and b.teacher.cas.shape == out.cas.shape

@@ -288,7 +288,7 @@ def test_diagnostics_give_the_prediction_and_the_training_teacher(head, variant)
             torch.testing.assert_close(b.output.inter.tcam, with_labels.inter.tcam)
         else:
             assert b.output.inter is None
-        target = model.pseudo_labels(with_labels.main, with_labels.intra, with_labels.inter, labels)
+        target = model.teacher.pseudo_labels(with_labels.main, with_labels.intra, with_labels.inter)
         torch.testing.assert_close(b.teacher.tcam, target)
         assert b.teacher_rule in ("head", "softmax")
         assert b.teacher.cas.shape == plain.cas.shape and torch.isfinite(b.teacher.cas).all()

@@ -26,7 +26,6 @@ from rskp_plugin.method.representatives import (
     extremes,
     foreground_scores,
     kmeans,
-    select,
     spectral,
 )
 
@@ -250,7 +249,7 @@ def test_region_walks_the_modulated_features_and_adds_the_rest_back(region, walk
                                                                               mask=mask) @ reps  # Z mu
     expected = walked + feats * (1.0 - s)[..., None]
     torch.testing.assert_close(out.intra.tcam, head(expected, mask).tcam)
-    sel = select(model.config.summarizer, model.summarizer, feats, mask, head(feats, mask))
+    sel = model.representatives.select(feats, mask, head(feats, mask))
     assert not sel.region.requires_grad
 
 
@@ -282,7 +281,7 @@ def test_memory_and_diagnostics_follow_the_variant(method, region, overrides):
     x, mask, labels = labelled_batch([7, 2, 5], seed=6)
     model.initialize_memory([(x, mask, labels)])
     feats = head.embed(x, mask)
-    sel = select(model.config.summarizer, model.summarizer, feats, mask, head(feats, mask), bank=True)
+    sel = model.representatives.select(feats, mask, head(feats, mask), bank=True)
     expected = model.summarizer(feats, mask) if method == "features" else sel.reps
     # every stored entry is one of the variant's offers (a missing representative never is)
     offered = expected[sel.reps_mask] if sel.reps_mask is not None and method != "features" else expected.flatten(0, 1)

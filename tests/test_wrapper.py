@@ -251,18 +251,18 @@ def test_official_teacher_is_the_propagated_branches():
     model = _teacher_model(source="propagated", weighting="uniform")
     x, mask, labels = _batch([9, 6], seed=4)
     out = model(x, mask, labels)
-    torch.testing.assert_close(model.pseudo_labels(out.main, out.intra, None, labels), out.intra.tcam.detach())
+    torch.testing.assert_close(model.teacher.pseudo_labels(out.main, out.intra, None), out.intra.tcam.detach())
     model.initialize_memory([(x, mask, labels)])
     out = model(x, mask, labels)
     expected = 0.8 * out.intra.tcam + 0.2 * out.inter.tcam
-    torch.testing.assert_close(model.pseudo_labels(out.main, out.intra, out.inter, labels), expected.detach())
+    torch.testing.assert_close(model.teacher.pseudo_labels(out.main, out.intra, out.inter), expected.detach())
 
 
 def test_ensemble_teacher_fuses_the_main_branch_in_as_at_test_time():
     model = _teacher_model(source="ensemble", weighting="uniform")
     x, mask, labels = _batch([9, 6], seed=4)
     out = model(x, mask, labels)
-    teacher = model.pseudo_labels(out.main, out.intra, None, labels)
+    teacher = model.teacher.pseudo_labels(out.main, out.intra, None)
     torch.testing.assert_close(teacher, (0.6 * out.main.tcam + 0.4 * out.intra.tcam).detach())
     assert not teacher.requires_grad
 
@@ -273,7 +273,7 @@ def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
     model = _teacher_model(source="propagated", weighting="confidence")
     x, mask, labels = _batch([9, 6], seed=4)
     out = model(x, mask, labels)
-    teacher = model.pseudo_labels(out.main, out.intra, None, labels)
+    teacher = model.teacher.pseudo_labels(out.main, out.intra, None)
     tau = model.config.losses.distillation_temperature
     weights = teacher_confidence(teacher, temperature=tau)
     assert ((weights >= 0) & (weights <= 1)).all()

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .model import Branches, RSKPOutput, validate_inputs
-from .walks import fuse_representatives, score_branches, scores_output, walk_features
 from ..protocols import HeadOutput, Propagated
+from .model import Branches, RSKPOutput, validate_inputs
+from .walks import scores_output
 
 
 @torch.no_grad()
@@ -25,7 +25,7 @@ def branch_outputs(model: Any, features: Tensor, mask: Tensor | None = None, lab
     classes (at test time the caller passes the ground-truth video labels: an oracle for this branch only) and the
     teacher is the pseudo-label TCAM of eq. 7, T = w intra.tcam + (1 - w) inter.tcam (w =
     ``fusion.pseudo_label_intra``); before that the teacher is the intra branch itself. Other ``rskp.teacher``
-    settings are followed as in training (``pseudo_labels``): ``source: ensemble`` fuses main in. Under
+    settings are followed as in training (``Teacher.pseudo_labels``): ``source: ensemble`` fuses main in. Under
     ``propagation.inter_fusion: early`` the memory's branch is the one walk over [mu^a; mu^e], which training uses
     in place of intra and inter: it is the teacher's walk, and ``inter`` stays None.
 
@@ -43,45 +43,39 @@ def branch_outputs(model: Any, features: Tensor, mask: Tensor | None = None, lab
         Branches.
     """
     features, mask = validate_inputs(model.head, features, mask, labels)
-    cfg = model.config
-    feats = model._embed(features, mask)  # (B, T, d)
-    sel, scored = model._select(feats, mask)  # the representatives of ``rskp.summarizer``, as training makes them
+    walk = model.walk
+    feats = model.embed(features, mask)  # (B, T, d)
+    sel, scored = model.select_representatives(feats, mask)  # the representatives of ``rskp.summarizer``, as training makes them
     reps = sel.reps  # (B, n, d)
     # ``forward(features, mask)``'s walk (the same numbers), keeping F^a
-    (main, intra), walked = model._branches(feats, mask, [(reps, sel.reps_mask)], sel, scored)
-    fused = model._fuse(main, intra)
-    late = cfg.propagation.inter_fusion == "late"
+    (main, intra), walked = model.run_branches(feats, mask, [(reps, sel.reps_mask)], sel, scored)
+    fused = model.fuse(main, intra)
+    late = walk.inter_fusion == "late"
     second = None  # the walk that reads the memory: inter (late) or the one over [mu^a; mu^e] (early)
     if labels is not None and model.memory_ready:
         mem, mem_mask = model.memory.retrieve(labels)
-        second = fuse_representatives([(reps, sel.reps_mask), (mem.to(feats.dtype), mem_mask)], cfg.propagation)[-1]
-    if cfg.propagation.method == "scores":
-        other = None if second is None else score_branches(model.head, sel.features, mask, [second], cfg,
-                                                           main=scored)[1]
-        inter, teacher, rule = _score_teacher(model, labels, main, intra, other, late)
+        second = walk.fuse([(reps, sel.reps_mask), (mem.to(feats.dtype), mem_mask)])[-1]
+    if not walk.walks_features:
+        other = None if second is None else walk.scores(model.head, sel.features, mask, [second], main=scored)[1]
+        inter, teacher, rule = _score_teacher(model, main, intra, other, late)
     else:
-        walk_e = None if second is None else sel.rebase(walk_features(sel.features, [second], cfg, mask), feats,
-                                                        mask)[0]
-        inter, teacher, rule = _teacher(model, feats, mask, labels, main, intra, walked[0], walk_e, late)
+        walk_e = None if second is None else sel.rebase(walk.features(sel.features, [second], mask), feats, mask)[0]
+        inter, teacher, rule = _teacher(model, feats, mask, main, intra, walked[0], walk_e, late)
     output = RSKPOutput(fused.video_scores, fused.cas, main.attention, main, intra, inter, reps, {}, None,
                         fused.score_cas)
     return Branches(output, teacher, rule)
 
 
-def _official(cfg: Any) -> bool:
-    return cfg.teacher.source == "propagated"
-
-
-def _teacher(model: Any, feats: Tensor, mask: Tensor, labels: Tensor | None, main: HeadOutput, intra: HeadOutput,
-             walk_a: Propagated, walk_e: Propagated | None, late: bool) -> tuple[HeadOutput | None, HeadOutput, str]:
+def _teacher(model: Any, feats: Tensor, mask: Tensor, main: HeadOutput, intra: HeadOutput, walk_a: Propagated, walk_e: Propagated | None, late: bool) -> tuple[HeadOutput | None, HeadOutput, str]:
     """(inter, teacher, rule) of ``branch_outputs``; inter is None where the inter walk ``walk_e`` did not run.
 
     feats (B, T, d); walk_a, walk_e the intra walk and the one reading the memory (inter, or under early fusion the
-    walk over [mu^a; mu^e]). The target is ``pseudo_labels`` (the configured ``rskp.teacher``); the teacher's walk
-    is the same convex blend of F, F^a and F^e as its logits.
+    walk over [mu^a; mu^e]). The target is ``Teacher.pseudo_labels`` (the configured ``rskp.teacher``); the
+    teacher's walk is the same convex blend of F, F^a and F^e as its logits.
     """
-    cfg, w = model.config, model.config.fusion.pseudo_label_intra
-    if walk_e is None and _official(cfg):  # warm-up: the teacher is the intra branch itself
+    teacher = model.teacher
+    w = teacher.intra_weight
+    if walk_e is None and teacher.official:  # warm-up: the teacher is the intra branch itself
         return None, intra, "intra"
     blend = walk_a
     if walk_e is not None and late:
@@ -90,13 +84,13 @@ def _teacher(model: Any, feats: Tensor, mask: Tensor, labels: Tensor | None, mai
                            torch.cat([walk_a.m, walk_e.m], dim=1))
     elif walk_e is not None:  # early fusion: the walk over [mu^a; mu^e] is the teacher's walk
         blend = walk_e
-    if cfg.teacher.source == "ensemble":  # t F + (1 - t) blend: main fused in, as the test-time prediction
-        t = cfg.fusion.test_main
+    if not teacher.official:  # t F + (1 - t) blend: main fused in, as the test-time prediction
+        t = teacher.main_weight
         blend = blend._replace(scale=t * mask.to(blend.scale.dtype) + (1.0 - t) * blend.scale, z=(1.0 - t) * blend.z)
-    _, *on_walks = model._head_on(feats, mask, ([walk_e] if walk_e is not None else []) + [blend])
+    _, *on_walks = model.run_head(feats, mask, ([walk_e] if walk_e is not None else []) + [blend])
     on_blend = on_walks[-1]
     other = on_walks[0] if walk_e is not None else None
-    target = _target(model, labels, main, intra, other, late)
+    target = _target(teacher, main, intra, other, late)
     tol = 1e-3 if target.dtype in (torch.float32, torch.float64) else 5e-2
     scale = float(target.detach().abs().amax()) if target.numel() and bool(torch.isfinite(target).all()) else 0.0
     inter = other if late else None
@@ -106,21 +100,18 @@ def _teacher(model: Any, feats: Tensor, mask: Tensor, labels: Tensor | None, mai
     return inter, scores_output(on_blend, target, model.head.num_classes), "softmax"
 
 
-def _target(model: Any, labels: Tensor | None, main: HeadOutput, intra: HeadOutput, other: HeadOutput | None,
-            late: bool) -> Tensor:
+def _target(teacher: Any, main: HeadOutput, intra: HeadOutput, other: HeadOutput | None, late: bool) -> Tensor:
     """The pseudo-labels of the distillation loss (B, T, K), as training forms them: from intra and inter (late),
     or from the early-fused branch ``other`` alone once it ran."""
     if late or other is None:
-        return model.pseudo_labels(main, intra, other, labels)
-    return model.pseudo_labels(main, other, None, labels)
+        return teacher.pseudo_labels(main, intra, other)
+    return teacher.pseudo_labels(main, other, None)
 
 
-def _score_teacher(model: Any, labels: Tensor | None, main: HeadOutput, intra: HeadOutput, other: HeadOutput | None,
-                   late: bool) -> tuple[HeadOutput | None, HeadOutput, str]:
+def _score_teacher(model: Any, main: HeadOutput, intra: HeadOutput, other: HeadOutput | None, late: bool) -> tuple[HeadOutput | None, HeadOutput, str]:
     """(inter, teacher, rule) of ``branch_outputs`` under ``propagation.method: scores``: the branches are TCAMs,
     so the teacher is main with the pseudo-label TCAM and the "softmax" CAS rule, as each of those branches is."""
-    cfg = model.config
-    if other is None and _official(cfg):  # warm-up: the teacher is the intra branch itself
+    if other is None and model.teacher.official:  # warm-up: the teacher is the intra branch itself
         return None, intra, "intra"
-    target = _target(model, labels, main, intra, other, late)
+    target = _target(model.teacher, main, intra, other, late)
     return (other if late else None), scores_output(main, target, model.head.num_classes), "softmax"

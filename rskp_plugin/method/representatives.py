@@ -1,8 +1,8 @@
 """How the representative snippets mu^a are made: EM attention (the default) and the paper's ablations of it.
 
 ``rskp.summarizer.method`` (paper Tables 3-4, supplement Table 2) and ``rskp.summarizer.region`` (supplement
-Table 2) choose; ``select`` is what ``RSKPWrapper`` calls (training, ``branch_outputs`` and ``initialize_memory``
-alike), one function per method below. Symbols: B batch, T snippets, d embedding size, n representatives.
+Table 2) choose; ``Representatives.select`` is what ``RSKPWrapper`` calls (training, ``branch_outputs`` and
+``initialize_memory`` alike): EM attention directly by default, else one function per method below. Symbols: B batch, T snippets, d embedding size, n representatives.
 
 Every method sees only a video's real snippets (``mask``) and draws no random numbers, so a padded batch gives the
 numbers of each video alone. A method that cannot make n representatives for a video (fewer than n snippets, or an
@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ..config import SummarizerConfig
 from ..errors import MissingDependencyError
 from .propagation import float32_compute
 from ..protocols import HeadOutput, Propagated
@@ -67,11 +66,6 @@ class Selection(NamedTuple):
         return out
 
 
-def needs_scores(config: SummarizerConfig) -> bool:
-    """Whether the representatives need the main branch's scores (the main branch then runs before the walk)."""
-    return config.method in SCORED_METHODS or config.region != "all"
-
-
 def foreground_scores(main: HeadOutput, mask: Tensor) -> Tensor:
     """S_f of supplement Table 2, detached: the main branch's attention (B, T), or, for a head without one, the
     largest class probability of its CAS (B, T, C) per snippet; zero on padding (mask (B, T)).
@@ -84,58 +78,83 @@ def foreground_scores(main: HeadOutput, mask: Tensor) -> Tensor:
     return score.detach() * mask.to(score.dtype)
 
 
-def select(config: SummarizerConfig, summarizer: Callable[[Tensor, Tensor], Tensor], feats: Tensor, mask: Tensor,
-           main: HeadOutput | None = None, *, bank: bool = False) -> Selection:
-    """The representatives of ``config.method`` over ``config.region``.
+class Representatives:
+    """The representatives component: mu^a of ``method`` over ``region``, from plain values (``rskp.summarizer``).
 
     Args:
-        config: the ``rskp.summarizer`` section.
-        summarizer: the EM attention module (``EMSummarizer``): (B, T, d), (B, T) -> (B, n, d).
-        feats: (B, T, d) F, zero on padding; mask: (B, T) bool, True on real snippets.
-        main: the main branch's output, required where ``needs_scores(config)``.
-        bank: also make the memory bank's offer (``Selection.bank``).
-
-    Returns:
-        ``Selection``; for the defaults (``em`` over ``all``) exactly ``summarizer(feats, mask)``.
+        summarizer: the EM attention module (``EMSummarizer``): (B, T, d), (B, T) -> (B, n, d); owned by the
+            wrapper (its initial means are the wrapper's parameters), read here.
+        method: one of ``config.SUMMARIZER_METHODS``; "em" (default) is the summariser itself.
+        region: "all" (default), "foreground" or "background".
+        num_representatives: n, for the methods other than "em" (EM attention has its own n).
+        temperature: lambda of the spectral method's affinity.
     """
-    region = None
-    scores = None
-    if needs_scores(config):
-        if main is None:
-            raise ValueError(f"rskp.summarizer method={config.method!r} region={config.region!r} needs the main "
-                             "branch's output (main=...)")
-        scores = foreground_scores(main, mask)  # (B, T)
-        if config.region != "all":
-            region = scores if config.region == "foreground" else (1.0 - scores) * mask.to(scores.dtype)
-    f = feats if region is None else feats * region[..., None].to(feats.dtype)  # (B, T, d)
-    n, method = config.num_representatives, config.method
-    reps_mask: Tensor | None = None
-    if method == "em":
-        reps = summarizer(f, mask)
-    elif method == "em_nograd":
-        reps = em_without_backpropagation(summarizer, f, mask)
-    elif method == "kmeans":
-        reps, reps_mask = kmeans(f, mask, n)
-    elif method == "agglomerative":
-        reps, reps_mask = agglomerative(f, mask, n)
-    elif method == "spectral":
-        reps, reps_mask = spectral(f, mask, n, temperature=config.temperature)
-    elif method == "discriminative":
-        reps, reps_mask = discriminative(f, mask, scores, n)  # type: ignore[arg-type]
-    elif method == "extremes":
-        reps, reps_mask = extremes(f, mask, scores, n)  # type: ignore[arg-type]
-    elif method == "features":
-        reps, reps_mask = f, mask
-    else:  # the config's validator lists the methods; a new one must be added here too
-        raise ValueError(f"unknown rskp.summarizer.method {method!r}")
-    offer = offer_mask = None
-    if bank:
-        if method == "features":  # the bank keeps n representatives per class: EM attention's
-            with torch.no_grad():
-                offer = summarizer(f, mask).detach()
-        else:
-            offer, offer_mask = reps.detach(), reps_mask
-    return Selection(reps, reps_mask, f, region, offer, offer_mask)
+
+    def __init__(self, summarizer: Callable[[Tensor, Tensor], Tensor], method: str = "em", region: str = "all",
+                 num_representatives: int = 8, temperature: float = 5.0) -> None:
+        require_clustering(method)  # a missing optional dependency fails here, not at the first batch
+        self.summarizer, self.method, self.region = summarizer, method, region
+        self.num_representatives, self.temperature = num_representatives, temperature
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether the representatives need the main branch's scores (the main branch then runs before the walk)."""
+        return self.method in SCORED_METHODS or self.region != "all"
+
+    def select(self, feats: Tensor, mask: Tensor, main: HeadOutput | None = None, *, bank: bool = False) -> Selection:
+        """The representatives of F (B, T, d) (zero on padding; mask (B, T) bool, True on real snippets).
+
+        Args:
+            main: the main branch's output, required where ``needs_scores``.
+            bank: also make the memory bank's offer (``Selection.bank``).
+
+        Returns:
+            ``Selection``; for the defaults (``em`` over ``all``) exactly ``summarizer(feats, mask)``.
+        """
+        if self.method == "em" and self.region == "all":  # the paper's method: EM attention over every snippet
+            reps = self.summarizer(feats, mask)
+            return Selection(reps, None, feats, None, reps.detach() if bank else None, None)
+        return self._variant(feats, mask, main, bank)
+
+    def _variant(self, feats: Tensor, mask: Tensor, main: HeadOutput | None, bank: bool) -> Selection:
+        region = None
+        scores = None
+        if self.needs_scores:
+            if main is None:
+                raise ValueError(f"rskp.summarizer method={self.method!r} region={self.region!r} needs the main "
+                                 "branch's output (main=...)")
+            scores = foreground_scores(main, mask)  # (B, T)
+            if self.region != "all":
+                region = scores if self.region == "foreground" else (1.0 - scores) * mask.to(scores.dtype)
+        f = feats if region is None else feats * region[..., None].to(feats.dtype)  # (B, T, d)
+        n, method, summarizer = self.num_representatives, self.method, self.summarizer
+        reps_mask: Tensor | None = None
+        if method == "em":
+            reps = summarizer(f, mask)
+        elif method == "em_nograd":
+            reps = em_without_backpropagation(summarizer, f, mask)
+        elif method == "kmeans":
+            reps, reps_mask = kmeans(f, mask, n)
+        elif method == "agglomerative":
+            reps, reps_mask = agglomerative(f, mask, n)
+        elif method == "spectral":
+            reps, reps_mask = spectral(f, mask, n, temperature=self.temperature)
+        elif method == "discriminative":
+            reps, reps_mask = discriminative(f, mask, scores, n)  # type: ignore[arg-type]
+        elif method == "extremes":
+            reps, reps_mask = extremes(f, mask, scores, n)  # type: ignore[arg-type]
+        elif method == "features":
+            reps, reps_mask = f, mask
+        else:  # the config's validator lists the methods; a new one must be added here too
+            raise ValueError(f"unknown rskp.summarizer.method {method!r}")
+        offer = offer_mask = None
+        if bank:
+            if method == "features":  # the bank keeps n representatives per class: EM attention's
+                with torch.no_grad():
+                    offer = summarizer(f, mask).detach()
+            else:
+                offer, offer_mask = reps.detach(), reps_mask
+        return Selection(reps, reps_mask, f, region, offer, offer_mask)
 
 
 def em_without_backpropagation(summarizer: Callable[[Tensor, Tensor], Tensor], feats: Tensor, mask: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""The paper's propagation ablations (``rskp.propagation``): other walks than eq. 6 and early fusion of the
-representatives; ``RSKPWrapper`` runs what the config names (``walk_features``, ``score_branches``).
+"""The walk component (``Walk``): BiRW (eq. 6) by default, and the paper's propagation ablations
+(``rskp.propagation``), other walks than eq. 6 and early fusion of the representatives, behind the same calls.
+A new walk is one function registered under a name (``register_walk``).
 
 Symbols as in ``rskp_plugin.method.propagation``: B batch, T snippets, n representatives, d embedding size, K TCAM
 columns (C or C+1). Every walk is batched, mask-aware and differentiable (autograd), and the feature walks keep the
@@ -20,10 +21,11 @@ factored form F^a = s F + Z M (``Propagated``) so heads' ``forward_branches`` se
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
-from ..config import PropagationConfig, RSKPConfig
 from ..errors import ShapeError
 from .birw_kernels import block_mask
 from .propagation import (
@@ -34,31 +36,82 @@ from ..shapes import expect
 
 Walks = list[tuple[Tensor, "Tensor | None"]]
 
+#: A feature walk: (F (B, T, d), walks [(reps (B, n_j, d), reps_mask (B, n_j) or None)], mask (B, T) bool) and
+#: keyword arguments weight (w), temperature (lambda), steps -> one factored ``Propagated`` per walk, in order.
+FeatureWalk = Callable[..., "list[Propagated]"]
 
-def fuse_representatives(walks: Walks, config: PropagationConfig) -> Walks:
+#: ``rskp.propagation.method`` -> its feature walk; "birw" (run directly by ``Walk``) and "scores" (class logits,
+#: ``score_branches``) are built in. ``register_walk`` adds one.
+WALKS: dict[str, FeatureWalk] = {}
+
+#: The methods that walk something other than features (no ``FeatureWalk``).
+SCORE_METHODS = ("scores",)
+
+
+def register_walk(name: str, walk: FeatureWalk) -> FeatureWalk:
+    """Make ``walk`` the propagation method ``name`` (``rskp.propagation.method: name``); returns ``walk``."""
+    if name in walk_methods():
+        raise ValueError(f"rskp.propagation.method {name!r} is taken; the walks are {', '.join(walk_methods())}")
+    WALKS[name] = walk
+    return walk
+
+
+def walk_methods() -> tuple[str, ...]:
+    """Every value ``rskp.propagation.method`` takes: BiRW, the registered feature walks, the score walk."""
+    return ("birw", *WALKS, *SCORE_METHODS)
+
+
+class Walk:
+    """The walk component: BiRW (eq. 6, ``propagation.birw_walks``) by default, another walk of ``WALKS`` or the
+    score walk by name, from plain values (``rskp.propagation``).
+
+    Args:
+        method: ``rskp.propagation.method``; weight: w in (0, 1); temperature: lambda of the affinity;
+        steps: rounds of the unrolled walk; inter_fusion: "late" or "early" (``fuse``).
+    """
+
+    def __init__(self, method: str = "birw", weight: float = 0.5, temperature: float = 5.0, steps: int = 3,
+                 inter_fusion: str = "late") -> None:
+        if method not in walk_methods():
+            raise ValueError(f"unknown rskp.propagation.method {method!r}; the walks are {', '.join(walk_methods())}")
+        self.method, self.weight, self.temperature, self.steps = method, weight, temperature, steps
+        self.inter_fusion = inter_fusion
+
+    @property
+    def walks_features(self) -> bool:
+        """Whether the walk's output is features (every method but the score walk)."""
+        return self.method not in SCORE_METHODS
+
+    def fuse(self, walks: Walks) -> Walks:
+        """``fuse_representatives`` under ``inter_fusion``: the walks as the branches run them."""
+        return fuse_representatives(walks, self.inter_fusion)
+
+    def features(self, features: Tensor, walks: Walks, mask: Tensor) -> list[Propagated]:
+        """The walk of F (B, T, d) for each (reps (B, n_j, d), reps_mask (B, n_j) or None) of ``walks``, factored,
+        in order (mask (B, T) bool)."""
+        if self.method == "birw":
+            return birw_walks(features, walks, self.weight, self.temperature, mask, check_finite=False)
+        if not self.walks_features:
+            raise ValueError(f"rskp.propagation.method={self.method!r} propagates no features")
+        return WALKS[self.method](features, walks, mask, weight=self.weight, temperature=self.temperature,
+                                  steps=self.steps)
+
+    def scores(self, head: Head, feats: Tensor, mask: Tensor, walks: Walks,
+               main: HeadOutput | None = None) -> list[HeadOutput]:
+        """The score walk's branches, [main, one per walk] (``score_branches``)."""
+        return score_branches(head, feats, mask, walks, self.weight, self.temperature, main=main)
+
+
+def fuse_representatives(walks: Walks, inter_fusion: str = "late") -> Walks:
     """``inter_fusion: early``: the intra and inter walks [(mu^a, None), (mu^e, mask^e)] become one walk over
     [mu^a; mu^e] (B, n + n_e, d) with mask [1; mask^e]; "late", or a single walk, passes ``walks`` unchanged."""
-    if config.inter_fusion == "late" or len(walks) < 2:
+    if inter_fusion == "late" or len(walks) < 2:
         return walks
     (reps, reps_mask), (mem, mem_mask) = walks
     ones = torch.ones(reps.shape[:2], dtype=torch.bool, device=reps.device)
     own = ones if reps_mask is None else reps_mask
     other = torch.ones(mem.shape[:2], dtype=torch.bool, device=mem.device) if mem_mask is None else mem_mask
     return [(torch.cat([reps, mem], dim=1), torch.cat([own, other], dim=1))]
-
-
-def walk_features(features: Tensor, walks: Walks, config: RSKPConfig, mask: Tensor) -> list[Propagated]:
-    """The configured feature walk (``rskp.propagation.method``) of F (B, T, d) for each (reps (B, n_j, d),
-    reps_mask (B, n_j) or None) of ``walks``, factored, in order. ``scores`` walks no features: use
-    ``score_branches``."""
-    method, w, lam = config.propagation.method, config.walk_weight, config.walk_temperature
-    if method == "birw":
-        return birw_walks(features, walks, w, lam, mask, check_finite=False)
-    if method == "random_walk":
-        return random_walks(features, walks, lam, mask, check_finite=False)
-    if method == "unrolled":
-        return unrolled_walks(features, walks, w, config.propagation.steps, lam, mask, check_finite=False)
-    raise ValueError(f"rskp.propagation.method={method!r} propagates no features")
 
 
 def _walk_parts(features: Tensor, walks: Walks, w: float, temperature: float, mask: Tensor | None,
@@ -185,16 +238,30 @@ def scores_output(main: HeadOutput, tcam: Tensor, num_classes: int) -> HeadOutpu
     return main._replace(tcam=tcam.to(main.tcam.dtype), cas=cas, score_cas=None)
 
 
-def score_branches(head: Head, feats: Tensor, mask: Tensor, walks: Walks, config: RSKPConfig,
+def score_branches(head: Head, feats: Tensor, mask: Tensor, walks: Walks, w: float, temperature: float,
                    main: HeadOutput | None = None) -> list[HeadOutput]:
     """``rskp.propagation.method: scores``: [main, one branch per walk], each branch ``scores_output`` of
     T^a = eq. 6 on logits (``score_walks``) with the representatives' logits ``head.classify(mu)`` (B, n, K).
 
     Args:
         head: the head; feats: (B, T, d) F (the affinity's features); mask: (B, T) bool; walks: (reps (B, n_j, d),
-        reps_mask or None); main: the main branch's output where it ran already (else ``head(feats, mask)``).
+        reps_mask or None); w, temperature: as ``birw``; main: the main branch's output where it ran already (else ``head(feats, mask)``).
     """
     main = head(feats, mask) if main is None else main
     scored = [(reps, head.classify(reps), reps_mask) for reps, reps_mask in walks]
-    tcams = score_walks(feats, main.tcam, scored, config.walk_weight, config.walk_temperature, mask)
+    tcams = score_walks(feats, main.tcam, scored, w, temperature, mask)
     return [main] + [scores_output(main, t, head.num_classes) for t in tcams]
+
+
+def _random_walk(features: Tensor, walks: Walks, mask: Tensor, *, weight: float, temperature: float,
+                 steps: int) -> list[Propagated]:
+    return random_walks(features, walks, temperature, mask, check_finite=False)
+
+
+def _unrolled(features: Tensor, walks: Walks, mask: Tensor, *, weight: float, temperature: float,
+              steps: int) -> list[Propagated]:
+    return unrolled_walks(features, walks, weight, steps, temperature, mask, check_finite=False)
+
+
+register_walk("random_walk", _random_walk)
+register_walk("unrolled", _unrolled)

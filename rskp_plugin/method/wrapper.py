@@ -24,16 +24,17 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from ..config import RSKPConfig
+from ..protocols import Head, HeadOutput, Propagated
 from .branch_outputs import branch_outputs
 from .branches import ForwardBranches, branch_parameter_names, fuse_outputs, separate_random_stream
-from ..config import RSKPConfig
-from .losses import distillation, feature_distance, rampup_weight, teacher_confidence
+from .losses import feature_distance, rampup_weight
 from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
-from .walks import fuse_representatives, score_branches, walk_features
-from ..protocols import Head, HeadOutput, Propagated
-from .representatives import Selection, needs_scores, require_clustering, select
+from .representatives import Representatives, Selection
 from .summarizer import EMSummarizer
+from .teacher import Teacher
+from .walks import Walk
 
 __all__ = ["Branches", "HeadOnlyModel", "RSKPOutput", "RSKPWrapper"]
 
@@ -57,12 +58,18 @@ class RSKPWrapper(nn.Module):
         self.traits = check_head(head)  # the head's optional parts, resolved once
         self.head = head
         self.config = config
-        s = config.summarizer
-        require_clustering(s.method)  # a missing optional dependency fails here, not at the first batch
+        # the method's parts, each built once from its section of the config
+        s, p = config.summarizer, config.propagation
         with separate_random_stream(torch.device("cpu")):  # the head's random stream is the same as alone
             self.summarizer = EMSummarizer(
                 head.embed_dim, s.num_representatives, s.em_iters, s.temperature, init=s.init
             )
+        self.representatives = Representatives(self.summarizer, s.method, s.region, s.num_representatives,
+                                               s.temperature)
+        self.walk = Walk(p.method, config.walk_weight, config.walk_temperature, p.steps, p.inter_fusion)
+        self.teacher = Teacher(config.teacher.source, config.teacher.weighting, config.teacher.distill,
+                               config.fusion.pseudo_label_intra, config.fusion.test_main,
+                               config.losses.distillation_temperature)
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
         # the propagated branches' own copies of some head parameters (``rskp.propagation.branch_parameters``)
         self.branch_names = branch_parameter_names(head, config.propagation.branch_parameters)
@@ -127,37 +134,18 @@ class RSKPWrapper(nn.Module):
             return self.head.representative_scores(reps)  # type: ignore[attr-defined]
         return torch.softmax(self.head.classify(reps), dim=-1)[..., : self.head.num_classes]
 
-    def pseudo_labels(
-        self, main: HeadOutput, intra: HeadOutput, inter: HeadOutput | None, labels: Tensor | None
-    ) -> Tensor:
-        """The distillation teacher T^f (eq. 7), detached TCAM logits (B, T, K) of the configured ``teacher``.
-
-        Propagated part P = 0.8 T^a + 0.2 T^e (T^a alone before the memory bank is ready, and under
-        ``propagation.inter_fusion: early``, where ``intra`` is the one walk over [mu^a; mu^e]). Default
-        (``teacher.source: ensemble``): T^f = 0.6 T + 0.4 P, the main branch's TCAM T fused in with the test-time
-        weight ``fusion.test_main``; official (``propagated``): T^f = P. Shapes: every branch's ``tcam``
-        (B, T, K) -> (B, T, K); ``labels`` is unused (kept for callers that pass it).
-        """
-        cfg = self.config
-        teacher = intra.tcam
-        if inter is not None:
-            w = cfg.fusion.pseudo_label_intra
-            teacher = w * intra.tcam + (1.0 - w) * inter.tcam
-        if cfg.teacher.source == "ensemble":
-            teacher = cfg.fusion.test_main * main.tcam + (1.0 - cfg.fusion.test_main) * teacher
-        return teacher.detach()
-
-    def _embed(self, features: Tensor, mask: Tensor) -> Tensor:
+    def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """The head's embedding F (B, T, d), made contiguous: a head may return it in another memory order (a
         convolution's (B, d, T) transposed), on which the summariser's and the walks' skinny (T, d) x (d, n)
         products run several times slower; one copy costs less than all of them (a no-op when contiguous)."""
         return self.head.embed(features, mask).contiguous()
 
-    def _select(self, feats: Tensor, mask: Tensor, *, bank: bool = False) -> tuple[Selection, HeadOutput | None]:
-        """The representatives (``rskp.summarizer``, ``representatives.select``) of F (B, T, d), with the main
-        branch's output where they need its scores (it is then run first, once), else None."""
-        main = self.head(feats, mask) if needs_scores(self.config.summarizer) else None
-        return select(self.config.summarizer, self.summarizer, feats, mask, main, bank=bank), main
+    def select_representatives(self, feats: Tensor, mask: Tensor, *, bank: bool = False
+                               ) -> tuple[Selection, HeadOutput | None]:
+        """The representatives (``Representatives.select``) of F (B, T, d), with the main branch's output where
+        they need its scores (it is then run first, once), else None."""
+        main = self.head(feats, mask) if self.representatives.needs_scores else None
+        return self.representatives.select(feats, mask, main, bank=bank), main
 
     def _offer(self, sel: Selection) -> tuple[Tensor, Tensor]:
         """What ``sel`` offers the memory bank: (reps (B, n, d), class probabilities (B, n, C), -inf on missing
@@ -169,30 +157,29 @@ class RSKPWrapper(nn.Module):
                 scores = scores.masked_fill(~sel.bank_mask[..., None], float("-inf"))
         return reps, scores
 
-    def _branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]],
-                  sel: Selection | None = None, main: HeadOutput | None = None
-                  ) -> tuple[list[HeadOutput], list[Propagated]]:
+    def run_branches(self, feats: Tensor, mask: Tensor, walks: list[tuple[Tensor, Tensor | None]],
+                     sel: Selection | None = None, main: HeadOutput | None = None
+                     ) -> tuple[list[HeadOutput], list[Propagated]]:
         """The head on F and on the walk's output for each (reps (B, n, d), reps_mask) of ``walks``: ([main, ...],
         the walked features, factored).
 
-        The walks run together (``birw_walks`` by default, ``rskp.propagation.method`` otherwise: one pass over F
-        for all of them). A head with ``forward_branches`` receives them factored (``Propagated``) and shares its
-        products over F between the branches; any other head runs on each F* in turn. Both give the same numbers.
-        ``method: scores`` walks the class logits instead (``score_branches``) and returns no walked features.
+        The walks run together (``Walk.features``: ``birw_walks`` by default, ``rskp.propagation.method``
+        otherwise; one pass over F for all of them). A head with ``forward_branches`` receives them factored
+        (``Propagated``) and shares its products over F between the branches; any other head runs on each F* in
+        turn. Both give the same numbers. ``method: scores`` walks the class logits instead (``score_branches``) and returns no walked features.
         ``sel`` (a ``Selection`` under ``rskp.summarizer.region``): the walks run over ``sel.features`` and come
         back as walks of F; ``main``: the main branch's output where it ran already (its scores chose the
         representatives), the others then run on the dense walks.
         """
-        cfg = self.config
         source = feats if sel is None else sel.features
-        if cfg.propagation.method == "scores":
-            return score_branches(self.head, source, mask, walks, cfg, main=main), []
-        walked = walk_features(source, walks, cfg, mask)
+        if not self.walk.walks_features:
+            return self.walk.scores(self.head, source, mask, walks, main=main), []
+        walked = self.walk.features(source, walks, mask)
         if sel is not None:
             walked = sel.rebase(walked, feats, mask)
         if main is not None:
             return [main] + self._on_walks(walked, mask), walked
-        return self._head_on(feats, mask, walked), walked
+        return self.run_head(feats, mask, walked), walked
 
     def _branch_weights(self) -> dict[str, Tensor] | None:
         """The parameters the propagated branches run on in place of the head's, by name, or None where they run on
@@ -215,7 +202,7 @@ class RSKPWrapper(nn.Module):
                 return [self.head(p.dense(), mask) for p in walked]
             return [torch.func.functional_call(self.head, weights, (p.dense(), mask)) for p in walked]
 
-    def _head_on(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
+    def run_head(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
         if not (self.traits.forward_branches and self.config.factored_branches):
@@ -232,7 +219,7 @@ class RSKPWrapper(nn.Module):
                 ForwardBranches(head), {f"head.{name}": w for name, w in weights.items()}, (feats, mask, walked))
         return [head(feats, mask)] + list(on_walks[1:])
 
-    def _fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
+    def fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
         """The test-time prediction: main fused with intra (``config.fusion``), or main alone."""
         cfg = self.config
         if cfg.fusion.use_intra_at_test:
@@ -255,8 +242,8 @@ class RSKPWrapper(nn.Module):
         head, cfg = self.head, self.config
         if labels is not None and self.training and not self._scheduled:
             self._warn_unscheduled()
-        feats = self._embed(features, mask)  # (B, T, d)
-        sel, scored = self._select(feats, mask, bank=labels is not None and self.memory_ready and self.training)
+        feats = self.embed(features, mask)  # (B, T, d)
+        sel, scored = self.select_representatives(feats, mask, bank=labels is not None and self.memory_ready and self.training)
         reps = sel.reps  # (B, n, d)
         walks: list[tuple[Tensor, Tensor | None]] = [(reps, sel.reps_mask)]  # intra: the video's own representatives
         offer = None  # (reps, scores) this training forward offers to the memory bank
@@ -269,29 +256,25 @@ class RSKPWrapper(nn.Module):
                 mem, mem_mask = self.memory.retrieve(labels)  # buffers: no gradient reaches the memory
             walks.append((mem.to(feats.dtype), mem_mask))  # inter: the memory of the video's classes
         # inter_fusion "early": one walk over [mu^a; mu^e] (the intra branch) instead of two
-        (main, intra, *rest), walked = self._branches(feats, mask, fuse_representatives(walks, cfg.propagation),
-                                                      sel, scored)
+        (main, intra, *rest), walked = self.run_branches(feats, mask, self.walk.fuse(walks), sel, scored)
         inter = rest[0] if rest else None
 
-        fused = self._fuse(main, intra)
+        fused = self.fuse(main, intra)
 
         losses: dict[str, Tensor] = {}
         loss = None
         if labels is not None:
             losses = head_losses(head, self.traits, main, labels, mask, cfg)
             lc, ramp = cfg.losses, self.rampup if self.training else 1.0
-            if cfg.propagation.method != "scores":  # propagated scores get no video-level L_cls (Table 5)
+            if self.walk.walks_features:  # propagated scores get no video-level L_cls (Table 5)
                 losses["cls/intra"] = ramp * lc.intra_classification * head.classification_loss(intra, labels, mask)
                 if inter is not None:
                     losses["cls/inter"] = ramp * lc.inter_classification * head.classification_loss(inter, labels,
                                                                                                       mask)
-            if cfg.teacher.distill:
-                teacher = self.pseudo_labels(main, intra, inter, labels)
-                tau = lc.distillation_temperature
-                weights = (teacher_confidence(teacher, temperature=tau) if cfg.teacher.weighting == "confidence"
-                           else None)
+            if self.teacher.distill:
                 alpha = ramp * (lc.distillation_after_warmup if self.memory_ready else lc.distillation)
-                losses["distill"] = alpha * distillation(main.tcam, teacher, mask, temperature=tau, weights=weights)
+                losses["distill"] = alpha * self.teacher.loss(main, self.teacher.pseudo_labels(main, intra, inter),
+                                                              mask)
             else:  # the term stays in the record (0) so that every run logs the same keys
                 losses["distill"] = main.tcam.new_zeros(())
             if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
@@ -321,7 +304,7 @@ class RSKPWrapper(nn.Module):
         try:
             for features, mask, labels in batches:
                 features, mask = validate_inputs(self.head, features, mask, labels)
-                sel, _ = self._select(self._embed(features, mask), mask, bank=True)  # the variant training uses
+                sel, _ = self.select_representatives(self.embed(features, mask), mask, bank=True)  # the variant training uses
                 self.memory.update(*self._offer(sel), labels)
         finally:
             self.train(was_training)
