@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .checkpoint import LEGACY_RECORD_KEYS
+from .migrations import LEGACY_RECORD_KEYS
 from .errors import ConfigError
 
 # RSKP Table 6 (docs/heads.md section 7): IoU 0.3 / 0.5 / 0.7 / AVG(0.1:0.7), THUMOS14, head alone -> with RSKP.
@@ -51,7 +51,7 @@ def add_gains(result: dict[str, Any]) -> None:
 
 
 # Keys of result files written before the keys named their unit (the values were percent already): an evaluation
-# record's (``checkpoint.LEGACY_RECORD_KEYS``) and the final epoch's average of a bench run.
+# record's (``migrations.LEGACY_RECORD_KEYS``) and the final epoch's average of a bench run.
 _LEGACY_RUN_KEYS = {**LEGACY_RECORD_KEYS, "final_average": "final_avg_map_percent"}
 _LEGACY_ROW_KEYS = ("map_mean", "map_std", "average_mean", "average_std", "gain_mean", "gain_std")
 

@@ -108,8 +108,7 @@ class TeacherConfig:
 
 
 def _optional_tuple(value: Any) -> Any:
-    """YAML and ``--set`` give lists (or one name): make them tuples, which keep the frozen config hashable; leave
-    the rest to the validator."""
+    """Lists (or one name) from YAML and ``--set`` as tuples, which keep the frozen config hashable."""
     if isinstance(value, str):
         return (value,)
     return tuple(value) if isinstance(value, list) else value
@@ -130,6 +129,10 @@ class PropagationConfig:
     # representatives' class logits walked into the main branch's TCAM (eq. 6 on logits; no L_cls on those branches).
     # A walk registered with ``method.walks.register_walk`` is one more value.
     method: str = attrs.field(default="birw", validator=_walk_method)
+    # w of eq. 4-6: how much of a snippet's walked feature comes from the representatives (official and paper: 0.5).
+    weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])
+    # lambda of eq. 2's affinity softmax(lambda cos(F, mu)) in the walk (official and paper: 5, as the summariser's).
+    temperature: float = attrs.field(default=5.0, validator=gt(0))
     steps: int = attrs.field(default=3, validator=ge(1))  # rounds of eq. 4-5, used by "unrolled" only
     # "late": separate intra and inter walks, teacher 0.8 T^a + 0.2 T^e (default); "early": supplement Table 3
     # "concat mu^a and mu^e", after warm-up one walk over [mu^a; mu^e] that replaces both branches.
@@ -169,8 +172,6 @@ class RSKPConfig:
     fusion: FusionConfig = attrs.field(factory=FusionConfig)
     teacher: TeacherConfig = attrs.field(factory=TeacherConfig)
     propagation: PropagationConfig = attrs.field(factory=PropagationConfig)
-    walk_weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])  # w
-    walk_temperature: float = attrs.field(default=5.0, validator=gt(0))  # lambda of the BiRW affinity
     # heads with ``forward_branches`` get the walk's output factored (same numbers, fewer passes over the features)
     factored_branches: bool = True
 
@@ -194,6 +195,26 @@ class RSKPConfig:
                    fusion=FusionConfig(use_intra_at_test=True))
 
 
+#: Keys that moved: class -> {old name: new name}, refused with the new name (checkpoints' configs are migrated).
+MOVED_KEYS: dict[type, dict[str, str]] = {
+    RSKPConfig: {"walk_weight": "propagation.weight", "walk_temperature": "propagation.temperature"},
+}
+
+
+def _unknown_key(cls: type, key: Any, dotted: str, valid: list[str], depth: int = 0) -> ConfigError:
+    """The error for a key ``cls`` lacks (``key``: part ``depth`` from the end of ``dotted``): its new name, or
+    the closest valid one."""
+    moved = MOVED_KEYS.get(cls, {}).get(str(key))
+    if moved is not None:
+        parts = dotted.split(".")
+        at = len(parts) - 1 - depth
+        new = ".".join(parts[:at] + [moved] + parts[at + 1:])
+        return ConfigError(f'Config key "{dotted}" has moved: did you mean "{new}"?')
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f' Did you mean "{close[0]}"?' if close else ""
+    return ConfigError(f'Unknown config key "{dotted}".{hint} Valid keys here: {", ".join(valid)}.')
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, f.type) for f in attrs.fields(cls)}
@@ -213,10 +234,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = ""
     for key, value in data.items():
         dotted = f"{path}.{key}" if path else str(key)
         if key not in types:
-            valid = sorted(types)
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f' Did you mean "{close[0]}"?' if close else ""
-            raise ConfigError(f'Unknown config key "{dotted}".{hint} Valid keys here: {", ".join(valid)}.')
+            raise _unknown_key(cls, key, dotted, sorted(types))
         ftype = types[key]
         if attrs.has(ftype):
             kwargs[key] = from_mapping(ftype, value, path=dotted)
@@ -308,18 +326,6 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
         raise ConfigError(f"{os.fspath(path)}: {exc}") from exc
 
 
-def merge_mappings(base: Mapping[str, Any], top: Any) -> Any:
-    """``top`` laid over ``base``: nested mappings merge key by key, any other value of ``top`` replaces
-    ``base``'s (what a config layer does to the one below it)."""
-    if not isinstance(top, Mapping):
-        return top if top is not None else dict(base)
-    out: dict[str, Any] = dict(base)
-    for key, value in top.items():
-        below = out.get(key)
-        out[key] = merge_mappings(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
-    return out
-
-
 def apply_overrides(config: T, overrides: list[str]) -> T:
     """Apply ``--set a.b=value`` overrides (values parsed as YAML scalars) through ``attrs.evolve``.
 
@@ -381,9 +387,7 @@ def _evolve_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     types = _field_types(type(obj))
     head = parts[0]
     if head not in types:
-        close = difflib.get_close_matches(head, sorted(types), n=1)
-        hint = f' Did you mean "{close[0]}"?' if close else ""
-        raise ConfigError(f'Unknown config key "{dotted}".{hint} Valid keys here: {", ".join(sorted(types))}.')
+        raise _unknown_key(type(obj), head, dotted, sorted(types), len(parts) - 1)
     if len(parts) == 1:
         new = from_mapping(types[head], value, path=dotted) if attrs.has(types[head]) else _coerce(
             value, types[head], dotted

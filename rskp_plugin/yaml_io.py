@@ -5,7 +5,7 @@ short renderings of values for error messages. ``rskp_plugin.config`` builds con
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -151,3 +151,15 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         raise ConfigError(f"Config file {os.fspath(path)!r} is refused: {yaml_problem(exc)}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {yaml_problem(exc)}") from exc
+
+
+def merge_mappings(base: Mapping[str, Any], top: Any) -> Any:
+    """``top`` laid over ``base``: nested mappings merge key by key, any other value of ``top`` replaces
+    ``base``'s (what a config layer does to the one below it)."""
+    if not isinstance(top, Mapping):
+        return top if top is not None else dict(base)
+    out: dict[str, Any] = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = merge_mappings(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out

@@ -92,11 +92,11 @@ def test_invalid_row_fails_before_any_training(monkeypatch, capsys) -> None:
     """A row that fails validation stops the command (exit 2, row named) before a single run starts."""
     trained = []
     monkeypatch.setattr(bench_runs, "train_run", lambda *a, **k: trained.append(1))
-    rows = ablations.ABLATIONS["table3"][:2] + (ablations.AblationRow("late typo", True, ("rskp.walk_weight=2",)),)
+    rows = ablations.ABLATIONS["table3"][:2] + (ablations.AblationRow("late typo", True, ("rskp.propagation.weight=2",)),)
     monkeypatch.setitem(ablations.ABLATIONS, "table3", rows)
     assert cli.bench_main(["--ablation", "table3", "--seeds", "1", "--epochs", "1", *TINY]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert 'ablation table3, row "late typo"' in err and "walk_weight" in err and not trained
+    assert 'ablation table3, row "late typo"' in err and "propagation.weight" in err and not trained
 
 
 def test_missing_optional_dependency_skips_with_reason(monkeypatch, tmp_path, capsys) -> None:

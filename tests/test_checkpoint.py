@@ -214,3 +214,15 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensors_and_their_shapes(tmp_p
     text = state_mismatch(model, saved)
     assert "0.weight (5, 4) in the file, (3, 4) in the model" in text
     assert "missing from the file: 1.bias" in text and "not in the model: 2.weight" in text
+
+
+def test_a_version_3_checkpoint_keeps_its_walk_settings(tmp_path) -> None:
+    """Up to format 3 the walk's w and lambda sat at the top of ``rskp``; they load as ``rskp.propagation``'s."""
+    from rskp_plugin.config import RSKPConfig, from_mapping
+
+    payload = {**_payload(), "format_version": 3}
+    payload["config"]["rskp"] = {"walk_weight": 0.25, "walk_temperature": 7.0, "propagation": {"steps": 4}}
+    data = load_checkpoint(save_checkpoint(tmp_path / "old.pt", payload))
+    rskp = data["config"]["rskp"]
+    assert rskp["propagation"] == {"steps": 4, "weight": 0.25, "temperature": 7.0} and "walk_weight" not in rskp
+    assert from_mapping(RSKPConfig, rskp).propagation.weight == 0.25

@@ -9,7 +9,7 @@ from rskp_plugin.errors import ConfigError
 def test_defaults_are_the_official_numbers():
     c = RSKPConfig()
     assert (c.summarizer.num_representatives, c.summarizer.em_iters, c.summarizer.temperature) == (8, 2, 5.0)
-    assert (c.memory.slots, c.walk_weight, c.walk_temperature) == (5, 0.5, 5.0)
+    assert (c.memory.slots, c.propagation.weight, c.propagation.temperature) == (5, 0.5, 5.0)
     assert (c.losses.distillation, c.losses.distillation_after_warmup) == (1.0, 0.5)
     assert c.losses.distillation_temperature == 1.0  # the paper's eq. 7; official() and a recipe may ask for 0.2
     assert RSKPConfig.official().losses.distillation_temperature == 0.2
@@ -19,9 +19,9 @@ def test_defaults_are_the_official_numbers():
 
 def test_yaml_with_non_defaults(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("walk_weight: 0.3\nsummarizer:\n  em_iters: 3\n  init: xavier\nlosses:\n  distillation: 1\n")
+    path.write_text("propagation:\n  weight: 0.3\nsummarizer:\n  em_iters: 3\n  init: xavier\nlosses:\n  distillation: 1\n")
     c = load_yaml(RSKPConfig, path)
-    assert c.walk_weight == 0.3 and c.summarizer.em_iters == 3 and c.summarizer.init == "xavier"
+    assert c.propagation.weight == 0.3 and c.summarizer.em_iters == 3 and c.summarizer.init == "xavier"
     assert c.losses.distillation == 1.0 and isinstance(c.losses.distillation, float)
 
 
@@ -30,7 +30,7 @@ def test_yaml_with_non_defaults(tmp_path):
     [
         ({"sumarizer": {}}, r'"sumarizer".*Did you mean "summarizer"'),
         ({"summarizer": {"em_iter": 3}}, r'"summarizer.em_iter".*em_iters'),
-        ({"walk_weight": 1.5}, "walk_weight"),
+        ({"propagation": {"weight": 1.5}}, "propagation.weight"),
         ({"summarizer": {"em_iters": "two"}}, "summarizer.em_iters"),
         ({"memory": 3}, "memory must be a mapping"),
     ],
@@ -54,17 +54,17 @@ def test_missing_and_broken_files(tmp_path):
 
 
 def test_overrides():
-    c = apply_overrides(RSKPConfig(), ["summarizer.em_iters=4", "walk_weight=0.25"])
-    assert c.summarizer.em_iters == 4 and c.walk_weight == 0.25
+    c = apply_overrides(RSKPConfig(), ["summarizer.em_iters=4", "propagation.weight=0.25"])
+    assert c.summarizer.em_iters == 4 and c.propagation.weight == 0.25
     with pytest.raises(ConfigError, match="summarizer.nope"):
         apply_overrides(RSKPConfig(), ["summarizer.nope=1"])
-    with pytest.raises(ConfigError, match="walk_weight"):
-        apply_overrides(RSKPConfig(), ["walk_weight=2"])
+    with pytest.raises(ConfigError, match="propagation.weight"):
+        apply_overrides(RSKPConfig(), ["propagation.weight=2"])
 
 
 def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path):
     path = tmp_path / "latin1.yaml"
-    path.write_bytes("walk_weight: 0.3  # \u00e9t\u00e9\n".encode("latin-1"))
+    path.write_bytes("factored_branches: true  # \u00e9t\u00e9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml.*not UTF-8 text.*save it as UTF-8"):
         load_yaml(RSKPConfig, path)
     with pytest.raises(ConfigError, match="Cannot read config file"):
@@ -72,10 +72,10 @@ def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path):
 
 
 def test_an_override_without_a_value_is_an_error_not_none():
-    with pytest.raises(ConfigError, match=r'"walk_weight=" has no value'):
-        apply_overrides(RSKPConfig(), ["walk_weight="])
+    with pytest.raises(ConfigError, match=r'"propagation.weight=" has no value'):
+        apply_overrides(RSKPConfig(), ["propagation.weight="])
     with pytest.raises(ConfigError, match="not valid YAML"):
-        apply_overrides(RSKPConfig(), ["walk_weight=[1, 2"])
+        apply_overrides(RSKPConfig(), ["propagation.weight=[1, 2"])
 
 
 def test_typed_values_are_not_reparsed_as_yaml():
@@ -104,3 +104,14 @@ def test_a_choice_error_reads_as_one_sentence():
     assert str(info.value) == (
         "Invalid value for \"data.on_error\": 'on_error' must be in ('raise', 'skip') (got 'ignore')"
     )
+
+
+@pytest.mark.parametrize("old, new", [("walk_weight", "propagation.weight"),
+                                      ("walk_temperature", "propagation.temperature")])
+def test_the_walks_old_keys_name_their_new_place(old, new, tmp_path):
+    with pytest.raises(ConfigError, match=f'"{old}" has moved: did you mean "{new}"'):
+        apply_overrides(RSKPConfig(), [f"{old}=0.3"])
+    path = tmp_path / "old.yaml"
+    path.write_text(f"{old}: 0.3\n")
+    with pytest.raises(ConfigError, match=f'did you mean "{new}"'):
+        load_yaml(RSKPConfig, path)

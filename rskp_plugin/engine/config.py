@@ -23,10 +23,10 @@ import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
 from .. import recipes
-from ..config import RSKPConfig, apply_overrides, from_mapping, merge_mappings, non_default_mapping, set_values
+from ..config import RSKPConfig, apply_overrides, from_mapping, non_default_mapping, set_values
 from ..errors import ConfigError
 from ..sources import data_source_names
-from ..yaml_io import read_yaml
+from ..yaml_io import merge_mappings, read_yaml
 
 DATA_SOURCES = data_source_names()  # the registry in rskp_plugin/sources.py
 SELECTIONS = ("test", "heldout", "last")

@@ -66,7 +66,7 @@ class RSKPWrapper(nn.Module):
             )
         self.representatives = Representatives(self.summarizer, s.method, s.region, s.num_representatives,
                                                s.temperature)
-        self.walk = Walk(p.method, config.walk_weight, config.walk_temperature, p.steps, p.inter_fusion)
+        self.walk = Walk(p.method, p.weight, p.temperature, p.steps, p.inter_fusion)
         self.teacher = Teacher(config.teacher.source, config.teacher.weighting, config.teacher.distill,
                                config.fusion.pseudo_label_intra, config.fusion.test_main,
                                config.losses.distillation_temperature)
