@@ -6,7 +6,7 @@
 #
 # Steps, each logged to $OUT/<step>.log:
 #   versions   torch, CUDA, cuDNN, the GPU, nvidia-smi                                  -> versions.txt
-#   tests      RSKP_TEST_DEVICE=cuda pytest -q -x tests/test_amp.py tests/test_engine.py  -> pytest.xml
+#   tests      RSKP_TEST_DEVICE=cuda pytest -q -x tests/engine/test_amp.py tests/engine/test_engine.py  -> pytest.xml
 #              (the CUDA variants of test_amp run; the CPU variants always run)
 #   speed      benchmarks/speed.py, 4 heads, 200 videos, 3 timed epochs, batched loop      -> speed_cuda.json
 #   bench      rskp-bench --head facnet --epochs 5 --seeds 1 (quick recipe)                -> bench_cuda.json
@@ -61,7 +61,7 @@ cp "$OUT/versions.log" "$OUT/versions.txt"
 command -v nvidia-smi > /dev/null && nvidia-smi >> "$OUT/versions.txt" 2>&1
 
 step tests 150 env RSKP_TEST_DEVICE="$DEVICE" \
-    python -m pytest -q -x -rs tests/test_amp.py tests/test_engine.py --junitxml "$OUT/pytest.xml"
+    python -m pytest -q -x -rs tests/engine/test_amp.py tests/engine/test_engine.py --junitxml "$OUT/pytest.xml"
 
 step speed 180 python benchmarks/speed.py --heads facnet stpn bm wum --modes batched --device "$DEVICE" \
     "${SPEED_ARGS[@]}" --output "$OUT/speed_$DEVICE.json"

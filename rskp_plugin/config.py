@@ -16,7 +16,7 @@ import yaml
 from attrs.validators import and_, ge, gt, in_, le, lt
 
 from .errors import ConfigError
-from .method.walks import walk_methods
+from .method.registry import walk_methods
 from .yaml_io import read_yaml, safe_load_yaml, shown, shown_text, yaml_problem
 
 T = TypeVar("T")
@@ -127,7 +127,7 @@ class PropagationConfig:
     # "birw": eq. 6 in closed form (default); "random_walk": Table 5 row 1, F^a = Z^a mu^a (no residual F);
     # "unrolled": Fig. 5, eq. 4-5 iterated ``steps`` times; "scores": Table 5 "propagate scores", the
     # representatives' class logits walked into the main branch's TCAM (eq. 6 on logits; no L_cls on those branches).
-    # A walk registered with ``method.walks.register_walk`` is one more value.
+    # A walk registered with ``method.registry.register_walk`` is one more value.
     method: str = attrs.field(default="birw", validator=_walk_method)
     # w of eq. 4-6: how much of a snippet's walked feature comes from the representatives (official and paper: 0.5).
     weight: float = attrs.field(default=0.5, validator=[gt(0), lt(1)])

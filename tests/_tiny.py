@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 
+from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import VideoDataset, VideoRecord
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer
 
@@ -33,3 +35,16 @@ def train_epochs(cfg: ExperimentConfig, datasets: Datasets, epochs: int) -> Trai
         if trainer.memory_due:
             trainer.initialize_memory()
     return trainer
+
+
+def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **options) -> ExperimentConfig:
+    """The official recipe on tiny data: 16-d embedding, no dropout (so batch composition is the only change)."""
+    opts = {"embed_dim": 16, "dropout": dropout, **options}
+    if head == "wum":
+        opts.setdefault("magnitude_dropout", dropout)
+    base = ExperimentConfig()
+    base = attrs.evolve(base, head=attrs.evolve(base.head, name=head, options=opts))
+    return apply_overrides(base, [
+        "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
+        "train.eval_interval=1", "train.device=cpu", *overrides,  # exact-equality checks: float32 on the CPU
+    ])

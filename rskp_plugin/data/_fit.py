@@ -5,7 +5,7 @@ Regenerate the constants in ``synthetic_figures.py`` with::
     python -m rskp_plugin.data._fit ../shared/data/thumos14reduced-annotations
 
 The annotation files are read where they are; nothing is copied into the project. ``annotation_statistics`` is
-also what ``tests/test_synthetic.py`` compares between the real and the generated annotations.
+also what ``tests/data/test_synthetic.py`` compares between the real and the generated annotations.
 """
 
 from __future__ import annotations

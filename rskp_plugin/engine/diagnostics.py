@@ -142,7 +142,7 @@ def localize_branches(outputs: dict[str, tuple], dataset: Any, settings: Any) ->
     Where the rules treat classes independently (no attention-threshold proposals, no argmax fallback) the
     predictions of a video are localised in one call with their CAS side by side (P predictions x C classes):
     thresholds, runs, scores and NMS are per class, so each prediction's detections, and their order, are those it
-    gets alone (``tests/test_diagnostics.py`` checks it), for a fraction of the cost.
+    gets alone (``tests/engine/test_diagnostics.py`` checks it), for a fraction of the cost.
     """
     from ..localization import localize_video
 

@@ -1,6 +1,6 @@
 """The walk component (``Walk``): BiRW (eq. 6) by default, and the paper's propagation ablations
 (``rskp.propagation``), other walks than eq. 6 and early fusion of the representatives, behind the same calls.
-A new walk is one function registered under a name (``register_walk``).
+A new walk is one function registered under a name (``registry.register_walk``).
 
 Symbols as in ``rskp_plugin.method.propagation``: B batch, T snippets, n representatives, d embedding size, K TCAM
 columns (C or C+1). Every walk is batched, mask-aware and differentiable (autograd), and the feature walks keep the
@@ -21,13 +21,12 @@ factored form F^a = s F + Z M (``Propagated``) so heads' ``forward_branches`` se
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
 
 from ..errors import ShapeError
 from .birw_kernels import block_mask
+from .registry import WALKS, walk_methods
 from .propagation import (
     affinity_parts, birw_walks, column_normalize, float32_compute, prepare_walk, stack_walks,
 )
@@ -36,34 +35,13 @@ from ..shapes import expect
 
 Walks = list[tuple[Tensor, "Tensor | None"]]
 
-#: A feature walk: (F (B, T, d), walks [(reps (B, n_j, d), reps_mask (B, n_j) or None)], mask (B, T) bool) and
-#: keyword arguments weight (w), temperature (lambda), steps -> one factored ``Propagated`` per walk, in order.
-FeatureWalk = Callable[..., "list[Propagated]"]
-
-#: ``rskp.propagation.method`` -> its feature walk; "birw" (run directly by ``Walk``) and "scores" (class logits,
-#: ``score_branches``) are built in. ``register_walk`` adds one.
-WALKS: dict[str, FeatureWalk] = {}
-
-#: The methods that walk something other than features (no ``FeatureWalk``).
+#: The methods that walk something other than features (no feature walk).
 SCORE_METHODS = ("scores",)
 
 
-def register_walk(name: str, walk: FeatureWalk) -> FeatureWalk:
-    """Make ``walk`` the propagation method ``name`` (``rskp.propagation.method: name``); returns ``walk``."""
-    if name in walk_methods():
-        raise ValueError(f"rskp.propagation.method {name!r} is taken; the walks are {', '.join(walk_methods())}")
-    WALKS[name] = walk
-    return walk
-
-
-def walk_methods() -> tuple[str, ...]:
-    """Every value ``rskp.propagation.method`` takes: BiRW, the registered feature walks, the score walk."""
-    return ("birw", *WALKS, *SCORE_METHODS)
-
-
 class Walk:
-    """The walk component: BiRW (eq. 6, ``propagation.birw_walks``) by default, another walk of ``WALKS`` or the
-    score walk by name, from plain values (``rskp.propagation``).
+    """The walk component: BiRW (eq. 6, ``propagation.birw_walks``) by default, the paper's other walks
+    (``VARIANTS``), a walk registered with ``registry.register_walk`` or the score walk by name, from plain values (``rskp.propagation``).
 
     Args:
         method: ``rskp.propagation.method``; weight: w in (0, 1); temperature: lambda of the affinity;
@@ -93,8 +71,8 @@ class Walk:
             return birw_walks(features, walks, self.weight, self.temperature, mask, check_finite=False)
         if not self.walks_features:
             raise ValueError(f"rskp.propagation.method={self.method!r} propagates no features")
-        return WALKS[self.method](features, walks, mask, weight=self.weight, temperature=self.temperature,
-                                  steps=self.steps)
+        walk = VARIANTS.get(self.method) or WALKS[self.method]
+        return walk(features, walks, mask, weight=self.weight, temperature=self.temperature, steps=self.steps)
 
     def scores(self, head: Head, feats: Tensor, mask: Tensor, walks: Walks,
                main: HeadOutput | None = None) -> list[HeadOutput]:
@@ -263,5 +241,5 @@ def _unrolled(features: Tensor, walks: Walks, mask: Tensor, *, weight: float, te
     return unrolled_walks(features, walks, weight, steps, temperature, mask, check_finite=False)
 
 
-register_walk("random_walk", _random_walk)
-register_walk("unrolled", _unrolled)
+#: The paper's feature walks other than BiRW, by ``rskp.propagation.method``.
+VARIANTS = {"random_walk": _random_walk, "unrolled": _unrolled}

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import tiny_dataset, train_epochs
-from test_engine import config
+from _tiny import config, tiny_dataset, train_epochs
 
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate

@@ -442,7 +442,7 @@ def test_ambiguous_file_has_one_reader(tmp_path: Path) -> None:
         read_ambiguous(tmp_path / "nope.txt")
 
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "thumos14reduced-annotations"
 
 
 def test_real_thumos14_annotations_load(tmp_path: Path) -> None:
@@ -469,7 +469,7 @@ def test_real_thumos14_annotations_load(tmp_path: Path) -> None:
                          for a in e["annotations"]})) == train.class_names
 
 
-JAPANESE_VOWELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "japanesevowels-tal"
+JAPANESE_VOWELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "japanesevowels-tal"
 
 
 @pytest.mark.parametrize("folder", [REAL, JAPANESE_VOWELS / "JapaneseVowelsTAL-Annotations"], ids=["thumos", "vowels"])

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny import tiny_dataset, train_epochs
-from test_engine import config
+from _tiny import config, tiny_dataset, train_epochs
 
 from rskp_plugin import RSKPWrapper, plugins
 from rskp_plugin.data import collate
@@ -29,7 +28,7 @@ from rskp_plugin.protocols import RECIPE_ATTRIBUTES
 from rskp_plugin.plugins import available_heads, create_head, head_specs
 from rskp_plugin.testing import check_head
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "benchmarks" / "example_heads"
+EXAMPLES = Path(__file__).resolve().parents[2] / "benchmarks" / "example_heads"
 HEADS = ("bas", "mil")
 # small sizes for the checks; every other argument is the head's default (its paper's value)
 SMALL = {"mil": {"embed_dim": 16}, "bas": {"embed_dim": 16, "filter_dim": 8}}

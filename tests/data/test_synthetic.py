@@ -14,7 +14,7 @@ from rskp_plugin.data._fit import annotation_statistics, read_real
 from rskp_plugin.data.synthetic import sample_annotations
 from rskp_plugin.errors import DataError
 
-REAL = Path(os.environ.get("RSKP_THUMOS_ANNOTATIONS", Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL = Path(os.environ.get("RSKP_THUMOS_ANNOTATIONS", Path(__file__).resolve().parents[3] / "shared" / "data"
                            / "thumos14reduced-annotations"))
 
 

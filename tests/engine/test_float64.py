@@ -7,8 +7,7 @@ import copy
 
 import numpy as np
 import torch
-from _tiny import tiny_dataset
-from test_engine import config
+from _tiny import config, tiny_dataset
 
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, Trainer

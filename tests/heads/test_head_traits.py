@@ -20,7 +20,7 @@ from rskp_plugin.protocols import (
 from rskp_plugin.method.branches import fuse_outputs
 from rskp_heads.stpn import STPNHead
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_toy_head_declares_nothing_optional() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from rskp_plugin.data import load_wtalc
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_motion_set.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "make_motion_set.py"
 ACTIVITIES = ("Standing", "Running", "Walking", "Badminton")
 
 

@@ -13,7 +13,7 @@ import torch
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _script():

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _tiny import tiny_dataset, train_epochs
+from _tiny import config, tiny_dataset, train_epochs
 
 from rskp_plugin.config import apply_overrides
 from rskp_plugin.data import collate
@@ -23,26 +23,13 @@ from rskp_plugin.engine.loop import plan_microbatches
 from rskp_plugin.errors import ConfigError, DataError, UnknownHeadError
 
 HEADS = ("facnet", "stpn", "bm", "wum")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def datasets() -> Datasets:
     return Datasets(train=tiny_dataset(10, 0, "train"), test=tiny_dataset(6, 1, "test"),
                     heldout=tiny_dataset(4, 2, "heldout"), collate=collate)
-
-
-def config(head: str = "facnet", *overrides: str, dropout: float = 0.0, **options) -> ExperimentConfig:
-    """The official recipe on tiny data: 16-d embedding, no dropout (so batch composition is the only change)."""
-    opts = {"embed_dim": 16, "dropout": dropout, **options}
-    if head == "wum":
-        opts.setdefault("magnitude_dropout", dropout)
-    base = ExperimentConfig()
-    base = attrs.evolve(base, head=attrs.evolve(base.head, name=head, options=opts))
-    return apply_overrides(base, [
-        "optimizer.lr=1e-3", "optimizer.batch_size=5", "optimizer.accumulation=5", "train.output_dir=''",
-        "train.eval_interval=1", "train.device=cpu", *overrides,  # exact-equality checks: float32 on the CPU
-    ])
 
 
 def max_weight_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:

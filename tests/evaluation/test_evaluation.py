@@ -31,7 +31,7 @@ from rskp_plugin.evaluation import (
     snippet_iou,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "thumos14reduced-annotations"
 THR = np.linspace(0.1, 0.7, 7)
 # random_case draws segments whose noisy bounds may cross: tests comparing with the official code score them as it
 # does (compat=True), and its warning is expected there.

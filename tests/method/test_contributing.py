@@ -12,10 +12,10 @@ from _toy import labelled_batch
 
 from rskp_plugin import RSKPConfig, RSKPWrapper, create_head
 from rskp_plugin.config import apply_overrides
-from rskp_plugin.method import walks
+from rskp_plugin.method import registry
 from rskp_plugin.method.propagation import birw_walks
 
-CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
+CONTRIBUTING = Path(__file__).resolve().parents[2] / "CONTRIBUTING.md"
 
 
 def _recipe() -> str:
@@ -27,12 +27,12 @@ def _recipe() -> str:
 
 @pytest.fixture
 def registered():
-    before = dict(walks.WALKS)
+    before = dict(registry.WALKS)
     namespace: dict = {}
     exec(compile(_recipe(), str(CONTRIBUTING), "exec"), namespace)  # noqa: S102 - the repository's own document
     yield namespace
-    walks.WALKS.clear()
-    walks.WALKS.update(before)
+    registry.WALKS.clear()
+    registry.WALKS.update(before)
 
 
 @pytest.mark.parametrize("head", ("facnet", "stpn", "bm", "wum"))
@@ -55,4 +55,10 @@ def test_the_recipe_adds_a_walk_that_trains(registered, head) -> None:
 
 def test_a_name_is_registered_once(registered) -> None:
     with pytest.raises(ValueError, match="half_weight"):
-        walks.register_walk("half_weight", registered["half_weight_walks"])
+        registry.register_walk("half_weight", registered["half_weight_walks"])
+
+
+def test_the_config_knows_every_built_in_walk() -> None:
+    from rskp_plugin.method.walks import SCORE_METHODS, VARIANTS
+
+    assert registry.BUILT_IN_WALKS == ("birw", *VARIANTS, *SCORE_METHODS)
