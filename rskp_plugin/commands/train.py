@@ -26,7 +26,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--config", default=None,
-                   help="YAML experiment file or packaged config name (default: the built-in official recipe)")
+                   help="YAML experiment file or packaged config name (default: the built-in official recipe); a "
+                        "file may start with 'base: quick' (or a path relative to it) and hold only what it changes")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
@@ -122,20 +123,41 @@ def schedule_notes(config, *, packaged_default: bool = False) -> list[str]:  # n
     return notes
 
 
+def config_notes(load):  # noqa: ANN001, ANN201 - a callable and what it returns
+    """``load()``'s result, with its ``PackagedOptionNote`` warnings printed once each as plain "note:" lines
+    (a packaged config's head option the head does not take); other warnings are shown as usual."""
+    import warnings
+
+    from ..engine.config import PackagedOptionNote
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PackagedOptionNote)
+        result = load()
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, PackagedOptionNote):
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                err_console.print(f"note: {markup(w.message)}", highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from ..engine import Trainer, load_experiment
 
     values, overrides = train_values(args), list(args.overrides)
     if not args.resume:
-        overrides = scaled_epochs(args.config, values, overrides) + overrides
+        overrides = config_notes(lambda: scaled_epochs(args.config, values, overrides)) + overrides
     if args.resume:
-        expect = load_experiment(args.config, overrides, values=values) if args.config else None
+        expect = config_notes(lambda: load_experiment(args.config, overrides, values=values)) if args.config else None
         trainer = Trainer.resume(args.resume, values=values, overrides=overrides, expect=expect,
                                  overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
         if trainer.is_main_process:
             err_console.print(f"resuming {markup(args.resume)} after epoch {trainer.epoch}", highlight=False)
     else:
-        config = load_experiment(args.config, overrides, values=values)
+        config = config_notes(lambda: load_experiment(args.config, overrides, values=values))
         trainer = Trainer(config, overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
         if trainer.is_main_process:
             for line in schedule_notes(config, packaged_default=args.config is None):

@@ -8,14 +8,16 @@ the values that differ from these defaults, e.g.::
     data: {source: wtalc, root: /data/thumos14}
     train: {epochs: 50}
 
-Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--config quick``.
+Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--config quick``. A file may build on
+another with ``base: quick`` (a packaged name or a path relative to the file) and hold only what it changes
+(``rskp_plugin.engine.config_files``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from importlib import resources
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from .. import recipes
 from ..config import RSKPConfig, apply_overrides, from_mapping, merge_mappings, non_default_mapping, set_values
 from ..errors import ConfigError
 from ..sources import data_source_names
-from ..yaml_io import read_yaml
+from .config_files import packaged_configs, read_config_file, resolve_config_path  # noqa: F401 - re-exported
 
 DATA_SOURCES = data_source_names()  # the registry in rskp_plugin/sources.py
 SELECTIONS = ("test", "heldout", "last")
@@ -225,26 +227,6 @@ class ExperimentConfig:
     rskp: RSKPConfig = attrs.field(factory=RSKPConfig)
 
 
-def packaged_configs() -> list[str]:
-    """Names of the YAML configs shipped in ``rskp_plugin/configs`` (sorted)."""
-    folder = resources.files("rskp_plugin") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """A path as given if it exists, else a packaged config of that name; ``ConfigError`` lists the choices."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    packaged = resources.files("rskp_plugin") / "configs" / f"{path.stem if path.suffix == '.yaml' else path}.yaml"
-    if packaged.is_file():
-        return Path(str(packaged))
-    raise ConfigError(
-        f"Config file {os.fspath(name_or_path)!r} does not exist and is not a packaged config; pass an existing "
-        f"YAML file or one of: {', '.join(packaged_configs())}"
-    )
-
-
 def load_experiment(
     name_or_path: str | os.PathLike[str] | None = None,
     overrides: list[str] | None = None,
@@ -254,8 +236,11 @@ def load_experiment(
     """Load an experiment config in layers and resolve its run folder.
 
     Layers, each overriding the one before: the defaults, the head's recipe (``head.recipe``: the registered one
-    by default, ``rskp_plugin.recipes``), the YAML file, ``values`` (command-line flags), ``overrides`` (``--set``).
-    The head and its recipe are read from the upper layers first, so ``--set head.name=stpn`` brings STPN's recipe.
+    by default, ``rskp_plugin.recipes``), the YAML file (with its chain of ``base:`` configs under it),
+    ``values`` (command-line flags), ``overrides`` (``--set``). The head and its recipe are read from the upper
+    layers first, so ``--set head.name=stpn`` brings STPN's recipe. A ``head.options`` key that only a packaged
+    config sets (the quick config's ``embed_dim``) is left out, with a ``PackagedOptionNote`` warning, when the
+    head's factory does not take it; one given by the user's file, a flag or ``--set`` is always passed on.
 
     Args:
         name_or_path: a YAML file or packaged config name; None = the defaults.
@@ -266,8 +251,9 @@ def load_experiment(
         The config with concrete values everywhere, ``train.output_dir`` placeholders filled in
         (``expand_output_dir``).
     """
-    where = None if name_or_path is None else resolve_config_path(name_or_path)
-    raw = {} if where is None else read_yaml(where)
+    layers = None if name_or_path is None else read_config_file(name_or_path)
+    where = None if layers is None else layers.files[0]
+    raw = {} if layers is None else layers.data
 
     def build(data: Any) -> ExperimentConfig:
         try:
@@ -277,10 +263,33 @@ def load_experiment(
         return apply_overrides(set_values(config, values or {}), list(overrides or []))
 
     config = build(raw)
+    if layers is not None and layers.packaged_options:
+        raw = _drop_packaged_options(raw, layers, config.head.name)
+        config = build(raw)
     recipe = recipes.resolve(config.head.name, config.head.recipe)
     if recipe.values:
         config = build(merge_mappings({"rskp": recipes.nested(recipe.values)}, raw))
     return expand_output_dir(discover_dataset_name(config), config_name(name_or_path))
+
+
+class PackagedOptionNote(UserWarning):
+    """A ``head.options`` value of a packaged config was left out because the head does not take it."""
+
+
+def _drop_packaged_options(raw: Any, layers: Any, head: str) -> Any:
+    """``raw`` without the ``head.options`` keys that came from a packaged config (``ConfigFile.packaged_options``)
+    and that the head's factory does not take, each named in a ``PackagedOptionNote``. Options a user's file,
+    a flag or ``--set`` gives are kept: a head that refuses them is an error (``build_model``)."""
+    from ..plugins import unaccepted_options
+
+    dropped = unaccepted_options(head, sorted(layers.packaged_options))
+    if not dropped:
+        return raw
+    options = {k: v for k, v in raw["head"]["options"].items() if k not in dropped}
+    names = ", ".join(f"head.options.{k}" for k in dropped)
+    warnings.warn(f"head {head!r} takes no {', '.join(dropped)}: {names} of the packaged config "
+                  f"{layers.files[-1].stem} left out", PackagedOptionNote, stacklevel=3)
+    return {**raw, "head": {**raw["head"], "options": options}}
 
 
 FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"
