@@ -274,7 +274,7 @@ def plot_run(*, run: str | os.PathLike[str] | None = None, checkpoint: str | os.
     from .checkpoint import load_checkpoint
     from .config import from_mapping
     from .engine import ExperimentConfig, build_datasets
-    from .engine.record import read_metrics
+    from .engine.loggers import read_metrics
     from .engine.predict import load_trained_model
 
     path = find_checkpoint(run, checkpoint)

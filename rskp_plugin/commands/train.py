@@ -56,7 +56,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                         "train.output_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
-                        "metrics.jsonl, config.yaml, tensorboard/ and plots/)")
+                        "metrics.jsonl, metrics.csv, config.yaml, tensorboard/ and plots/)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, else 1); sets train.threads")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",

@@ -59,6 +59,23 @@ def _tiou(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -
         raise ConfigError(f"train.tiou must be a non-empty list of IoU thresholds in (0, 1], got {list(value)!r}")
 
 
+LOGGER_NAMES = ("jsonl", "csv", "tensorboard")  # engine.loggers.LOGGERS (kept here so the config imports no I/O)
+
+
+def _names(value: Any) -> Any:
+    """One name or a list of names as a tuple (the frozen config stays hashable); the rest for the validator."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _loggers(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    unknown = [v for v in value if v not in LOGGER_NAMES]
+    if not isinstance(value, tuple) or unknown or len(set(value)) != len(value):
+        raise ConfigError(f"train.loggers must be a list of distinct names from {', '.join(LOGGER_NAMES)}, got "
+                          f"{list(value) if isinstance(value, tuple) else value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class HeadConfig:
     """The head to train: a registered name plus keyword arguments for its factory (``create_head``).
@@ -190,8 +207,11 @@ class TrainConfig:
         diagnostics: at every evaluation, record each loss term and the mAP of every branch (main, intra, inter,
             the distillation teacher) on the test set, in the history and ``metrics.jsonl`` (README "Diagnostics";
             costs a few percent of training time). False records only the reported (fused) numbers.
-        tensorboard: also write the metrics as TensorBoard scalars to ``<output_dir>/tensorboard`` (needs the
-            ``tensorboard`` package).
+        loggers: the metric logs written to the run folder (``engine.loggers``): "jsonl" (``metrics.jsonl``, one
+            line per evaluation; ``rskp plot`` reads it), "csv" (``metrics.csv``, one row per epoch: training loss
+            terms every epoch, evaluation metrics at evaluation epochs), "tensorboard" (``tensorboard/``; needs
+            ``pip install "rskp-plugin[tensorboard]"``). Default: jsonl and csv.
+        tensorboard: the older switch for TensorBoard: true adds "tensorboard" to ``loggers``.
         threads: CPU threads of torch's intra-op pool (``torch.set_num_threads``), set when a ``Trainer`` is built;
             0 = auto: ``OMP_NUM_THREADS`` when set, else 1. One thread is the default because torch's threads
             spin-wait: on 2 cores shared with other busy processes, 2 threads ran an epoch 13-26x slower than
@@ -211,8 +231,15 @@ class TrainConfig:
     checkpoint_interval: int = attrs.field(default=1, validator=ge(0))
     output_dir: str = DEFAULT_OUTPUT_DIR
     diagnostics: bool = True
+    loggers: tuple[str, ...] = attrs.field(default=("jsonl", "csv"), converter=_names, validator=_loggers)
     tensorboard: bool = False
     threads: int = attrs.field(default=0, validator=ge(0))
+
+    @property
+    def active_loggers(self) -> tuple[str, ...]:
+        """``loggers``, with "tensorboard" added where the older ``tensorboard`` switch is on."""
+        extra = ("tensorboard",) if self.tensorboard and "tensorboard" not in self.loggers else ()
+        return self.loggers + extra
 
 
 @attrs.frozen(kw_only=True)
