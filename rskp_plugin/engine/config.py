@@ -212,6 +212,9 @@ class TrainConfig:
             terms every epoch, evaluation metrics at evaluation epochs), "tensorboard" (``tensorboard/``; needs
             ``pip install "rskp-plugin[tensorboard]"``). Default: jsonl and csv.
         tensorboard: the older switch for TensorBoard: true adds "tensorboard" to ``loggers``.
+        ema: the decay of a moving average of the weights, updated after every optimiser step and used for every
+            evaluation (so for the selection, ``best.pt``'s predictions and the reported numbers); 0 = off
+            (default). 0.999 averages over about the last 1000 steps (``engine.ema``).
         threads: CPU threads of torch's intra-op pool (``torch.set_num_threads``), set when a ``Trainer`` is built;
             0 = auto: ``OMP_NUM_THREADS`` when set, else 1. One thread is the default because torch's threads
             spin-wait: on 2 cores shared with other busy processes, 2 threads ran an epoch 13-26x slower than
@@ -233,6 +236,7 @@ class TrainConfig:
     diagnostics: bool = True
     loggers: tuple[str, ...] = attrs.field(default=("jsonl", "csv"), converter=_names, validator=_loggers)
     tensorboard: bool = False
+    ema: float = attrs.field(default=0.0, validator=and_(ge(0), lt(1)))
     threads: int = attrs.field(default=0, validator=ge(0))
 
     @property

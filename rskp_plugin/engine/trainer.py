@@ -32,6 +32,7 @@ from . import loop
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
+from .ema import WeightAverage, averaged
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
 from .loggers import RunLog, epoch_log_of, metrics_line
@@ -108,6 +109,7 @@ class Trainer:
         self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)
         self.model.to(self.device)
         self.strategy.sync_module(self.model)
+        self.ema = WeightAverage(self.model, config.train.ema) if config.train.ema else None  # train.ema
         self._rank_rng: list[dict[str, Any]] | None = None  # every rank's RNG state, for checkpoints
         opt = config.optimizer
         self.optimizer = torch.optim.Adam(
@@ -282,7 +284,8 @@ class Trainer:
                     continue
                 evaluated = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
                 if evaluated:
-                    record = self._evaluate_all(progress)
+                    with averaged(self.ema, self.model):  # train.ema: evaluate the averaged weights
+                        record = self._evaluate_all(progress)
                     record["train_loss"] = loss
                     self.history.append(record)
                     if self.best is None or self._selection_score(record) >= self._selection_score(self.best):
@@ -319,6 +322,8 @@ class Trainer:
         """The checkpoint payload (see ``rskp_plugin.checkpoint``)."""
         progress = {"history": self.history, "best": self.best, "epoch_times": self.epoch_times,
                     "eval_times": self.eval_times, "epoch_log": self.epoch_log}
+        if self.ema is not None:
+            progress["ema"] = self.ema.state_dict()
         if self._rank_rng is not None:
             progress["rank_rng"] = self._rank_rng
         return training_payload(epoch=self.epoch, config=config_to_dict(self.config), model=self.model,
@@ -348,6 +353,8 @@ class Trainer:
         self.history, self.best = list(trainer["history"]), trainer["best"]
         self.epoch_times, self.eval_times = list(trainer["epoch_times"]), list(trainer["eval_times"])
         self.epoch_log = list(trainer.get("epoch_log") or epoch_log_of(self.history, self.epoch_times))
+        if self.ema is not None and trainer.get("ema"):
+            self.ema.load_state_dict(trainer["ema"])
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], *, overrides: Sequence[str] = (),
