@@ -37,6 +37,9 @@ def test_csv_has_a_row_per_epoch_with_losses_every_epoch_and_metrics_at_evaluati
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5"]
     header = list(rows[0])
     assert header[:2] == ["epoch", "train_loss"] and "train_s" in header and "memory_ready" in header
+    losses = [c for c in header if c.startswith("loss/")]
+    assert "loss/cls/inter" in losses and header[2 : 2 + len(losses)] == losses  # the terms side by side
+    assert rows[0]["loss/cls/inter"] == "" and rows[-1]["loss/cls/inter"]  # the inter branch joins after warm-up
     assert {"loss/cls/main", "test_avg", "test_cmap", "test_map@0.1", "test_map@0.7", "heldout_avg", "heldout_cmap",
             "main_avg", "intra_avg", "selected"} <= set(header)
     assert all(float(r["train_loss"]) > 0 and r["loss/cls/main"] for r in rows)  # every epoch

@@ -178,8 +178,10 @@ def _run_train(args: argparse.Namespace) -> int:
         console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
                       f"ground-truth classes): {', '.join(parts)}", highlight=False)
     if trainer.output_dir is not None:
-        console.print(f"checkpoints, config.yaml, results.json and metrics.jsonl in {markup(trainer.output_dir)}",
-                      highlight=False)
+        logs = {"jsonl": "metrics.jsonl", "csv": "metrics.csv", "tensorboard": "tensorboard/"}
+        names = ", ".join(logs[name] for name in trainer.config.train.active_loggers)
+        console.print(f"checkpoints, config.yaml, results.json{', ' + names if names else ''} in "
+                      f"{markup(trainer.output_dir)}", highlight=False)
     return 0
 
 

@@ -183,17 +183,19 @@ def csv_rows(log: RunLog) -> list[dict[str, Any]]:
 
 
 class CsvLogger:
-    """``metrics.csv``: one row per epoch (``csv_rows``), rewritten after every epoch; columns in order of first
-    appearance, empty where an epoch has no value."""
+    """``metrics.csv``: one row per epoch (``csv_rows``), rewritten after every epoch; the epoch, the loss and its
+    terms first, then the other columns in order of first appearance, empty where an epoch has no value."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.path = Path(folder) / "metrics.csv"
 
     def update(self, log: RunLog, *, resumed: bool = False) -> None:
         rows = csv_rows(log)
-        columns: dict[str, None] = {}
+        seen: dict[str, None] = {}
         for row in rows:
-            columns.update(dict.fromkeys(row))
+            seen.update(dict.fromkeys(row))
+        losses = [c for c in seen if c.startswith("loss/")]  # the loss terms side by side, whenever they start
+        columns = dict.fromkeys(["epoch", "train_loss", *losses, *seen])
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(columns), restval="", lineterminator="\n")
         writer.writeheader()
