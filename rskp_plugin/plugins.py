@@ -311,3 +311,25 @@ def create_head(name: str, *, plugin_manager: pluggy.PluginManager | None = None
             msg += f" Registered twice, so unusable: {_names(clashes)}."
         raise UnknownHeadError(msg)
     return spec.factory(**kwargs)
+
+
+def unaccepted_options(name: str, options: Iterable[str], *,
+                       plugin_manager: pluggy.PluginManager | None = None) -> list[str]:
+    """The keywords of ``options`` that the factory of head ``name`` has no parameter for, read from its signature
+    (sorted). None are reported when it takes ``**kwargs``, when its signature cannot be read, or when ``name`` is
+    not a usable head (``create_head`` names that problem)."""
+    import inspect
+
+    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
+    spec = _collect(pm)[0].get(name)
+    if spec is None:
+        return []
+    try:
+        params = inspect.signature(spec.factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return []
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = {p.name for p in params if p.kind in keyword}
+    return sorted(k for k in options if k not in named)

@@ -446,5 +446,5 @@ def test_an_option_the_head_does_not_take_is_named_with_how_to_drop_it(capsys) -
     from rskp_plugin.errors import ConfigError
 
     config = load_experiment("quick", ["head.options.width=3"], values={"head.name": "facnet"})
-    with pytest.raises(ConfigError, match=r"The head takes no 'width': drop it with --set 'head.options=\{\}'"):
+    with pytest.raises(ConfigError, match=r"The head takes no 'width': remove head.options.width from your config file or --set"):
         build_model(config, num_classes=3, feature_dim=16)

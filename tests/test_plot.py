@@ -72,7 +72,7 @@ def test_figures_have_the_panels_of_fig4_and_the_curves() -> None:
         name="v", seconds=t, class_names=("a", "b"), segments=np.array([[1.0, 3.0], [5.0, 6.0]]),
         segment_classes=np.array([0, 1]), cas={"main": np.random.default_rng(0).uniform(size=(20, 2)),
                                               "intra": np.zeros((20, 2)), "teacher": np.ones((20, 2))},
-        attention={"main": np.linspace(0, 1, 20)}, detections=((0, 0.9, 1.0, 3.5), (1, 0.2, 5.0, 6.0)), title="v",
+        attention={"main": np.linspace(0, 1, 20)}, detections=(("a", 0.9, 1.0, 3.5), ("b", 0.2, 5.0, 6.0)), title="v",
     )
     fig = video_figure(trace)
     titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
@@ -89,6 +89,58 @@ def test_figures_have_the_panels_of_fig4_and_the_curves() -> None:
     assert [ax.get_title() for ax in fig.axes] == ["loss terms", "detection mAP AVG (%)", "classification mAP (%)"]
     assert [line.get_label() for line in fig.axes[1].get_lines()][:3] == ["fused", "main", "teacher"]
     assert list(fig.axes[1].get_lines()[2].get_ydata()) == [8.0, 16.0, 24.0]
+    epochs = [{"epoch": e, "train_loss": 3.0 / e, "losses": {"cls/main": 1.5 / e}} for e in range(1, 7)]
+    fig = curves_figure(records, epochs=epochs)  # the losses of every epoch, the metrics at evaluations
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["total"].get_xdata()) == [1, 2, 3, 4, 5, 6] and len(lines["cls/main"].get_xdata()) == 6
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_every_detection_above_the_threshold_is_drawn_wrong_classes_included() -> None:
+    t = np.arange(20) / 2.0
+    rng = np.random.default_rng(0)
+    trace = VideoTrace(
+        name="v", seconds=t, class_names=("Diving",), segments=np.array([[1.0, 3.0]]), segment_classes=np.array([0]),
+        cas={"main": rng.uniform(size=(20, 1)), "intra": 3 * rng.uniform(size=(20, 1)),
+             "inter": np.zeros((20, 1)), "teacher": 0.5 * np.ones((20, 1))},
+        attention={}, threshold=0.1, title="v",
+        detections=(("Diving", 0.9, 1.0, 3.5), ("Surfing", 0.4, 5.0, 6.0), ("Diving", 0.12, 7.0, 8.0)),
+    )
+    fig = video_figure(trace)
+    panel = fig.axes[0]
+    texts = _texts(panel)
+    assert "Surfing 0.40 (not in GT)" in texts  # the false positive, with its class
+    assert "Diving 0.90" in texts and "Diving 0.12" in texts and "threshold 0.1" in " ".join(texts)
+    assert any(line.get_linestyle() == "--" and list(line.get_ydata()) == [0.1, 0.1] for line in panel.get_lines())
+    cas_panels = [ax for ax in fig.axes if ax.get_title(loc="left").split(" ")[1:2] == ["CAS"]]
+    assert len(cas_panels) == 4 and len({ax.get_ylim() for ax in cas_panels}) == 1  # one y-scale
+
+
+def test_plot_new_videos_from_predictions(run_dir, tmp_path, capsys) -> None:
+    from rskp_plugin.data import make_synthetic
+
+    _, test = make_synthetic(seed=0, feature_dim=16, num_train=10, num_test=4)
+    video = test.videos[0]
+    np.save(tmp_path / "new_video.npy", video.features)
+    preds = tmp_path / "preds.json"
+    assert cli.main(["predict", "--checkpoint", str(run_dir / "best.pt"), "--features",
+                     str(tmp_path / "new_video.npy"), "--out", str(preds)]) == 0
+    capsys.readouterr()
+    assert cli.main(["plot", "--predictions", str(preds), "--dpi", "20"]) == 0  # detections alone
+    assert (tmp_path / "preds_plots" / "video_new_video.png").is_file()
+    capsys.readouterr()
+    out = tmp_path / "with_cas"
+    assert cli.main(["plot", "--predictions", str(preds), "--checkpoint", str(run_dir / "best.pt"), "--features",
+                     str(tmp_path / "new_video.npy"), "--out", str(out), "--dpi", "20", "--min-score", "0"]) == 0
+    assert "".join(capsys.readouterr().out.split()) == str(out / "video_new_video.png")
+    from rskp_plugin.plot_sources import read_predictions
+
+    assert read_predictions(preds)["new_video"]  # the model detected something to draw
+    code = cli.main(["plot", "--predictions", str(preds), "--videos", "other"])
+    assert code == 2 and "holds no video 'other'" in " ".join(capsys.readouterr().err.split())
 
 
 def test_missing_matplotlib_is_one_line(run_dir, monkeypatch, capsys) -> None:

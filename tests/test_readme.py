@@ -22,3 +22,11 @@ def test_your_own_training_loop_runs_and_fills_the_memory_bank() -> None:
     model, scores, cas = namespace["model"], namespace["scores"], namespace["cas"]
     assert model.memory_ready and model.rampup == 1.0
     assert scores.shape[0] == cas.shape[0] == 8 and bool(scores.isfinite().all())
+
+
+def test_python_and_notebooks_runs_a_whole_training() -> None:
+    namespace: dict = {}
+    exec(compile(_snippet("Python and notebooks"), "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.selection == "heldout" and len(result.history) == 1 and result.best["epoch"] == 3
+    assert 0 <= result.best["test"]["avg_map_percent"] <= 100

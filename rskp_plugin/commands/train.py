@@ -18,7 +18,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "10 videos, 200 epochs, memory bank after epoch 100). Writes last.pt, best.pt and results.json to the "
             "output folder, by default runs/<config>-<head> (-norskp added for the head alone; config 'default' "
             "without --config), e.g. runs/quick-wum; a folder holding another run is refused unless --overwrite. "
-            "Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14. Options left out "
+            "Packaged configs: quick (synthetic, minutes on a CPU), paper, thumos14, activitynet13; a YAML file "
+            "may build on one with 'base: quick'. Options left out "
             "keep the config's value. torch uses 1 CPU thread unless --threads or OMP_NUM_THREADS says otherwise (more "
             "threads spin against any other busy process). Writes config.yaml beside the checkpoints: --config "
             "<run folder>/config.yaml trains the same run again. Several processes "
@@ -26,7 +27,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--config", default=None,
-                   help="YAML experiment file or packaged config name (default: the built-in official recipe)")
+                   help="YAML experiment file or packaged config name (default: the built-in official recipe); a "
+                        "file may start with 'base: quick' (or a path relative to it) and hold only what it changes")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=1e-4 (repeatable, applied last)")
     p.add_argument("--head", default=None, help="head name (see 'rskp heads'); sets head.name")
@@ -55,7 +57,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                         "train.output_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the output folder (its last.pt, best.pt, results.json, "
-                        "metrics.jsonl, config.yaml, tensorboard/ and plots/)")
+                        "metrics.jsonl, metrics.csv, config.yaml, tensorboard/ and plots/)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch; 0 = auto (OMP_NUM_THREADS if set, else 1); sets train.threads")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
@@ -122,20 +124,41 @@ def schedule_notes(config, *, packaged_default: bool = False) -> list[str]:  # n
     return notes
 
 
+def config_notes(load):  # noqa: ANN001, ANN201 - a callable and what it returns
+    """``load()``'s result, with its ``PackagedOptionNote`` warnings printed once each as plain "note:" lines
+    (a packaged config's head option the head does not take); other warnings are shown as usual."""
+    import warnings
+
+    from ..engine.config import PackagedOptionNote
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PackagedOptionNote)
+        result = load()
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, PackagedOptionNote):
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                err_console.print(f"note: {markup(w.message)}", highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from ..engine import Trainer, load_experiment
 
     values, overrides = train_values(args), list(args.overrides)
     if not args.resume:
-        overrides = scaled_epochs(args.config, values, overrides) + overrides
+        overrides = config_notes(lambda: scaled_epochs(args.config, values, overrides)) + overrides
     if args.resume:
-        expect = load_experiment(args.config, overrides, values=values) if args.config else None
+        expect = config_notes(lambda: load_experiment(args.config, overrides, values=values)) if args.config else None
         trainer = Trainer.resume(args.resume, values=values, overrides=overrides, expect=expect,
                                  overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
         if trainer.is_main_process:
             err_console.print(f"resuming {markup(args.resume)} after epoch {trainer.epoch}", highlight=False)
     else:
-        config = load_experiment(args.config, overrides, values=values)
+        config = config_notes(lambda: load_experiment(args.config, overrides, values=values))
         trainer = Trainer(config, overwrite=args.overwrite, progress=not args.no_progress, console=err_console)
         if trainer.is_main_process:
             for line in schedule_notes(config, packaged_default=args.config is None):
@@ -155,8 +178,10 @@ def _run_train(args: argparse.Namespace) -> int:
         console.print(f"AVG by branch at epoch {result.best['epoch']} (test; inter and teacher read the memory of the "
                       f"ground-truth classes): {', '.join(parts)}", highlight=False)
     if trainer.output_dir is not None:
-        console.print(f"checkpoints, config.yaml, results.json and metrics.jsonl in {markup(trainer.output_dir)}",
-                      highlight=False)
+        logs = {"jsonl": "metrics.jsonl", "csv": "metrics.csv", "tensorboard": "tensorboard/"}
+        names = ", ".join(logs[name] for name in trainer.config.train.active_loggers)
+        console.print(f"checkpoints, config.yaml, results.json{', ' + names if names else ''} in "
+                      f"{markup(trainer.output_dir)}", highlight=False)
     return 0
 
 
@@ -200,43 +225,81 @@ def _results_table(result, trainer):  # noqa: ANN001, ANN202 - FitResult, Traine
 
 
 # ---------------------------------------------------------------------------------------------------- plot
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in its help, unless the default is None (the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)  # type: ignore[return-value]
+
+
 def add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
         help="figures of a trained run: per-video CAS of every branch (paper Fig. 4/6) and training curves (PNG)",
         description=(
-            "For chosen videos of a run, one PNG each on a time axis in seconds: ground truth, the fused detections, "
-            "the CAS of the main, intra and inter branches and of the distillation teacher (pseudo-labels) for the "
-            "video's classes, and the attention; plus curves.png from the run's metrics.jsonl (loss terms, AVG and "
-            "classification mAP per branch and epoch). Needs matplotlib: pip install 'rskp-plugin[plot]'."
+            "For chosen videos of a run, one PNG each on a time axis in seconds: ground truth, every detection "
+            "scoring at least --min-score (of any class: a class the video does not hold is marked 'not in GT'; the "
+            "threshold is the dashed line), the CAS of the main, intra and inter branches and of the distillation "
+            "teacher (pseudo-labels) for the video's classes on one y-scale, and the attention; plus curves.png from "
+            "the run's metrics.csv and metrics.jsonl (loss terms every epoch, AVG and classification mAP per branch "
+            "at evaluation epochs). With --predictions: new videos without ground truth, from the JSON of 'rskp "
+            "predict' (and their CAS with --checkpoint and --features). Needs matplotlib: pip install "
+            "'rskp-plugin[plot]'."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsShown,
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", default=None, metavar="DIR", help="run folder of 'rskp train' (uses best.pt)")
-    source.add_argument("--checkpoint", default=None, metavar="FILE", help="a checkpoint (best.pt or last.pt)")
+    p.add_argument("--run", default=None, metavar="DIR", help="run folder of 'rskp train' (uses best.pt)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="a checkpoint (best.pt or last.pt) instead of --run; with --predictions, the model whose CAS "
+                        "is drawn for the --features")
+    p.add_argument("--predictions", default=None, metavar="FILE",
+                   help="plot new videos: the detections JSON written by 'rskp predict' (no ground truth needed)")
+    p.add_argument("--features", nargs="+", default=None, metavar="F.npy",
+                   help="with --predictions and --checkpoint: the feature files given to 'rskp predict', to draw the "
+                        "model's CAS and attention of each video")
     p.add_argument("--videos", default=None, metavar="NAME,NAME", help="comma-separated video names to plot")
     p.add_argument("--num-videos", type=int, default=4,
                    help="without --videos: plot this many videos, those where the teacher's CAS differs most from "
                         "the main branch's")
+    p.add_argument("--min-score", type=float, default=0.1,
+                   help="draw every detection scoring at least this (the dashed line); the evaluation scores all")
     p.add_argument("--split", choices=("test", "train", "heldout"), default="test", help="which videos")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: <run folder>/plots)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: <run folder>/plots; with --predictions: <predictions file>_plots)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files (dots per inch, 10 to 600)")
     p.set_defaults(handler=_run_plot)
 
 
 def _run_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..errors import ConfigError
-    from ..plot import plot_run, require_matplotlib
+    from ..plot import require_matplotlib
+    from ..plot_sources import plot_predictions, plot_run
 
     require_matplotlib()  # before loading anything: the one-line error comes first
     if args.num_videos < 1 or not 10 <= args.dpi <= 600:
         raise ConfigError(f"--num-videos must be >= 1 and --dpi from 10 to 600 (a figure at 600 dpi is already about "
                           f"50 megapixels), got {args.num_videos} and {args.dpi}")
+    if (args.run is None) == (args.checkpoint is None) and args.predictions is None:
+        raise ConfigError("pass one of --run DIR or --checkpoint FILE (a trained run), or --predictions FILE (new "
+                          "videos)")
+    if args.predictions is not None and args.run is not None:
+        raise ConfigError("--predictions plots new videos from a detections file; --run plots a run's own videos: "
+                          "pass one of them")
+    if args.features and (args.predictions is None or args.checkpoint is None):
+        raise ConfigError("--features draws a model's CAS of new videos: give it with --predictions and --checkpoint")
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
-    paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
-                     out=args.out, split=args.split, device=args.device, dpi=args.dpi)
+    out = args.out
+    if args.predictions is not None:
+        folder = out or str(Path(args.predictions).with_name(Path(args.predictions).stem + "_plots"))
+        paths = plot_predictions(args.predictions, out=folder, checkpoint=args.checkpoint,
+                                 features=args.features or (), videos=videos, device=args.device, dpi=args.dpi,
+                                 min_score=args.min_score)
+    else:
+        paths = plot_run(run=args.run, checkpoint=args.checkpoint, videos=videos, num_videos=args.num_videos,
+                         out=out, split=args.split, device=args.device, dpi=args.dpi, min_score=args.min_score)
     for path in paths:
         console.print(str(path), highlight=False)
     return 0

@@ -162,8 +162,8 @@ def build_model(config: ExperimentConfig, *, num_classes: int, feature_dim: int)
             raise
         given = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items())) or "none"
         unknown = [k for k in options if f"'{k}'" in str(exc) and "unexpected keyword" in str(exc)]
-        fix = (f"the head takes no {unknown[0]!r}: drop it with --set 'head.options={{}}' or a config without "
-               f"head.options.{unknown[0]} (the quick config sets embed_dim for the built-in heads)" if unknown else
+        fix = (f"the head takes no {unknown[0]!r}: remove head.options.{unknown[0]} from your config file or --set "
+               f"(--set 'head.options={{}}' passes no options at all)" if unknown else
                "check head.options (--set head.options.KEY=VALUE) against the head's documented keywords")
         raise ConfigError(
             f'head "{config.head.name}" rejected its options ({given}): {type(exc).__name__}: '

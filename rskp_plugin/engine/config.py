@@ -8,14 +8,16 @@ the values that differ from these defaults, e.g.::
     data: {source: wtalc, root: /data/thumos14}
     train: {epochs: 50}
 
-Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--config quick``.
+Packaged configs (``rskp_plugin/configs/<name>.yaml``) are found by name: ``--config quick``. A file may build on
+another with ``base: quick`` (a packaged name or a path relative to the file) and hold only what it changes
+(``rskp_plugin.engine.config_files``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from importlib import resources
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ from .. import recipes
 from ..config import RSKPConfig, apply_overrides, from_mapping, non_default_mapping, set_values
 from ..errors import ConfigError
 from ..sources import data_source_names
-from ..yaml_io import merge_mappings, read_yaml
+from ..yaml_io import merge_mappings
+from .config_files import packaged_configs, read_config_file, resolve_config_path  # noqa: F401 - re-exported
 
 DATA_SOURCES = data_source_names()  # the registry in rskp_plugin/sources.py
 SELECTIONS = ("test", "heldout", "last")
@@ -55,6 +58,23 @@ def _tiou(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     if not value or not numbers or not all(0 < v <= 1 for v in value):
         raise ConfigError(f"train.tiou must be a non-empty list of IoU thresholds in (0, 1], got {list(value)!r}")
+
+
+LOGGER_NAMES = ("jsonl", "csv", "tensorboard")  # engine.loggers.LOGGERS (kept here so the config imports no I/O)
+
+
+def _names(value: Any) -> Any:
+    """One name or a list of names as a tuple (the frozen config stays hashable); the rest for the validator."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _loggers(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    unknown = [v for v in value if v not in LOGGER_NAMES]
+    if not isinstance(value, tuple) or unknown or len(set(value)) != len(value):
+        raise ConfigError(f"train.loggers must be a list of distinct names from {', '.join(LOGGER_NAMES)}, got "
+                          f"{list(value) if isinstance(value, tuple) else value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -188,8 +208,14 @@ class TrainConfig:
         diagnostics: at every evaluation, record each loss term and the mAP of every branch (main, intra, inter,
             the distillation teacher) on the test set, in the history and ``metrics.jsonl`` (README "Diagnostics";
             costs a few percent of training time). False records only the reported (fused) numbers.
-        tensorboard: also write the metrics as TensorBoard scalars to ``<output_dir>/tensorboard`` (needs the
-            ``tensorboard`` package).
+        loggers: the metric logs written to the run folder (``engine.loggers``): "jsonl" (``metrics.jsonl``, one
+            line per evaluation; ``rskp plot`` reads it), "csv" (``metrics.csv``, one row per epoch: training loss
+            terms every epoch, evaluation metrics at evaluation epochs), "tensorboard" (``tensorboard/``; needs
+            ``pip install "rskp-plugin[tensorboard]"``). Default: jsonl and csv.
+        tensorboard: the older switch for TensorBoard: true adds "tensorboard" to ``loggers``.
+        ema: the decay of a moving average of the weights, updated after every optimiser step and used for every
+            evaluation (so for the selection, ``best.pt``'s predictions and the reported numbers); 0 = off
+            (default). 0.999 averages over about the last 1000 steps (``engine.ema``).
         threads: CPU threads of torch's intra-op pool (``torch.set_num_threads``), set when a ``Trainer`` is built;
             0 = auto: ``OMP_NUM_THREADS`` when set, else 1. One thread is the default because torch's threads
             spin-wait: on 2 cores shared with other busy processes, 2 threads ran an epoch 13-26x slower than
@@ -209,8 +235,16 @@ class TrainConfig:
     checkpoint_interval: int = attrs.field(default=1, validator=ge(0))
     output_dir: str = DEFAULT_OUTPUT_DIR
     diagnostics: bool = True
+    loggers: tuple[str, ...] = attrs.field(default=("jsonl", "csv"), converter=_names, validator=_loggers)
     tensorboard: bool = False
+    ema: float = attrs.field(default=0.0, validator=and_(ge(0), lt(1)))
     threads: int = attrs.field(default=0, validator=ge(0))
+
+    @property
+    def active_loggers(self) -> tuple[str, ...]:
+        """``loggers``, with "tensorboard" added where the older ``tensorboard`` switch is on."""
+        extra = ("tensorboard",) if self.tensorboard and "tensorboard" not in self.loggers else ()
+        return self.loggers + extra
 
 
 @attrs.frozen(kw_only=True)
@@ -225,26 +259,6 @@ class ExperimentConfig:
     rskp: RSKPConfig = attrs.field(factory=RSKPConfig)
 
 
-def packaged_configs() -> list[str]:
-    """Names of the YAML configs shipped in ``rskp_plugin/configs`` (sorted)."""
-    folder = resources.files("rskp_plugin") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """A path as given if it exists, else a packaged config of that name; ``ConfigError`` lists the choices."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    packaged = resources.files("rskp_plugin") / "configs" / f"{path.stem if path.suffix == '.yaml' else path}.yaml"
-    if packaged.is_file():
-        return Path(str(packaged))
-    raise ConfigError(
-        f"Config file {os.fspath(name_or_path)!r} does not exist and is not a packaged config; pass an existing "
-        f"YAML file or one of: {', '.join(packaged_configs())}"
-    )
-
-
 def load_experiment(
     name_or_path: str | os.PathLike[str] | None = None,
     overrides: list[str] | None = None,
@@ -254,8 +268,11 @@ def load_experiment(
     """Load an experiment config in layers and resolve its run folder.
 
     Layers, each overriding the one before: the defaults, the head's recipe (``head.recipe``: the registered one
-    by default, ``rskp_plugin.recipes``), the YAML file, ``values`` (command-line flags), ``overrides`` (``--set``).
-    The head and its recipe are read from the upper layers first, so ``--set head.name=stpn`` brings STPN's recipe.
+    by default, ``rskp_plugin.recipes``), the YAML file (with its chain of ``base:`` configs under it),
+    ``values`` (command-line flags), ``overrides`` (``--set``). The head and its recipe are read from the upper
+    layers first, so ``--set head.name=stpn`` brings STPN's recipe. A ``head.options`` key that only a packaged
+    config sets (the quick config's ``embed_dim``) is left out, with a ``PackagedOptionNote`` warning, when the
+    head's factory does not take it; one given by the user's file, a flag or ``--set`` is always passed on.
 
     Args:
         name_or_path: a YAML file or packaged config name; None = the defaults.
@@ -266,8 +283,9 @@ def load_experiment(
         The config with concrete values everywhere, ``train.output_dir`` placeholders filled in
         (``expand_output_dir``).
     """
-    where = None if name_or_path is None else resolve_config_path(name_or_path)
-    raw = {} if where is None else read_yaml(where)
+    layers = None if name_or_path is None else read_config_file(name_or_path)
+    where = None if layers is None else layers.files[0]
+    raw = {} if layers is None else layers.data
 
     def build(data: Any) -> ExperimentConfig:
         try:
@@ -277,10 +295,33 @@ def load_experiment(
         return apply_overrides(set_values(config, values or {}), list(overrides or []))
 
     config = build(raw)
+    if layers is not None and layers.packaged_options:
+        raw = _drop_packaged_options(raw, layers, config.head.name)
+        config = build(raw)
     recipe = recipes.resolve(config.head.name, config.head.recipe)
     if recipe.values:
         config = build(merge_mappings({"rskp": recipes.nested(recipe.values)}, raw))
     return expand_output_dir(discover_dataset_name(config), config_name(name_or_path))
+
+
+class PackagedOptionNote(UserWarning):
+    """A ``head.options`` value of a packaged config was left out because the head does not take it."""
+
+
+def _drop_packaged_options(raw: Any, layers: Any, head: str) -> Any:
+    """``raw`` without the ``head.options`` keys that came from a packaged config (``ConfigFile.packaged_options``)
+    and that the head's factory does not take, each named in a ``PackagedOptionNote``. Options a user's file,
+    a flag or ``--set`` gives are kept: a head that refuses them is an error (``build_model``)."""
+    from ..plugins import unaccepted_options
+
+    dropped = unaccepted_options(head, sorted(layers.packaged_options))
+    if not dropped:
+        return raw
+    options = {k: v for k, v in raw["head"]["options"].items() if k not in dropped}
+    names = ", ".join(f"head.options.{k}" for k in dropped)
+    warnings.warn(f"head {head!r} takes no {', '.join(dropped)}: {names} of the packaged config "
+                  f"{layers.files[-1].stem} left out", PackagedOptionNote, stacklevel=3)
+    return {**raw, "head": {**raw["head"], "options": options}}
 
 
 FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"

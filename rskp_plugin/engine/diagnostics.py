@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .inference import EvalResult, forward_batches, score_detections
 # metrics.jsonl and TensorBoard are the run record's; re-exported where callers have always found them
-from .record import BRANCHES, TensorBoardLogger, metrics_line, read_metrics, write_metrics  # noqa: F401
+from .loggers import BRANCHES, TensorBoardLogger, metrics_line, read_metrics, write_metrics  # noqa: F401
 
 INTER_CLASSES = "ground_truth"  # which classes the inter branch reads the memory of at test time
 

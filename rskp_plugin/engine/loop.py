@@ -92,6 +92,8 @@ def train_epoch(trainer: Any, epoch: int, progress: Any = None) -> tuple[float, 
                     progress.advance(task, len(chunk))
         strategy.reduce_gradients(model.parameters())
         step(model, trainer.optimizer, cfg.grad_clip)
+        if getattr(trainer, "ema", None) is not None:  # train.ema: the average follows every step
+            trainer.ema.update(model)
     if task is not None:
         progress.remove_task(task)
     # a step can overflow the weights while every loss stays finite (a scale-invariant head); evaluation would then

@@ -1,8 +1,8 @@
 """Where runs and predictions are written: checked before any work, never over another run or an input file.
 
-A run folder holds ``last.pt``, ``best.pt``, ``results.json``, ``metrics.jsonl`` and ``config.yaml`` (``RUN_FILES``),
-and may hold
-``tensorboard/`` and ``plots/`` (``RUN_DIRS``, written by ``train.tensorboard`` and ``rskp plot``). A new run refuses
+A run folder holds ``last.pt``, ``best.pt``, ``results.json``, ``metrics.jsonl``, ``metrics.csv`` and ``config.yaml``
+(``RUN_FILES``), and may hold ``tensorboard/`` and ``plots/`` (``RUN_DIRS``, written by the ``tensorboard`` logger
+and ``rskp plot``). A new run refuses
 a folder that already holds one of them unless told to overwrite (then the old ones are removed first, so nothing of
 the old run is left beside the new one: no metrics line, event file or figure); a resumed run continues in the
 folder of the checkpoint it was given. The atomic writers leave a temporary file only when the process is killed
@@ -29,11 +29,12 @@ from typing import Sequence
 
 from ..errors import OutputError, os_reason
 
-RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl", "config.yaml")
+RUN_FILES = ("last.pt", "best.pt", "results.json", "metrics.jsonl", "metrics.csv", "config.yaml")
 RUN_DIRS = ("tensorboard", "plots")
 # The temporary names of checkpoint.save_checkpoint (mkstemp prefix ".<name>.", suffix ".tmp"), write_results,
-# record.write_metrics and RunRecord.write_config.
-TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp", "config.yaml.tmp")
+# the metric logs (engine.loggers) and RunRecord.write_config.
+TEMP_PATTERNS = (".last.pt.*.tmp", ".best.pt.*.tmp", "results.json.tmp", "metrics.jsonl.tmp", "metrics.csv.tmp",
+                 "config.yaml.tmp")
 
 
 def ensure_writable_dir(folder: Path, *, what: str) -> None:

@@ -15,6 +15,7 @@ from ..errors import CheckpointError, DataError
 from ..formats.npy import load_npy, npy_header, why_not_a_file
 from .build import build_model, resolve_device
 from .config import ExperimentConfig
+from .ema import load_average
 
 
 def load_trained_model(path: str | os.PathLike[str], device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
@@ -37,6 +38,7 @@ def load_trained_model(path: str | os.PathLike[str], device: str = "auto") -> tu
             f"checkpoint {os.fspath(path)!r} does not match the head it names ({state_mismatch(model, data['model'])});"
             " is the installed head plugin a different version?"
         ) from exc
+    load_average(model, data)  # train.ema: the averaged weights, which the run evaluated
     model.to(target).eval()
     return model, dict(meta)
 

@@ -39,6 +39,18 @@ def evaluation_line(record: dict[str, Any], best: dict[str, Any] | None, epochs:
     return ", ".join(parts)
 
 
+def epoch_line(entry: dict[str, Any], epochs: int) -> str:
+    """One plain line per epoch without an evaluation, for output that is not a terminal: the mean training loss
+    and its terms (``train.diagnostics``) and the epoch's seconds."""
+    parts = [f"epoch {entry['epoch']}/{epochs}"]
+    if entry.get("train_loss") is not None:
+        terms = ", ".join(f"{k} {v:.4f}" for k, v in (entry.get("losses") or {}).items())
+        parts.append(f"loss {entry['train_loss']:.4f}" + (f" ({terms})" if terms else ""))
+    if entry.get("train_s") is not None:
+        parts.append(f"{entry['train_s']:.1f} s")
+    return ", ".join(parts)
+
+
 def progress_bar(console: Any) -> Any:
     """The progress display of ``rskp train`` and ``rskp-bench``: description, bar, count, elapsed time and ETA.
 

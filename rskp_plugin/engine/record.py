@@ -1,6 +1,6 @@
-"""The run record: what a run leaves in its folder besides checkpoints (``config.yaml``, ``results.json``,
-``metrics.jsonl``, TensorBoard events), the environment facts recorded with every result, and ``FitResult``, what
-``Trainer.fit`` returns and ``results.json`` holds.
+"""The run record: what a run leaves in its folder besides checkpoints (``config.yaml``, ``results.json``, and
+the metric logs of ``train.loggers``: ``engine.loggers``), the environment facts recorded with every result, and
+``FitResult``, what ``Trainer.fit`` returns and ``results.json`` holds.
 
 Every file is written atomically (a ``.tmp`` sibling, then a rename), so a killed run leaves the previous version.
 ``Trainer`` owns one ``RunRecord`` on rank 0 when the run has a folder.
@@ -19,11 +19,11 @@ import attrs
 import numpy as np
 import torch
 
-from ..errors import ConfigError, MissingDependencyError
 from .config import ExperimentConfig, config_to_dict, config_to_yaml
+from .loggers import (  # noqa: F401 - re-exported: the metric logs lived here
+    BRANCHES, RunLog, TensorBoardLogger, make_loggers, metrics_line, read_metrics, write_metrics,
+)
 
-#: The predictions a metrics line scores (``diagnostics.evaluate_branches``).
-BRANCHES = ("fused", "main", "intra", "inter", "teacher")
 
 
 @attrs.define
@@ -63,12 +63,12 @@ class RunRecord:
 
     Args:
         output_dir: the run folder (``train.output_dir``).
-        tensorboard: also log every metrics line as TensorBoard scalars in ``<output_dir>/tensorboard``.
+        loggers: names of ``engine.loggers.LOGGERS`` (``train.loggers``) writing the metric logs.
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str], *, tensorboard: bool = False) -> None:
+    def __init__(self, output_dir: str | os.PathLike[str], *, loggers: Sequence[str] = ("jsonl", "csv")) -> None:
         self.output_dir = Path(output_dir)
-        self.tensorboard = TensorBoardLogger(self.output_dir / "tensorboard") if tensorboard else None
+        self.loggers = make_loggers(self.output_dir, loggers)
 
     def write_config(self, config: ExperimentConfig) -> Path:
         """``config.yaml``: the resolved config (the non-default values, and every ``rskp`` value, the head's recipe
@@ -87,14 +87,10 @@ class RunRecord:
         os.replace(tmp, path)
         return path
 
-    def write_metrics(self, history: Sequence[dict[str, Any]], times: Sequence[dict[str, float]],
-                      *, log_last: bool = True) -> Path:
-        """``metrics.jsonl`` from the whole history (see ``write_metrics``); with ``log_last`` the newest line
-        goes to TensorBoard too."""
-        path = write_metrics(self.output_dir / "metrics.jsonl", history, times)
-        if log_last and self.tensorboard is not None:
-            self.tensorboard.log(metrics_line(history[-1], times[-1]))
-        return path
+    def log(self, log: RunLog, *, resumed: bool = False) -> None:
+        """Give every logger the run so far (after an epoch; ``resumed``: once, as the checkpoint knows it)."""
+        for logger in self.loggers:
+            logger.update(log, resumed=resumed)
 
     def write_results(self, result: Any, config: ExperimentConfig, device: torch.device) -> Path:
         """``results.json``: best/final metrics, history, timings, environment and the resolved config.
@@ -120,115 +116,9 @@ class RunRecord:
         return path
 
     def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-            self.tensorboard = None
-
-
-def metrics_line(record: dict[str, Any], timing: dict[str, float] | None = None) -> dict[str, Any]:
-    """One line of ``metrics.jsonl`` from a ``Trainer`` history record and its ``eval_times`` entry (README.md
-    "Diagnostics")."""
-    diag = record.get("diagnostics") or {}
-    branches = diag.get("branches") or {name: None for name in BRANCHES}
-    if branches.get("fused") is None and "test" in record:
-        test = record["test"]
-        branches = {**branches, "fused": {
-            "avg": test["avg_map_percent"],
-            "per_tiou": {f"{t:g}": m for t, m in zip(test["tiou"], test["map_percent"])},
-            "cmap": test["cmap_percent"], "detections": test["detections"],
-        }}
-    heldout = record.get("heldout")
-    return {
-        "epoch": record["epoch"],
-        "train_loss": record.get("train_loss"),
-        "losses": diag.get("losses", {}),
-        "memory_ready": diag.get("memory_ready"),
-        "eval_set": "test",
-        "branches": branches,
-        "heldout": {"avg": heldout["avg_map_percent"], "cmap": heldout["cmap_percent"]} if heldout else None,
-        "teacher_rule": diag.get("teacher_rule"),
-        "inter_classes": diag.get("inter_classes"),
-        "time": dict(timing or {}),
-    }
-
-
-def write_metrics(path: str | os.PathLike[str], history: Sequence[dict[str, Any]],
-                  times: Sequence[dict[str, float]] = ()) -> Path:
-    """Write ``metrics.jsonl`` (one ``metrics_line`` per evaluation) atomically; rewritten from the history at
-    every evaluation, so a resumed run's file holds exactly the evaluations its checkpoint knows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    times = list(times) + [{}] * (len(history) - len(times))
-    tmp.write_text("".join(json.dumps(metrics_line(r, t)) + "\n" for r, t in zip(history, times)))
-    os.replace(tmp, path)
-    return path
-
-
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file, in order.
-
-    Raises:
-        ConfigError: the file is missing or a line is not a JSON object with an ``epoch``.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the metrics file {os.fspath(path)!r} ({exc.strerror}); train with "
-                          "train.diagnostics=true and a train.output_dir to write one") from exc
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{os.fspath(path)}:{number} is not JSON ({exc.msg}); was the file cut short?") from exc
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise ConfigError(f"{os.fspath(path)}:{number} is not a metrics record (no 'epoch')")
-        records.append(record)
-    return records
-
-
-class TensorBoardLogger:
-    """Scalars of every metrics line in ``<run>/tensorboard`` (``train.tensorboard``).
-
-    The writer opens at the first line with ``purge_step`` at its epoch: a resumed run drops the events its killed
-    predecessor logged after the checkpoint, so no epoch is shown twice.
-    """
-
-    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "train.tensorboard is true but the tensorboard package is not installed: pip install tensorboard, "
-                "or set train.tensorboard=false (metrics.jsonl is written either way)"
-            ) from exc
-        self._open = lambda step: SummaryWriter(log_dir=os.fspath(log_dir), purge_step=step)
-        self.writer: Any = None
-
-    def log(self, line: dict[str, Any]) -> None:
-        """Add one ``metrics_line``: loss/<term>, avg/<branch>, cmap/<branch>, heldout/avg."""
-        step = int(line["epoch"])
-        if self.writer is None:
-            self.writer = self._open(step)
-        if line.get("train_loss") is not None:
-            self.writer.add_scalar("loss/total", line["train_loss"], step)
-        for name, value in line.get("losses", {}).items():
-            self.writer.add_scalar(f"loss/{name}", value, step)
-        for name, branch in line["branches"].items():
-            if branch is not None:
-                self.writer.add_scalar(f"avg/{name}", branch["avg"], step)
-                self.writer.add_scalar(f"cmap/{name}", branch["cmap"], step)
-        if line.get("heldout"):
-            self.writer.add_scalar("heldout/avg", line["heldout"]["avg"], step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
 
 
 def _json_default(value: Any) -> Any:

@@ -3,7 +3,7 @@
     engine/strategy.py   one process or data-parallel: sharding, gradient sums, memory steps, process group
     engine/loop.py       the step loop: one epoch of accumulated optimiser steps over padded micro-batches
     engine/warmup.py     the RSKP warm-up schedule (a callback: when the memory bank is filled)
-    engine/record.py     the run record: config.yaml, results.json, metrics.jsonl, TensorBoard, environment
+    engine/record.py     the run record: config.yaml, results.json, environment; engine/loggers.py the metric logs
     engine/resume.py     the config a resumed run trains with; rskp_plugin/checkpoint.py: the file and migrations
     engine/progress.py   the progress bars
 
@@ -32,9 +32,11 @@ from . import loop
 from .build import Datasets, build_datasets, build_model, resolve_device, seed_everything, set_threads
 from .config import ExperimentConfig, config_to_dict, expand_output_dir
 from .diagnostics import evaluate_branches
+from .ema import WeightAverage, averaged
 from .inference import EvalResult, evaluate_model
 from .output import prepare_run_dir
-from .progress import evaluation_line, open_progress, progress_label
+from .loggers import RunLog, epoch_log_of, metrics_line
+from .progress import epoch_line, evaluation_line, open_progress, progress_label
 from .record import FitResult, RunRecord, absolute_data_root, environment
 from .resume import resumed_config
 from .strategy import make_strategy
@@ -84,15 +86,15 @@ class Trainer:
         self.device, self.rank, self.world_size = self.strategy.device, self.strategy.rank, self.strategy.world_size
         self.callbacks: list[Callback] = [MemoryWarmup(config)]  # called on every rank after each epoch
         self.output_dir = Path(config.train.output_dir) if config.train.output_dir else None
-        if config.train.tensorboard and self.output_dir is None:
-            raise ConfigError("train.tensorboard needs a run folder: set train.output_dir (or --output-dir)")
-        self._record: RunRecord | None = None  # config.yaml, results.json, metrics.jsonl, TensorBoard
+        if "tensorboard" in config.train.active_loggers and self.output_dir is None:
+            raise ConfigError("the tensorboard logger needs a run folder: set train.output_dir (or --output-dir)")
+        self._record: RunRecord | None = None  # config.yaml, results.json, the metric logs (train.loggers)
         self._run_lock = None  # held on the run folder until close(): a second process is refused
         if self.output_dir is not None and self.is_main_process:  # before any work; rank 0 alone writes the folder
             self._run_lock = prepare_run_dir(self.output_dir, overwrite=overwrite,
                                              continuing=Path(resume_from) if resume_from else None)
             # after prepare_run_dir: an old run's events are gone
-            self._record = RunRecord(self.output_dir, tensorboard=config.train.tensorboard)
+            self._record = RunRecord(self.output_dir, loggers=config.train.active_loggers)
         # (path, epoch) of the newest last.pt written or resumed from; where an interrupted run continues
         self.last_checkpoint: tuple[Path, int] | None = None
         self.show_progress = progress if self.is_main_process else False
@@ -107,6 +109,7 @@ class Trainer:
         self.model = build_model(config, num_classes=len(train.class_names), feature_dim=self.datasets.feature_dim)
         self.model.to(self.device)
         self.strategy.sync_module(self.model)
+        self.ema = WeightAverage(self.model, config.train.ema) if config.train.ema else None  # train.ema
         self._rank_rng: list[dict[str, Any]] | None = None  # every rank's RNG state, for checkpoints
         opt = config.optimizer
         self.optimizer = torch.optim.Adam(
@@ -118,6 +121,7 @@ class Trainer:
         self.epoch_times: list[float] = []
         self.eval_times: list[dict[str, float]] = []  # per history record: training/evaluation/diagnostics seconds
         self.epoch_losses: dict[str, float] = {}  # mean loss terms of the last epoch trained (train.diagnostics)
+        self.epoch_log: list[dict[str, Any]] = []  # per epoch: loss, its terms, seconds (engine.loggers.RunLog)
 
     @property
     def is_main_process(self) -> bool:
@@ -211,10 +215,11 @@ class Trainer:
                                 "diagnostics_s": info.get("diagnostics_s", 0.0)})
         return record
 
-    def _write_metrics(self) -> None:
-        """``metrics.jsonl`` (and TensorBoard scalars) after an evaluation; rank 0 only."""
-        if self._record is not None:
-            self._record.write_metrics(self.history, self.eval_times)
+    def run_log(self) -> RunLog:
+        """The run so far as the metric logs see it (``engine.loggers.RunLog``)."""
+        lines = [metrics_line(r, t) for r, t in zip(self.history, self.eval_times)]
+        best = None if self.best is None else self.best["epoch"]
+        return RunLog(self.epoch_log, lines, self.config.train.selection, best)
 
     def _selection_score(self, record: dict[str, Any]) -> float:
         sel = self.config.train.selection
@@ -270,23 +275,29 @@ class Trainer:
                 self.epoch += 1
                 for callback in self.callbacks:
                     callback.on_epoch_end(self)
+                self.epoch_log.append({"epoch": self.epoch, "train_loss": loss, "losses": dict(self.epoch_losses),
+                                       "train_s": self.epoch_times[-1], "memory_ready": bool(self.model.memory_ready)})
                 if self.world_size > 1 and self.output_dir is not None:
                     # rank 0 writes the checkpoints; each rank resumes from its own generator states
                     self._rank_rng = self.strategy.gather_objects(capture_rng_state())
                 if not self.is_main_process:
                     continue
-                if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs:
-                    record = self._evaluate_all(progress)
+                evaluated = self.epoch % t.eval_interval == 0 or self.epoch == t.epochs
+                if evaluated:
+                    with averaged(self.ema, self.model):  # train.ema: evaluate the averaged weights
+                        record = self._evaluate_all(progress)
                     record["train_loss"] = loss
                     self.history.append(record)
-                    self._write_metrics()
                     if self.best is None or self._selection_score(record) >= self._selection_score(self.best):
                         self.best = record
                         if self.output_dir is not None:
                             self.save(self.output_dir / "best.pt")
-                    if plain:
-                        self.console.print(evaluation_line(record, self.best, t.epochs, t.selection), highlight=False,
-                                           markup=False, soft_wrap=True)
+                if self._record is not None:
+                    self._record.log(self.run_log())
+                if plain:  # one line per epoch: the loss and its terms, and the evaluation where there is one
+                    line = (evaluation_line(self.history[-1], self.best, t.epochs, t.selection) if evaluated
+                            else epoch_line(self.epoch_log[-1], t.epochs))
+                    self.console.print(line, highlight=False, markup=False, soft_wrap=True)
                 if self.output_dir is not None and (
                     (t.checkpoint_interval and self.epoch % t.checkpoint_interval == 0) or self.epoch == last
                 ):
@@ -310,7 +321,9 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """The checkpoint payload (see ``rskp_plugin.checkpoint``)."""
         progress = {"history": self.history, "best": self.best, "epoch_times": self.epoch_times,
-                    "eval_times": self.eval_times}
+                    "eval_times": self.eval_times, "epoch_log": self.epoch_log}
+        if self.ema is not None:
+            progress["ema"] = self.ema.state_dict()
         if self._rank_rng is not None:
             progress["rank_rng"] = self._rank_rng
         return training_payload(epoch=self.epoch, config=config_to_dict(self.config), model=self.model,
@@ -339,20 +352,15 @@ class Trainer:
         self.epoch = int(data["epoch"])
         self.history, self.best = list(trainer["history"]), trainer["best"]
         self.epoch_times, self.eval_times = list(trainer["epoch_times"]), list(trainer["eval_times"])
+        self.epoch_log = list(trainer.get("epoch_log") or epoch_log_of(self.history, self.epoch_times))
+        if self.ema is not None and trainer.get("ema"):
+            self.ema.load_state_dict(trainer["ema"])
 
     @classmethod
-    def resume(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        overrides: Sequence[str] = (),
-        values: dict[str, Any] | None = None,
-        expect: ExperimentConfig | None = None,
-        overwrite: bool = False,
-        datasets: Datasets | None = None,
-        progress: Any = True,
-        console: Any = None,
-    ) -> "Trainer":
+    def resume(cls, path: str | os.PathLike[str], *, overrides: Sequence[str] = (),
+               values: dict[str, Any] | None = None, expect: ExperimentConfig | None = None,
+               overwrite: bool = False, datasets: Datasets | None = None, progress: Any = True,
+               console: Any = None) -> "Trainer":
         """A trainer that continues the run saved in ``path`` (a checkpoint or a run folder with ``last.pt``).
 
         The stored config is used, with its run folder set to the checkpoint's folder (a copied run folder is
@@ -371,8 +379,8 @@ class Trainer:
         trainer.load_state(data)
         trainer.last_checkpoint = (checkpoint, trainer.epoch)
         if trainer._record is not None:
-            # the evaluations the checkpoint knows: lines a killed run wrote after it are dropped, none repeated
-            trainer._record.write_metrics(trainer.history, trainer.eval_times, log_last=False)
+            # the epochs the checkpoint knows: lines a killed run wrote after it are dropped, none repeated
+            trainer._record.log(trainer.run_log(), resumed=True)
         return trainer
 
     def write_config(self) -> Path:

@@ -182,7 +182,8 @@ def test_metrics_belong_to_one_run_overwrite_removes_them(datasets, tmp_path) ->
     for name in ("last.pt", "best.pt", "results.json"):
         (tmp_path / name).unlink()
     # metrics.jsonl (or the figures and events) alone still make the folder another run's
-    with pytest.raises(OutputError, match=r"already holds a run \(metrics.jsonl, config.yaml, tensorboard/, plots/\)"):
+    with pytest.raises(OutputError, match=r"already holds a run \(metrics.jsonl, metrics.csv, config.yaml, tensorboard/, "
+                                          r"plots/\)"):
         Trainer(config("facnet", "train.epochs=1", f"train.output_dir={tmp_path}"), datasets=datasets, progress=False)
     trainer = Trainer(config("facnet", "train.epochs=1", f"train.output_dir={tmp_path}"), datasets=datasets,
                       progress=False, overwrite=True)
@@ -226,7 +227,7 @@ def test_tensorboard_switch(datasets, monkeypatch, tmp_path) -> None:
     with pytest.raises(ConfigError, match="train.output_dir"):
         Trainer(config("facnet", "train.tensorboard=true"), datasets=datasets, progress=False)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
-    with pytest.raises(MissingDependencyError, match="pip install tensorboard"):
+    with pytest.raises(MissingDependencyError, match=r'pip install "rskp-plugin\[tensorboard\]"'):
         Trainer(config("facnet", "train.tensorboard=true", f"train.output_dir={tmp_path}"), datasets=datasets,
                 progress=False)
 

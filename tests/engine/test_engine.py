@@ -340,7 +340,8 @@ def test_a_new_run_refuses_a_folder_holding_another_run(datasets, tmp_path) -> N
                      progress=False, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     second.fit(stop_after=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.csv",
+                                                          "metrics.jsonl"]
     assert torch.load(tmp_path / "best.pt", weights_only=True)["config"]["head"]["name"] == "stpn"
 
 
@@ -351,7 +352,7 @@ def test_resume_writes_beside_the_checkpoint_it_was_given_and_cleans_stray_temp_
     Trainer(cfg, datasets=datasets, progress=False).fit(stop_after=1)
     shutil.copytree(tmp_path / "run", tmp_path / "copy")
     for stray in (".last.pt.k2j3h4.tmp", ".best.pt.x9y8.tmp", "results.json.tmp", "metrics.jsonl.tmp",
-                  "config.yaml.tmp"):  # a kill during a write
+                  "metrics.csv.tmp", "config.yaml.tmp"):  # a kill during a write
         (tmp_path / "copy" / stray).write_bytes(b"half")
     (tmp_path / "copy" / "notes.txt").write_text("mine")
     original = (tmp_path / "run" / "last.pt").read_bytes()
@@ -359,7 +360,7 @@ def test_resume_writes_beside_the_checkpoint_it_was_given_and_cleans_stray_temp_
     assert resumed.output_dir == tmp_path / "copy" and resumed.last_checkpoint == (tmp_path / "copy" / "last.pt", 1)
     resumed.fit()
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["best.pt", "config.yaml", "last.pt",
-                                                                       "metrics.jsonl",
+                                                                       "metrics.csv", "metrics.jsonl",
                                                                        "notes.txt", "results.json"]
     assert (tmp_path / "run" / "last.pt").read_bytes() == original  # the original folder is left alone
     assert torch.load(tmp_path / "copy" / "last.pt", weights_only=True)["epoch"] == 2
