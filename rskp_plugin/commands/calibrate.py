@@ -35,9 +35,9 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed-start", type=int, default=0, help="the first seed (default: 0)")
     p.add_argument("--grid", choices=("quick", "full"), default="quick",
                    help="quick: defaults, own copies of attention-like parameters, no distillation, the other "
-                        "distillation temperature (0.2 or 1); full "
-                        "adds no ramp-up, no memory bank, no head gradient. Both add the head alone and the best "
-                        "single change together with each other one (default: quick)")
+                        "distillation temperature (0.2 or 1); full adds no ramp-up, no memory bank, no head "
+                        "gradient and the foreground walk (for instances covering much of a video). Both add the "
+                        "head alone and the best single change together with each other one (default: quick)")
     p.add_argument("--heldout-fraction", type=float, default=0.25,
                    help="share of the training videos held out to score the runs (default: 0.25)")
     p.add_argument("--min-gain", type=float, default=0.5,
