@@ -85,10 +85,9 @@ def collect_outputs(
             for features, mask, _, idx in forward_batches(dataset, batch_size, device, collate):
                 out = model(features, mask=mask)
                 lengths = mask.sum(dim=1).tolist()
-                vs = out.video_scores.float().cpu().numpy()
-                cs = out.cas.float().cpu().numpy()
-                att = out.attention.float().cpu().numpy() if out.attention is not None else None
-                sc = out.score_cas.float().cpu().numpy() if out.score_cas is not None else None
+                vs, cs = host(out.video_scores), host(out.cas)
+                att = host(out.attention) if out.attention is not None else None
+                sc = host(out.score_cas) if out.score_cas is not None else None
                 has_score_cas = has_score_cas or sc is not None
                 for row, (i, length) in enumerate(zip(idx, lengths)):
                     scores[i] = vs[row]
@@ -102,6 +101,11 @@ def collect_outputs(
         if task is not None:
             progress.remove_task(task)
     return scores, cas, attention, (score_cas if has_score_cas else None)
+
+
+def host(t: Tensor) -> np.ndarray:
+    """A model output as a numpy array: float32, or float64 where the model runs in float64 (bf16/fp16 widen)."""
+    return t.detach().to(torch.promote_types(t.dtype, torch.float32)).cpu().numpy()
 
 
 def predict_detections(
