@@ -24,7 +24,15 @@ def upsample_linear(x: np.ndarray, scale: int) -> np.ndarray:
     if length == 1:
         return np.repeat(x, len(pos), axis=0)
     lo = np.minimum(np.floor(pos).astype(np.int64), length - 2)  # (T*scale,) left neighbour, extrapolate at the end
-    frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    frac = pos - lo
+    rows = np.minimum(np.arange(length), length - 2)
+    if len(pos) == length * scale and np.array_equal(lo, np.repeat(rows, scale)):
+        # the usual grid: ``scale`` positions per snippet, so slope and left value broadcast over (T, scale, ...)
+        # instead of being gathered for every position (the same operations on the same operands)
+        slope = (x[1:] - x[:-1])[rows][:, None]
+        out = slope * frac.reshape((length, scale) + (1,) * (x.ndim - 1)) + x[rows][:, None]
+        return out.reshape((length * scale,) + x.shape[1:])
+    frac = frac.reshape((-1,) + (1,) * (x.ndim - 1))
     slope = x[lo + 1] - x[lo]
     return slope * frac + x[lo]
 
@@ -104,6 +112,32 @@ def nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, *, threshold: 
     return grouped_nms(starts, ends, scores, bounds, threshold=threshold, overlap=overlap, inclusive=inclusive)
 
 
+#: Up to this many non-empty groups ``grouped_nms`` runs them one by one on shrinking candidate lists (each step is
+#: a few operations on the survivors); beyond it, all groups at once on padded arrays. Both keep the same segments.
+FEW_GROUPS = 8
+
+
+def _nms_group(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, lo: int, hi: int, threshold: float,
+               overlap: str, plus: float) -> np.ndarray:
+    """Greedy NMS of the slice ``lo:hi`` (flat indices in pick order), with :func:`grouped_nms`'s arithmetic."""
+    order = lo + np.argsort(scores[lo:hi])[::-1]  # the official sort (same ties as the official code)
+    s, e = starts[order], ends[order]
+    area = e - s + plus
+    alive = np.arange(len(order))
+    kept = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        while alive.size:
+            best, rest = alive[0], alive[1:]  # the best remaining segment, and what it may suppress
+            kept.append(best)
+            inter = np.maximum(0.0, np.minimum(e[best], e[rest]) - np.maximum(s[best], s[rest]) + plus)
+            if overlap == "iou":
+                suppress = inter / (area[best] + area[rest] - inter) >= threshold
+            else:
+                suppress = inter / area[rest] > threshold
+            alive = rest[~suppress]
+    return order[np.asarray(kept, dtype=np.int64)]
+
+
 def grouped_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, bounds: np.ndarray, *, threshold: float,
                 overlap: str = "iou", inclusive: bool = True) -> np.ndarray:
     """:func:`nms` in many groups at once (group j = the slice ``bounds[j]:bounds[j+1]``, e.g. one per class).
@@ -118,6 +152,10 @@ def grouped_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, bounds
     if sizes.sum() == 0:
         return np.zeros(0, dtype=np.int64)
     plus = 1.0 if inclusive else 0.0
+    groups = np.flatnonzero(sizes)
+    if len(groups) <= FEW_GROUPS:  # a few classes (the usual video): one group at a time, fewer operations
+        return np.concatenate([_nms_group(starts, ends, scores, bounds[j], bounds[j + 1], threshold, overlap, plus)
+                               for j in groups])
     order = np.full((len(sizes), int(sizes.max())), -1, dtype=np.int64)  # (G, N) flat index, by descending score
     for j in np.flatnonzero(sizes):  # the official per-group sort (same ties as the official code)
         order[j, :sizes[j]] = bounds[j] + np.argsort(scores[bounds[j]:bounds[j + 1]])[::-1]

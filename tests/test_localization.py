@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rskp_plugin import proposals
 from rskp_plugin.reference.localization import ref_localize, smooth_cas
 from rskp_plugin.errors import ConfigError, ShapeError
 from rskp_plugin.evaluation import detection_map
@@ -19,7 +22,7 @@ from rskp_plugin.localization import (
     preset,
     upsample_linear,
 )
-from rskp_plugin.proposals import nms
+from rskp_plugin.proposals import grouped_nms, nms
 
 
 def _assert_same(det: Detections, ref):
@@ -92,6 +95,21 @@ def test_upsample_matches_linear_interpolation_and_extrapolates():
         np.testing.assert_allclose(up[inside, c], np.interp(pos[inside], np.arange(7), x[:, c]), atol=1e-12)
     np.testing.assert_allclose(up[-1], x[6] + 0.75 * (x[6] - x[5]), atol=1e-12)  # linear extrapolation
 
+
+
+@pytest.mark.parametrize("scale", [2, 3, 7, 24])
+def test_upsample_broadcast_path_equals_the_gathered_formula_bit_for_bit(scale):
+    """The usual grid takes a broadcast path; it must give the bits of slope[lo] * frac + x[lo], float32 CAS
+    (promoted by the float64 grid) and float64 alike, for every length the arange grid produces."""
+    rng = np.random.default_rng(scale)
+    for length in (2, 3, 5, 17, 100, 341, 1000):
+        for x in (rng.random((length, 4)).astype(np.float32), rng.random(length), rng.random((length, 2, 3))):
+            pos = np.arange(0, length, 1 / scale)
+            lo = np.minimum(np.floor(pos).astype(np.int64), length - 2)
+            frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+            want = (x[lo + 1] - x[lo]) * frac + x[lo]
+            got = upsample_linear(x, scale)
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
 
 # --------------------------------------------------------------------------- agreement with the loop reference
 @pytest.mark.parametrize("head", ["rskp", "facnet", "wum", "stpn"])
@@ -180,3 +198,28 @@ def test_bad_inputs_raise_clear_errors():
         preset("wun")
     with pytest.raises(ConfigError, match="at least one threshold"):
         localize_video(np.ones(2), np.ones((5, 2)), None, LocalizationSettings(thresholds=()))
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 60), st.integers(0, 12), st.integers(0, 4)),
+                max_size=120),
+       st.sampled_from(["iou", "suppressed_length"]), st.booleans(), st.sampled_from([0.2, 0.5, 0.6]))
+def test_grouped_nms_one_group_at_a_time_keeps_what_all_groups_at_once_keep(rows, overlap, inclusive, threshold):
+    """Few groups go one by one (``FEW_GROUPS``), many all at once on padded arrays: the same segments, in the same
+    order (tied scores and zero-length segments included)."""
+    rows = sorted(rows)  # by group
+    group = np.array([r[0] for r in rows], dtype=np.int64)
+    starts = np.array([float(r[1]) for r in rows])
+    ends = starts + np.array([float(r[2]) for r in rows])
+    scores = np.array([r[3] / 4 for r in rows])
+    bounds = np.searchsorted(group, np.arange(13))
+    kw = dict(threshold=threshold, overlap=overlap, inclusive=inclusive)
+    old = proposals.FEW_GROUPS
+    try:
+        proposals.FEW_GROUPS = 10**6
+        one_by_one = grouped_nms(starts, ends, scores, bounds, **kw)
+        proposals.FEW_GROUPS = -1
+        batched = grouped_nms(starts, ends, scores, bounds, **kw)
+    finally:
+        proposals.FEW_GROUPS = old
+    assert one_by_one.tolist() == batched.tolist()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .inference import EvalResult, forward_batches, score_detections
+from .inference import EvalResult, forward_batches, host, score_detections
 # metrics.jsonl and TensorBoard are the run record's; re-exported where callers have always found them
 from .loggers import BRANCHES, TensorBoardLogger, metrics_line, read_metrics, write_metrics  # noqa: F401
 
@@ -55,7 +55,7 @@ class LossMeter:
     def add(self, losses: dict[str, Tensor], videos: int) -> None:
         """Add one forward pass: ``losses`` are batch means over ``videos`` videos."""
         for name, value in losses.items():
-            term = value.detach().float() * videos
+            term = value.detach().to(torch.promote_types(value.dtype, torch.float32)) * videos  # float64 stays
             self.sums[name] = self.sums[name] + term if name in self.sums else term
         self.videos += videos
 
@@ -68,10 +68,9 @@ class LossMeter:
 
 def _arrays(out: Any, rows: int, lengths: list[int]) -> list[tuple[Any, Any, Any, Any]]:
     """Per-video (scores (C,), cas (T, C), attention (T,) or None, score_cas (T, C) or None) of a HeadOutput."""
-    vs = out.video_scores.float().cpu().numpy()
-    cs = out.cas.float().cpu().numpy()
-    att = out.attention.float().cpu().numpy() if out.attention is not None else None
-    sc = out.score_cas.float().cpu().numpy() if out.score_cas is not None else None
+    vs, cs = host(out.video_scores), host(out.cas)
+    att = host(out.attention) if out.attention is not None else None
+    sc = host(out.score_cas) if out.score_cas is not None else None
     return [
         (vs[r], cs[r, :n], att[r, :n] if att is not None else None, sc[r, :n] if sc is not None else None)
         for r, n in zip(range(rows), lengths)

@@ -204,7 +204,8 @@ def gathered_memory_updates(memory: MemoryBank, num_representatives: int) -> Ite
         return
     n, c, d = num_representatives, memory.num_classes, memory.dim
     pad = rows - local
-    reps = torch.cat([r for r, _, _ in pending] + [torch.zeros(pad, n, d, device=device)])  # (rows, n, d)
-    scores = torch.cat([s for _, s, _ in pending] + [torch.zeros(pad, n, c, device=device)])  # (rows, n, C)
-    labels = torch.cat([y for _, _, y in pending] + [torch.zeros(pad, c, device=device)])  # (rows, C)
+    dtype = memory.bank.dtype  # every rank gathers the bank's dtype, also one that only pads
+    reps = torch.cat([r.to(dtype) for r, _, _ in pending] + [torch.zeros(pad, n, d, device=device, dtype=dtype)])
+    scores = torch.cat([s.to(dtype) for _, s, _ in pending] + [torch.zeros(pad, n, c, device=device, dtype=dtype)])
+    labels = torch.cat([y.to(dtype) for _, _, y in pending] + [torch.zeros(pad, c, device=device, dtype=dtype)])
     memory.update(reps, scores, labels, gather=all_gather_rows)

@@ -44,7 +44,9 @@ class MemoryWarmup:
             self.fill(trainer)
 
     def fill(self, trainer: Any) -> None:
-        """The warm-up pass: training videos in fixed order, eval mode, no gradients.
+        """The warm-up pass: every training video once, eval mode, no gradients, in batches of similar lengths
+        (``forward_batches``: far less padding than the dataset order); the bank keeps the top-s of all the
+        candidates offered, whatever their order.
 
         With several processes each rank passes over every ``world_size``-th video and the candidates of all are
         gathered into one update (``strategy.memory_step``), so every rank ends with the bank one process would fill.
@@ -57,7 +59,6 @@ class MemoryWarmup:
             (f, m, l)
             for f, m, l, _ in forward_batches(
                 dataset, self.config.train.eval_batch_size, trainer.device, trainer.datasets.collate,
-                sort_by_length=False,
             )
         )
         n = self.config.rskp.summarizer.num_representatives

@@ -64,8 +64,9 @@ class MemoryBank(nn.Module):
         expect(scores, "B n C", name="scores", sizes={**sizes, "C": self.num_classes})
         expect(labels, "B C", name="labels", sizes={**sizes, "C": self.num_classes})
         if self._deferred is not None:
-            # float32 as the bank stores them (and below): every process gathers the same dtype
-            self._deferred.append((reps.detach().float(), scores.detach().float(), labels.detach().float()))
+            # in the bank's dtype (float32; float64 in a float64 run): every process gathers the same dtype
+            dtype = self.bank.dtype
+            self._deferred.append((reps.detach().to(dtype), scores.detach().to(dtype), labels.detach().to(dtype)))
             return
         reps, scores, labels = reps.detach(), scores.detach(), labels.detach()
         if gather is not None:
@@ -88,7 +89,7 @@ class MemoryBank(nn.Module):
         """Collect the ``update`` calls made in the block instead of applying them.
 
         Yields:
-            The list the offers are appended to, as (reps (B, n, d), scores (B, n, C), labels (B, C)) in float32;
+            The list the offers are appended to, as (reps (B, n, d), scores (B, n, C), labels (B, C)) in the bank's dtype;
             the caller applies them with one ``update`` of their concatenation after the block (the kept set is the
             top-s of every candidate offered, so this equals applying them as they came). Retrieval in the block
             sees the bank as it was before it.

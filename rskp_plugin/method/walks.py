@@ -211,7 +211,8 @@ def scores_output(main: HeadOutput, tcam: Tensor, num_classes: int) -> HeadOutpu
     """A branch known by its TCAM alone (B, T, K) as a prediction: ``main`` with that TCAM and the CAS rule
     softmax(T)[..., :C] x main's attention (FAC-Net's and RSKP's; the probabilities alone where the head has no
     attention); main's video scores, attention and extras; no ``score_cas`` (the CAS is scored)."""
-    probs = torch.softmax(tcam.float(), dim=-1)[..., :num_classes].to(main.cas.dtype)
+    wide = tcam.to(torch.promote_types(tcam.dtype, torch.float32))  # float32 for bf16/fp16; float64 stays
+    probs = torch.softmax(wide, dim=-1)[..., :num_classes].to(main.cas.dtype)
     cas = probs * main.attention[..., None] if main.attention is not None else probs
     return main._replace(tcam=tcam.to(main.tcam.dtype), cas=cas, score_cas=None)
 
