@@ -104,7 +104,8 @@ def wrap_head(timers: Timers, cls: type) -> None:
 def install(timers: Timers) -> None:
     """Timers around the engine's phases and the method's parts (module attributes where they are looked up)."""
     from rskp_plugin.engine import diagnostics, inference, loop, trainer, warmup
-    from rskp_plugin.method import losses, memory, model as model_module, representatives, teacher, walks, wrapper
+    from rskp_plugin.method import losses, memory, representatives, teacher, walks, wrapper
+    from rskp_plugin.method import model as model_module
     from rskp_plugin.method.summarizer import EMSummarizer
 
     timers.wrap(trainer.Trainer, "train_epoch", "other", phase="train")
