@@ -173,6 +173,13 @@ def test_no_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
+def test_heads_import_the_head_contract_not_the_post_processing() -> None:
+    """A head declares its localisation rules as a ``LocalizationSettings`` from the head contract (``protocols``);
+    the routine that applies them (``localization``) is no business of the head."""
+    graph, _ = _scan()
+    assert [m for m in graph if m.startswith("rskp_heads.") and "rskp_plugin.localization" in graph[m]] == []
+
+
 def test_no_private_name_used_across_modules() -> None:
     _, offences = _scan()
     assert offences == []
