@@ -13,7 +13,7 @@ import torch
 
 from _tiny import config, tiny_dataset, train_epochs
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, Trainer
 from rskp_plugin.engine.diagnostics import (

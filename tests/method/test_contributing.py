@@ -11,7 +11,7 @@ import torch
 from _toy import labelled_batch
 
 from rskp_plugin import RSKPConfig, RSKPWrapper, create_head
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.method import registry
 from rskp_plugin.method.propagation import birw_walks
 
