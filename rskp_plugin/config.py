@@ -14,7 +14,7 @@ from attrs.validators import and_, ge, gt, in_, le, lt
 
 from .config_io import MOVED_KEYS, set_values
 from .errors import ConfigError
-from .method.registry import walk_methods
+from .method.registry import LOSS_TERMS, walk_methods
 
 
 #: ``rskp.summarizer.method``: how the representative snippets mu^a are made (``rskp_plugin.method.representatives``).
@@ -68,6 +68,25 @@ class MemoryConfig:
         "index 100 of 200)."))
 
 
+def _term_weights(value: Any) -> Any:
+    """YAML ints as float weights; the rest for the validator."""
+    if isinstance(value, Mapping):
+        return {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in value.items()}
+    return value
+
+
+def _registered_terms(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """A mapping of the loss terms registered when the value is checked to weights >= 0."""
+    if not isinstance(value, dict):
+        raise TypeError(f"'{attribute.name}' must be a mapping of loss term names to weights, got {value!r}", value)
+    for name, weight in value.items():
+        if name not in LOSS_TERMS:
+            known = ", ".join(LOSS_TERMS) or "none is registered (method.registry.register_loss_term)"
+            raise ValueError(f"'{attribute.name}': unknown loss term {name!r}; the registered terms: {known}")
+        if not isinstance(weight, float) or weight < 0:
+            raise ValueError(f"'{attribute.name}': the weight of {name!r} must be a number >= 0, got {weight!r}")
+
+
 @attrs.frozen(kw_only=True)
 class LossConfig:
     """Loss weights (eq. 8) and the distillation temperature."""
@@ -103,6 +122,11 @@ class LossConfig:
         "mean of |F - F^a| (\"l1\") or (F - F^a)^2 (\"l2\") over snippets and channels; \"none\": off (paper)."))
     feature_weight: float = attrs.field(default=1.0, validator=ge(0), metadata=_doc(
         "Weight of feature_loss (supplement Table 3 gives none; 1)."))
+    terms: dict[str, float] = attrs.field(factory=dict, converter=_term_weights, validator=_registered_terms,
+                                          metadata=_doc(
+        "Loss terms registered with ``method.registry.register_loss_term`` and their weights, e.g. "
+        "{score_agreement: 0.1}; each is ramped up like RSKP's own terms. Empty: eq. 8 as in the paper and the "
+        "official code."))
 
 
 @attrs.frozen(kw_only=True)
