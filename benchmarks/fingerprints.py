@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import torch
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import VideoDataset, VideoRecord, collate
 from rskp_plugin.engine import Datasets, Trainer, load_experiment
 

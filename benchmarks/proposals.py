@@ -26,7 +26,9 @@ from rich.table import Table
 
 from _timing import best_time  # beside this script (its folder is on sys.path when run)
 
-from rskp_plugin.localization import localize, localize_video, preset
+from rskp_heads import facnet, stpn, wum
+from rskp_plugin.localization import localize, localize_video
+from rskp_plugin.protocols import LocalizationSettings
 from rskp_plugin.reference.localization import ref_localize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14reduced-annotations"
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     lengths, gts, source = videos(args.data, rng)
-    settings = preset(args.head)
+    settings = {"rskp": LocalizationSettings(), "facnet": facnet.OFFICIAL_LOCALIZATION, "wum": wum.LOCALIZATION,
+                "stpn": stpn.LOCALIZATION}[args.head]
     names, class_names = [f"video_{i}" for i in range(len(lengths))], [f"class_{c}" for c in range(20)]
     table = Table(title=f"Proposal generation, {len(lengths)} videos ({sum(lengths)} snippets), 20 classes, "
                         f"{args.head} rules ({len(settings.thresholds)} + {len(settings.attention_thresholds)} "

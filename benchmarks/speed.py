@@ -25,7 +25,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.engine import Trainer, build_datasets, environment, load_experiment, resolve_device
 
 

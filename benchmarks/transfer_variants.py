@@ -19,7 +19,7 @@ import time
 
 import attrs
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.engine import Trainer, build_datasets, load_experiment
 
 

@@ -20,32 +20,28 @@ from torch import Tensor, nn
 
 from rskp_plugin.functional import embed_linear, masked_gaussian_smooth, masked_mean, masked_sum, stack_affine
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings
-from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.protocols import HeadOutput, HeadSpec, LocalizationSettings, Propagated, affine_branches
 from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
-def bm_localization() -> LocalizationSettings:
-    """DGAM-style inference (docs/heads.md 4.4) as far as the shared settings express it.
-
-    Classes with video score > 0.1 (else the arg-max); thresholds 0.03 (DGAM's RGB) and 0.08 (flow) on
-    psi = lambda sigma(a), pooled because one JOINT model replaces the two streams; OIC score with kappa = 0.3 and
-    flanks of a quarter of the length; x20 linear upsampling; IoU-NMS at 0.5.
-    """
-    return LocalizationSettings(
-        thresholds=(0.03, 0.08),
-        class_threshold=0.1,
-        fallback_argmax=True,
-        min_length=1,
-        inflation=0.25,
-        outer_weight=0.3,
-        inner_includes_next=False,
-        nms_threshold=0.5,
-        nms_overlap="iou",
-        upsample=20,
-        strict=True,
-    )
+#: DGAM-style inference (docs/heads.md 4.4) as far as the shared settings express it: classes with video score > 0.1
+#: (else the arg-max); thresholds 0.03 (DGAM's RGB) and 0.08 (flow) on psi = lambda sigma(a), pooled because one
+#: JOINT model replaces the two streams; OIC score with kappa = 0.3 and flanks of a quarter of the length; x20
+#: linear upsampling; IoU-NMS at 0.5.
+LOCALIZATION = LocalizationSettings(
+    thresholds=(0.03, 0.08),
+    class_threshold=0.1,
+    fallback_argmax=True,
+    min_length=1,
+    inflation=0.25,
+    outer_weight=0.3,
+    inner_includes_next=False,
+    nms_threshold=0.5,
+    nms_overlap="iou",
+    upsample=20,
+    strict=True,
+)
 
 
 def softmax_nll(logits: Tensor, target: Tensor) -> Tensor:
@@ -120,7 +116,7 @@ class BMHead(nn.Module):
         self.cluster = nn.Linear(embed_dim, 2) if cluster_weight > 0 else None
         nn.init.xavier_uniform_(self.embedding.weight)
         nn.init.zeros_(self.embedding.bias)
-        self.localization = bm_localization()
+        self.localization = LOCALIZATION
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""

@@ -17,10 +17,23 @@ from torch import Tensor, nn
 
 from rskp_plugin.functional import embed_linear
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings
-from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated
+from rskp_plugin.protocols import HeadOutput, HeadSpec, LocalizationSettings, Propagated
 from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
+
+
+#: RSKP's own inference rules (docs/heads.md 2.5), which FAC-Net + RSKP localises with: the ``LocalizationSettings``
+#: defaults.
+LOCALIZATION = LocalizationSettings()
+
+#: FAC-Net's official per-stream rules (docs/heads.md 6), for comparison; its late fusion of the RGB and flow streams
+#: is left to the caller.
+OFFICIAL_LOCALIZATION = LocalizationSettings(
+    thresholds=tuple(round(0.03 + 0.005 * i, 6) for i in range(5)),
+    min_length=3,
+    outer_weight=0.6,
+    nms_threshold=0.2,
+)
 
 
 def cosine_logits(x: Tensor, centres: Tensor, scale: float, eps: float) -> Tensor:
@@ -81,7 +94,7 @@ class FACNetHead(nn.Module):
         nn.init.zeros_(self.embedding.bias)
         nn.init.xavier_uniform_(self.centres)
         self.foreground = nn.Parameter(-self.centres.detach()[num_classes:].clone())  # g = -A[C], (1, d)
-        self.localization = LocalizationSettings()  # RSKP's own inference rules (docs/heads.md 2.5)
+        self.localization = LOCALIZATION
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""

@@ -18,15 +18,22 @@ from torch import Tensor, nn
 
 from rskp_plugin.functional import embed_linear, masked_sum, stack_affine
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings, preset
-from rskp_plugin.protocols import HeadOutput, HeadSpec, Propagated, affine_branches
+from rskp_plugin.protocols import HeadOutput, HeadSpec, LocalizationSettings, Propagated, affine_branches
 from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
-def stpn_localization() -> LocalizationSettings:
-    """The reproduction's inference (docs/heads.md 3.3): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24."""
-    return preset("stpn")
+#: The reproduction's inference (docs/heads.md 3.3): psi >= 0.05, score = mean inside, no OIC, IoU-NMS 0.5, x24.
+LOCALIZATION = LocalizationSettings(
+    thresholds=(0.05,),
+    min_length=1,
+    outer_weight=0.0,
+    inner_includes_next=False,
+    nms_threshold=0.5,
+    nms_overlap="iou",
+    upsample=24,
+    strict=False,
+)
 
 
 class STPNHead(nn.Module):
@@ -82,7 +89,7 @@ class STPNHead(nn.Module):
         for layer in (self.embedding, self.attention[0], self.attention[2], self.classifier):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
-        self.localization = stpn_localization()
+        self.localization = LOCALIZATION
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = Dropout(ReLU(W_e F + b_e)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d)."""

@@ -19,15 +19,27 @@ from torch import Tensor, nn
 
 from rskp_plugin.functional import dropout, masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings, preset
-from rskp_plugin.protocols import HeadOutput, HeadSpec
+from rskp_plugin.protocols import HeadOutput, HeadSpec, LocalizationSettings
 from rskp_plugin.recipes import read_recipe
 from rskp_plugin.shapes import as_mask, expect
 
 
-def wum_localization() -> LocalizationSettings:
-    """Official inference (docs/heads.md 5.4): 10 CAS, 9 magnitude thresholds, OIC + 0.2 video score, IoU-NMS 0.6."""
-    return preset("wum")
+#: Official inference (docs/heads.md 5.4): 10 CAS, 9 magnitude thresholds, OIC + 0.2 video score, IoU-NMS 0.6.
+LOCALIZATION = LocalizationSettings(
+    thresholds=tuple(round(0.025 * i, 6) for i in range(10)),
+    attention_thresholds=tuple(round(0.4 + 0.025 * i, 6) for i in range(9)),
+    class_threshold=0.2,
+    fallback_argmax=True,
+    min_length=2,
+    video_score_weight=0.2,
+    inner_includes_next=False,
+    nms_threshold=0.6,
+    nms_overlap="iou",
+    upsample=24,
+    strict=False,
+    zero_below_threshold=True,
+    nms_units="seconds",
+)
 
 
 def minmax_normalize(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -107,7 +119,7 @@ class WUMHead(nn.Module):
         self.embedding = nn.Conv1d(feature_dim, embed_dim, kernel_size=3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(embed_dim, num_classes, bias=False)  # = Conv1d(d, C, 1, bias=False)
-        self.localization = wum_localization()
+        self.localization = LOCALIZATION
 
     def embed(self, features: Tensor, mask: Tensor) -> Tensor:
         """X = ReLU(Conv1d_k3(F)), zero on padding. features (B, T, D), mask (B, T) -> (B, T, d).

@@ -14,7 +14,7 @@ from .errors import (
     TrainingError,
     UnknownHeadError,
 )
-from .protocols import Head, HeadOutput, HeadSpec, Propagated, affine_branches
+from .protocols import Head, HeadOutput, HeadSpec, LocalizationSettings, Propagated, affine_branches
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ __all__ = [
     "Head",
     "HeadOutput",
     "HeadSpec",
+    "LocalizationSettings",
     "MissingDependencyError",
     "OutputError",
     "PluginLoadError",

@@ -143,7 +143,7 @@ def row_config(config: Any, row: AblationRow, table: str) -> Any:
     Raises:
         ConfigError: an override names an unknown key or an invalid value; the message names the table and row.
     """
-    from .config import apply_overrides
+    from .config_io import apply_overrides
 
     try:
         changed = apply_overrides(config, list(row.overrides))

@@ -34,7 +34,8 @@ import attrs
 import numpy as np
 import torch
 
-from .config import RSKPConfig, check_values, from_mapping, non_default_mapping
+from .config import RSKPConfig, check_values
+from .config_io import from_mapping, non_default_mapping
 from .errors import ConfigError
 from .recipes import Recipe, flatten
 

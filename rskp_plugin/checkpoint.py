@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, OutputError
+from .errors import CheckpointError, OutputError, UnknownHeadError
+from .formats.npy import why_not_a_file
 from .migrations import MIGRATIONS
+from .plugins import head_specs
 
 FORMAT = "rskp-checkpoint"
 FORMAT_VERSION = 4
@@ -105,8 +107,6 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        from .formats.npy import why_not_a_file
-
         raise CheckpointError(f"Checkpoint {os.fspath(path)!r} {why_not_a_file(path)}; pass a .pt file written by "
                               "'rskp train'")
     try:
@@ -225,8 +225,6 @@ def restore_training(data: dict[str, Any], model: torch.nn.Module, optimizer: to
 
 def head_record(name: str) -> dict[str, str]:
     """``meta["head"]``: the head's name and the distribution and version that provide it ("" if registered in code)."""
-    from .plugins import head_specs
-
     spec = head_specs().get(name)
     dist, _, version = (spec.distribution if spec is not None else "").partition(" ")
     return {"name": name, "distribution": dist, "version": version}
@@ -234,9 +232,6 @@ def head_record(name: str) -> dict[str, str]:
 
 def check_head_installed(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Raise ``UnknownHeadError`` naming the distribution to install when the checkpoint's head is not installed."""
-    from .errors import UnknownHeadError
-    from .plugins import head_specs
-
     name = str(data["config"]["head"]["name"])
     installed = head_specs()
     if name in installed:

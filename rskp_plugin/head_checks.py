@@ -14,7 +14,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from .config import MemoryConfig, RSKPConfig
 from .localization_settings import LocalizationSettings
+from .method.propagation import birw_factors
+from .method.wrapper import RSKPWrapper
 from .protocols import HeadOutput, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message
 
 
@@ -232,8 +235,6 @@ def _check_factored(factory: Callable[..., Any], case: CheckCase, c: int, d_in: 
     head = factory(num_classes=c, feature_dim=d_in).double().eval()
     if not head_traits(head).forward_branches:
         return
-    from .method.propagation import birw_factors
-
     gen = torch.Generator().manual_seed(5)
     feats = head.embed(case.garbage.double(), case.mask).detach().requires_grad_()
     batch, d = feats.shape[0], feats.shape[-1]
@@ -336,9 +337,6 @@ def _check_state_dict(
 
 
 def _check_wrapper(factory: Callable[..., Any], case: CheckCase, c: int, d_in: int, **_: Any) -> None:
-    from .config import MemoryConfig, RSKPConfig
-    from .method.wrapper import RSKPWrapper  # lazy: heads never import the wrapper, nor does this module at import time
-
     torch.manual_seed(0)
     model = RSKPWrapper(factory(num_classes=c, feature_dim=d_in), RSKPConfig(memory=MemoryConfig(warmup_epochs=0)))
     model.train()

@@ -1,7 +1,7 @@
 """TCAM -> proposals -> scores -> NMS -> detections. Never imports model code.
 
 One routine covers the localisation rules of every shipped head (docs/heads.md 2.5, 3.3, 5.4, 6); a head differs only in
-its :class:`LocalizationSettings` (see :func:`preset`). Everything is vectorised over thresholds, snippets and
+its :class:`LocalizationSettings`, which the head declares (its ``localization``). Everything is vectorised over thresholds, snippets and
 classes: binarise a (K, C, T) tensor, find run starts/ends with ``diff``, take inner/outer means from cumulative sums.
 NMS is greedy per (video, class) with vectorised overlaps; its Python loop runs only over the kept proposals.
 
@@ -26,51 +26,6 @@ import numpy as np
 from .errors import ConfigError, ShapeError
 from .localization_settings import LocalizationSettings
 from .proposals import cumsum0, find_runs, grouped_nms, oic_scores, upsample_linear
-
-
-def preset(name: str) -> LocalizationSettings:
-    """The official localisation rules of a head: "rskp", "facnet", "wum" or "stpn" (docs/heads.md 2.5, 6, 5.4, 3.3).
-
-    FAC-Net's and STPN's two-stream fusion (one call per stream, then a second NMS) is left to the head; these are
-    the per-stream rules.
-    """
-    presets = {
-        "rskp": LocalizationSettings(),
-        "facnet": LocalizationSettings(
-            thresholds=tuple(round(0.03 + 0.005 * i, 6) for i in range(5)),
-            min_length=3,
-            outer_weight=0.6,
-            nms_threshold=0.2,
-        ),
-        "wum": LocalizationSettings(
-            thresholds=tuple(round(0.025 * i, 6) for i in range(10)),
-            attention_thresholds=tuple(round(0.4 + 0.025 * i, 6) for i in range(9)),
-            class_threshold=0.2,
-            fallback_argmax=True,
-            min_length=2,
-            video_score_weight=0.2,
-            inner_includes_next=False,
-            nms_threshold=0.6,
-            nms_overlap="iou",
-            upsample=24,
-            strict=False,
-            zero_below_threshold=True,
-            nms_units="seconds",
-        ),
-        "stpn": LocalizationSettings(
-            thresholds=(0.05,),
-            min_length=1,
-            outer_weight=0.0,
-            inner_includes_next=False,
-            nms_threshold=0.5,
-            nms_overlap="iou",
-            upsample=24,
-            strict=False,
-        ),
-    }
-    if name not in presets:
-        raise ConfigError(f'Unknown localisation preset "{name}". Known: {", ".join(sorted(presets))}.')
-    return presets[name]
 
 
 class Detections(NamedTuple):

@@ -1,7 +1,8 @@
 """How a head's CAS becomes detections: the settings of :mod:`rskp_plugin.localization` and its building blocks in
 :mod:`rskp_plugin.proposals`, in a module of their own so that both import it and neither imports the other.
 
-Head authors import it from :mod:`rskp_plugin.localization`, beside :func:`~rskp_plugin.localization.preset`.
+Part of the head contract: head authors import it from :mod:`rskp_plugin.protocols` and declare their rules as a
+value of it (the head's ``localization``; each built-in head keeps its own as ``LOCALIZATION`` in its file).
 """
 
 from __future__ import annotations

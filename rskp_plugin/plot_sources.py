@@ -137,7 +137,7 @@ def plot_run(*, run: str | os.PathLike[str] | None = None, checkpoint: str | os.
     """
     require_matplotlib()
     from .checkpoint import load_checkpoint
-    from .config import from_mapping
+    from .config_io import from_mapping
     from .engine import ExperimentConfig, build_datasets
     from .engine.loggers import read_metrics
     from .engine.predict import load_trained_model

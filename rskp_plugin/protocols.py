@@ -12,7 +12,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from .localization_settings import LocalizationSettings
+from .localization_settings import LocalizationSettings  # part of the contract: heads import it from here
 
 
 class HeadOutput(NamedTuple):

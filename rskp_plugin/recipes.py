@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import attrs
 import yaml
 
-from .config import RSKPConfig, check_values, non_default_mapping, set_values
+from .config import RSKPConfig, check_values
+from .config_io import non_default_mapping, set_values
 from .errors import ConfigError
 from .yaml_io import safe_load_yaml, yaml_problem
 

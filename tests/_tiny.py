@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import VideoDataset, VideoRecord
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer
 

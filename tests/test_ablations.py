@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rskp_plugin import ablations, bench, bench_runs, cli
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.errors import ConfigError
 

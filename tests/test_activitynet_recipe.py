@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rskp_plugin import cli
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import make_synthetic
 from rskp_plugin.data import synthetic_activitynet as anet
 from rskp_plugin.data.synthetic import PRESETS

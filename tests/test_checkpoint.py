@@ -218,7 +218,8 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensors_and_their_shapes(tmp_p
 
 def test_a_version_3_checkpoint_keeps_its_walk_settings(tmp_path) -> None:
     """Up to format 3 the walk's w and lambda sat at the top of ``rskp``; they load as ``rskp.propagation``'s."""
-    from rskp_plugin.config import RSKPConfig, from_mapping
+    from rskp_plugin.config import RSKPConfig
+    from rskp_plugin.config_io import from_mapping
 
     payload = {**_payload(), "format_version": 3}
     payload["config"]["rskp"] = {"walk_weight": 0.25, "walk_temperature": 7.0, "propagation": {"steps": 4}}

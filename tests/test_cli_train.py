@@ -399,7 +399,7 @@ def test_a_run_says_what_rskp_does_when_and_warns_when_the_bank_never_fills(tmp_
 
 
 def test_a_set_typo_gets_a_suggestion() -> None:
-    from rskp_plugin.config import apply_overrides
+    from rskp_plugin.config_io import apply_overrides
     from rskp_plugin.engine import ExperimentConfig
     from rskp_plugin.errors import ConfigError
 

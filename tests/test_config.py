@@ -2,7 +2,8 @@
 
 import pytest
 
-from rskp_plugin.config import RSKPConfig, apply_overrides, from_mapping, load_yaml, set_values
+from rskp_plugin.config import RSKPConfig
+from rskp_plugin.config_io import apply_overrides, from_mapping, load_yaml, set_values
 from rskp_plugin.errors import ConfigError
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rskp_plugin import cli
-from rskp_plugin.config import load_yaml
+from rskp_plugin.config_io import load_yaml
 from rskp_plugin.data import make_synthetic, write_wtalc
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.errors import ConfigError

@@ -1,4 +1,5 @@
-"""The package's import graph: no import cycle, and no module reaches into another module's private names.
+"""The package's import graph: no import cycle, and no module reaches into another module's private names (by import,
+by attribute of an imported module, or by attribute of another module's object).
 
 Every module of ``rskp_plugin`` and of the built-in heads (``heads/``, installed as ``rskp_heads``) is parsed with
 ``ast``; imports count wherever they stand (module level, inside functions, under ``if TYPE_CHECKING:``), because
@@ -173,9 +174,58 @@ def test_no_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
+def test_heads_import_the_head_contract_not_the_post_processing() -> None:
+    """A head declares its localisation rules as a ``LocalizationSettings`` from the head contract (``protocols``);
+    the routine that applies them (``localization``) is no business of the head."""
+    graph, _ = _scan()
+    assert [m for m in graph if m.startswith("rskp_heads.") and "rskp_plugin.localization" in graph[m]] == []
+
+
 def test_no_private_name_used_across_modules() -> None:
     _, offences = _scan()
     assert offences == []
+
+
+#: Names with a leading underscore that are public API of the standard library (``NamedTuple``'s methods).
+PUBLIC_UNDERSCORED = {"_replace", "_fields", "_asdict", "_make", "_field_defaults"}
+
+
+def _private_definitions(tree: ast.AST) -> set[str]:
+    """The private names a module defines: functions, classes, module variables, attributes it assigns."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return {name for name in names if _private(name)}
+
+
+def _private_attribute_uses(trees: dict[str, ast.AST]) -> list[str]:
+    """``obj._name`` where ``obj`` is not ``self``/``cls`` and ``_name`` is defined by another project module only:
+    a private method or attribute of another module's object, reached through an attribute."""
+    defined = {module: _private_definitions(tree) for module, tree in trees.items()}
+    offences = []
+    for module, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _private(node.attr)) or node.attr in PUBLIC_UNDERSCORED:
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls") or node.attr in defined[module]:
+                continue
+            owners = sorted(other for other, names in defined.items() if node.attr in names)
+            if owners:
+                offences.append(f"{module}:{node.lineno}: uses {node.attr} of {', '.join(owners)}")
+    return offences
+
+
+def test_no_private_attribute_of_another_modules_object() -> None:
+    trees = {module: ast.parse(path.read_text(encoding="utf-8")) for module, (path, _) in MODULES.items()}
+    assert _private_attribute_uses(trees) == []
+    caught = _private_attribute_uses({"a": ast.parse("class W:\n    def _embed(self): pass\n"),
+                                      "b": ast.parse("def f(w):\n    return w._embed(), w._replace()\n")})
+    assert caught == ["b:2: uses _embed of a"]
 
 
 def test_the_checks_catch_what_they_are_for() -> None:

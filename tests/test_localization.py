@@ -19,10 +19,14 @@ from rskp_plugin.localization import (
     LocalizationSettings,
     localize,
     localize_video,
-    preset,
     upsample_linear,
 )
 from rskp_plugin.proposals import grouped_nms, nms
+from rskp_heads import facnet, stpn, wum
+
+#: The localisation rules of RSKP's own code and of the official codes of the heads (each kept in its head file).
+RULES = {"rskp": LocalizationSettings(), "facnet": facnet.OFFICIAL_LOCALIZATION, "wum": wum.LOCALIZATION,
+         "stpn": stpn.LOCALIZATION}
 
 
 def _assert_same(det: Detections, ref):
@@ -115,7 +119,7 @@ def test_upsample_broadcast_path_equals_the_gathered_formula_bit_for_bit(scale):
 @pytest.mark.parametrize("head", ["rskp", "facnet", "wum", "stpn"])
 def test_presets_agree_with_loop_reference(head):
     rng = np.random.default_rng({"rskp": 1, "facnet": 2, "wum": 3, "stpn": 4}[head])
-    st = preset(head)
+    st = RULES[head]
     total = 0
     for _ in range(6):
         T, C = int(rng.integers(5, 60)), 4
@@ -134,7 +138,7 @@ def test_padding_and_tensors_give_the_same_detections():
     rng = np.random.default_rng(5)
     cas = smooth_cas(rng, 40, 3)
     p = np.array([0.5, 0.2, 0.05])
-    st = preset("rskp")
+    st = RULES["rskp"]
     base = localize_video(p, cas, None, st)
     padded = np.concatenate([cas, rng.random((9, 3))])
     for other in (localize_video(p, padded, None, st, num_snippets=40),
@@ -177,25 +181,23 @@ def test_localize_on_the_real_thumos_lengths_runs_fast():
     cas = [smooth_cas(rng, int(n), 20) for n in lengths]
     scores = [rng.random(20) for _ in lengths]
     names, classes = [str(i) for i in range(len(lengths))], [str(c) for c in range(20)]
-    out = localize(names, scores, cas, None, preset("rskp"), classes)
+    out = localize(names, scores, cas, None, RULES["rskp"], classes)
     assert len(out["results"]) == len(lengths)
 
 
 # --------------------------------------------------------------------------- bad input
 def test_bad_inputs_raise_clear_errors():
-    st = preset("rskp")
+    st = RULES["rskp"]
     with pytest.raises(ShapeError, match="cas must have shape"):
         localize_video(np.ones(3), np.ones((5, 2)), None, st)
     with pytest.raises(ShapeError, match="NaN"):
         localize_video(np.ones(2), np.full((5, 2), np.nan), None, st)
     with pytest.raises(ShapeError, match="attention is None"):
-        localize_video(np.ones(2), np.ones((5, 2)), None, preset("wum"))
+        localize_video(np.ones(2), np.ones((5, 2)), None, RULES["wum"])
     with pytest.raises(ShapeError, match="video 'b'"):
         localize(["a", "b"], [np.ones(2), np.ones(3)], [np.ones((4, 2)), np.ones((4, 2))], None, st, ["x", "y"])
     with pytest.raises(ShapeError, match="align"):
         localize(["a"], [np.ones(2), np.ones(2)], [np.ones((4, 2))], None, st, ["x", "y"])
-    with pytest.raises(ConfigError, match="Unknown localisation preset"):
-        preset("wun")
     with pytest.raises(ConfigError, match="at least one threshold"):
         localize_video(np.ones(2), np.ones((5, 2)), None, LocalizationSettings(thresholds=()))
 

@@ -25,7 +25,8 @@ import attrs
 from attrs.validators import and_, ge, gt, in_, instance_of, lt
 
 from .. import recipes
-from ..config import RSKPConfig, apply_overrides, from_mapping, non_default_mapping, set_values
+from ..config import RSKPConfig
+from ..config_io import apply_overrides, from_mapping, non_default_mapping, set_values
 from ..errors import ConfigError
 from ..sources import data_source_names
 from ..yaml_io import merge_mappings

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from ..checkpoint import check_head_installed, load_checkpoint, state_mismatch
-from ..config import from_mapping
+from ..config_io import from_mapping
 from ..errors import CheckpointError, DataError
 from ..formats.npy import load_npy, npy_header, why_not_a_file
 from .build import build_model, resolve_device

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import attrs
 
-from ..config import apply_overrides, from_mapping, set_values
+from ..config_io import apply_overrides, from_mapping, set_values
 from ..errors import ConfigError
 from .config import ExperimentConfig, config_to_dict
 
@@ -47,7 +47,7 @@ def check_config_file(path: Path, stored: ExperimentConfig, resumed: ExperimentC
     """``ConfigError`` when the run folder's ``config.yaml`` says something else than the checkpoint (it was edited):
     resuming would ignore the edit and then write over it. The file may also equal the resumed config (the same
     ``--set`` overrides again: the run was stopped after it wrote them, before a checkpoint)."""
-    from ..config import load_yaml
+    from ..config_io import load_yaml
     from .record import absolute_data_root
 
     if not path.is_file():

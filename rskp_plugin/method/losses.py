@@ -1,13 +1,71 @@
-"""RSKP's own loss terms (eq. 7 and the attention normalisation of eq. 8). All are mask-aware."""
+"""RSKP's own loss terms (eq. 7 and the attention normalisation of eq. 8), all mask-aware; their weights as plain
+values (``LossWeights``); what a registered loss term receives (``TermInputs``, ``registered_terms``)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..config import LossConfig
 from ..functional import masked_mean, masked_topk_mean, topk_counts
+from ..protocols import HeadOutput, Propagated
+from .registry import LOSS_TERMS, LossTerm
+
+
+class LossWeights(NamedTuple):
+    """The weights of eq. 8 and RSKP's other terms as plain values, read once from ``rskp.losses``
+    (``loss_weights``); the fields are ``LossConfig``'s (docs/config.md), the registered terms resolved."""
+
+    distillation: float
+    distillation_after_warmup: float
+    distillation_temperature: float
+    attention_normalization: float
+    attention_topk_ratio: int
+    inter_classification: float
+    intra_classification: float
+    rampup_epochs: int | None
+    feature_loss: str
+    feature_weight: float
+    terms: tuple[tuple[str, LossTerm, float], ...]  # (name, term, weight) of each registered term with weight > 0
+
+
+def loss_weights(config: LossConfig) -> LossWeights:
+    """``config`` as plain values, its registered terms looked up (``method.registry.LOSS_TERMS``)."""
+    values = {name: getattr(config, name) for name in LossWeights._fields if name != "terms"}
+    terms = tuple((name, LOSS_TERMS[name], weight) for name, weight in config.terms.items() if weight > 0)
+    return LossWeights(**values, terms=terms)
+
+
+class TermInputs(NamedTuple):
+    """What a registered loss term receives: the batch and every branch of one training forward.
+
+    Attributes:
+        head: the head (its ``classify``, ``classification_loss``, ...).
+        features: (B, T, d) F, the head's embedding.
+        mask: (B, T) bool, True on real snippets.
+        labels: (B, C) multi-hot video labels.
+        main, intra: the head on F and on the intra walk's F^a (``HeadOutput``).
+        inter: the head on the inter walk's F^e once the memory bank is used, else None.
+        walked: the walks' outputs, factored (``Propagated``; ``.dense()`` gives F^a, F^e); empty when
+            ``rskp.propagation.method`` walks scores.
+    """
+
+    head: Any
+    features: Tensor
+    mask: Tensor
+    labels: Tensor
+    main: HeadOutput
+    intra: HeadOutput
+    inter: HeadOutput | None
+    walked: list[Propagated]
+
+
+def registered_terms(weights: LossWeights, inputs: TermInputs, ramp: float) -> dict[str, Tensor]:
+    """Each registered term with weight > 0, times its weight and the ramp-up ``ramp``, by name."""
+    return {name: ramp * weight * term(inputs) for name, term, weight in weights.terms}
 
 
 def distillation(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..config import RSKPConfig
 from ..errors import ShapeError
-from .losses import attention_normalization
+from .losses import LossWeights, attention_normalization, loss_weights
 from .memory import MemoryBank
 from ..protocols import (
     Head, HeadOutput, HeadTraits, declared_recipe_attributes, head_traits, missing_head_parts, recipe_attribute_message,
@@ -143,17 +143,15 @@ def validate_inputs(head: Head, features: Tensor, mask: Tensor | None, labels: T
     return features, mask
 
 
-def head_losses(head: Head, traits: HeadTraits, main: HeadOutput, labels: Tensor, mask: Tensor,
-                config: RSKPConfig) -> dict[str, Tensor]:
+def head_losses(head: Head, main: HeadOutput, labels: Tensor, mask: Tensor, weights: LossWeights
+                ) -> dict[str, Tensor]:
     """Losses of the main branch that do not depend on RSKP: the head's own terms and L_att."""
     losses = {"cls/main": head.classification_loss(main, labels, mask)}
     for name, value in head.auxiliary_loss(main, labels, mask).items():
         losses[f"aux/{name}"] = value
-    beta = config.losses.attention_normalization
+    beta = weights.attention_normalization
     if beta > 0 and main.attention is not None:
-        losses["att_norm"] = beta * attention_normalization(
-            main.attention, mask, ratio=config.losses.attention_topk_ratio
-        )
+        losses["att_norm"] = beta * attention_normalization(main.attention, mask, ratio=weights.attention_topk_ratio)
     return losses
 
 
@@ -183,6 +181,7 @@ class HeadOnlyModel(nn.Module):
         self.head = head
         self.traits = head_traits(head)
         self.config = RSKPConfig() if config is None else config
+        self.weights = loss_weights(self.config.losses)
 
     @property
     def memory_ready(self) -> bool:
@@ -195,7 +194,7 @@ class HeadOnlyModel(nn.Module):
         losses: dict[str, Tensor] = {}
         loss = None
         if labels is not None:
-            losses = head_losses(self.head, self.traits, main, labels, mask, self.config)
+            losses = head_losses(self.head, main, labels, mask, self.weights)
             loss = torch.stack(list(losses.values())).sum()
         return RSKPOutput(main.video_scores, main.cas, main.attention, main, None, None, None, losses, loss,
                           main.score_cas)

@@ -28,7 +28,7 @@ from ..config import RSKPConfig
 from ..protocols import Head, HeadOutput, Propagated
 from .branch_outputs import branch_outputs
 from .branches import ForwardBranches, branch_parameter_names, fuse_outputs, separate_random_stream
-from .losses import feature_distance, rampup_weight
+from .losses import TermInputs, feature_distance, loss_weights, rampup_weight, registered_terms
 from .memory import MemoryBank
 from .model import Branches, HeadOnlyModel, RSKPOutput, check_head, head_losses, predict, validate_inputs
 from .representatives import Representatives, Selection
@@ -71,8 +71,13 @@ class RSKPWrapper(nn.Module):
                                config.fusion.pseudo_label_intra, config.fusion.test_main,
                                config.losses.distillation_temperature)
         self.memory = MemoryBank(head.num_classes, config.memory.slots, head.embed_dim)
+        self.memory_enabled, self.warmup_epochs = config.memory.enabled, config.memory.warmup_epochs
+        self.weights = loss_weights(config.losses)  # eq. 8's weights and the registered terms, as plain values
+        # test-time fusion (``rskp.fusion``): main alone, or main fused with intra at weight ``test_main``
+        self.use_intra_at_test, self.test_main = config.fusion.use_intra_at_test, config.fusion.test_main
+        self.head_gradient, self.factored_branches = p.head_gradient, config.factored_branches
         # the propagated branches' own copies of some head parameters (``rskp.propagation.branch_parameters``)
-        self.branch_names = branch_parameter_names(head, config.propagation.branch_parameters)
+        self.branch_names = branch_parameter_names(head, p.branch_parameters)
         params = dict(head.named_parameters())
         self.branch_weights = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.branch_names])
         self.rampup = 1.0  # weight of RSKP's own loss terms in this epoch (``start_epoch``)
@@ -99,13 +104,13 @@ class RSKPWrapper(nn.Module):
         if memory_batches is None:
             raise ValueError(
                 f"epoch {epoch} comes after the memory bank's warm-up (rskp.memory.warmup_epochs = "
-                f"{self.config.memory.warmup_epochs}): pass start_epoch(epoch, memory_batches=...), the training "
+                f"{self.warmup_epochs}): pass start_epoch(epoch, memory_batches=...), the training "
                 "videos as (features, mask, labels) batches in a fixed order, or set rskp.memory.enabled=false")
         self.initialize_memory(memory_batches() if callable(memory_batches) else memory_batches)
 
     def _warn_unscheduled(self) -> None:
         self._scheduled = True  # once
-        if self.rampup_epochs > 0 or self.config.memory.enabled:
+        if self.rampup_epochs > 0 or self.memory_enabled:
             warnings.warn(
                 "RSKPWrapper is training without start_epoch(): call model.start_epoch(epoch, memory_batches) "
                 "before each epoch, or RSKP's terms run at full weight from the first step (no ramp-up) and the "
@@ -114,19 +119,18 @@ class RSKPWrapper(nn.Module):
     def memory_fill_due(self, epochs_done: int) -> bool:
         """Whether the memory bank must be filled before training goes on, ``epochs_done`` epochs into a run: the
         bank is enabled, still empty, and the warm-up (epoch indices 0 .. ``memory.warmup_epochs``) is over."""
-        mem = self.config.memory
-        return mem.enabled and not bool(self.memory.ready) and epochs_done >= mem.warmup_epochs + 1
+        return self.memory_enabled and not bool(self.memory.ready) and epochs_done >= self.warmup_epochs + 1
 
     @property
     def rampup_epochs(self) -> int:
         """E of the ramp-up: ``losses.rampup_epochs``, else ``memory.warmup_epochs`` (0: no ramp-up)."""
-        configured = self.config.losses.rampup_epochs
-        return self.config.memory.warmup_epochs if configured is None else configured
+        configured = self.weights.rampup_epochs
+        return self.warmup_epochs if configured is None else configured
 
     @property
     def memory_ready(self) -> bool:
         """True once the warm-up pass filled the memory bank (then the inter-video branch runs in training)."""
-        return self.config.memory.enabled and bool(self.memory.ready)
+        return self.memory_enabled and bool(self.memory.ready)
 
     def representative_scores(self, reps: Tensor) -> Tensor:
         """Class probabilities of representative snippets (B, n, d) -> (B, n, C), used to rank memory entries."""
@@ -186,7 +190,7 @@ class RSKPWrapper(nn.Module):
         the head as it is: the branches' own copies (``branch_parameters``) and, in training with
         ``rskp.propagation.head_gradient`` off, the head's other weights detached (the same numbers, no gradient)."""
         weights: dict[str, Tensor] = {}
-        if not self.config.propagation.head_gradient and self.training and torch.is_grad_enabled():
+        if not self.head_gradient and self.training and torch.is_grad_enabled():
             # the head's weights as constants: the branches' losses train F (the embedding) and the summariser only
             weights = {name: p.detach() for name, p in self.head.named_parameters()}
         weights.update(zip(self.branch_names, self.branch_weights))
@@ -205,7 +209,7 @@ class RSKPWrapper(nn.Module):
     def run_head(self, feats: Tensor, mask: Tensor, walked: list[Propagated]) -> list[HeadOutput]:
         """The head on F (B, T, d) and on each walked F*: [main, ...] (``forward_branches`` where the head has it)."""
         head = self.head
-        if not (self.traits.forward_branches and self.config.factored_branches):
+        if not (self.traits.forward_branches and self.factored_branches):
             return [head(feats, mask)] + self._on_walks(walked, mask)
         weights = self._branch_weights()
         if weights is None:  # every branch on the head's own weights: one call
@@ -220,11 +224,9 @@ class RSKPWrapper(nn.Module):
         return [head(feats, mask)] + list(on_walks[1:])
 
     def fuse(self, main: HeadOutput, intra: HeadOutput) -> HeadOutput:
-        """The test-time prediction: main fused with intra (``config.fusion``), or main alone."""
-        cfg = self.config
-        if cfg.fusion.use_intra_at_test:
-            return fuse_outputs(self.head, [main, intra], [cfg.fusion.test_main, 1.0 - cfg.fusion.test_main],
-                                self.traits)
+        """The test-time prediction: main fused with intra (``rskp.fusion``), or main alone."""
+        if self.use_intra_at_test:
+            return fuse_outputs(self.head, [main, intra], [self.test_main, 1.0 - self.test_main], self.traits)
         return main
 
     def forward(self, features: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> RSKPOutput:
@@ -239,7 +241,7 @@ class RSKPWrapper(nn.Module):
             RSKPOutput.
         """
         features, mask = validate_inputs(self.head, features, mask, labels)
-        head, cfg = self.head, self.config
+        head = self.head
         if labels is not None and self.training and not self._scheduled:
             self._warn_unscheduled()
         feats = self.embed(features, mask)  # (B, T, d)
@@ -264,8 +266,8 @@ class RSKPWrapper(nn.Module):
         losses: dict[str, Tensor] = {}
         loss = None
         if labels is not None:
-            losses = head_losses(head, self.traits, main, labels, mask, cfg)
-            lc, ramp = cfg.losses, self.rampup if self.training else 1.0
+            losses = head_losses(head, main, labels, mask, self.weights)
+            lc, ramp = self.weights, self.rampup if self.training else 1.0
             if self.walk.walks_features:  # propagated scores get no video-level L_cls (Table 5)
                 losses["cls/intra"] = ramp * lc.intra_classification * head.classification_loss(intra, labels, mask)
                 if inter is not None:
@@ -280,6 +282,9 @@ class RSKPWrapper(nn.Module):
             if lc.feature_loss != "none":  # supplement Table 3: F^a (the intra walk) pulled towards F
                 losses["feature"] = ramp * lc.feature_weight * feature_distance(
                     feats, walked[0].dense(), mask, kind=lc.feature_loss)
+            if lc.terms:  # the registered terms (``rskp.losses.terms``), after the built-in ones
+                losses.update(registered_terms(lc, TermInputs(head, feats, mask, labels, main, intra, inter, walked),
+                                               ramp))
             loss = torch.stack(list(losses.values())).sum()
             if offer is not None:
                 self.memory.update(*offer, labels)
@@ -308,7 +313,7 @@ class RSKPWrapper(nn.Module):
                 self.memory.update(*self._offer(sel), labels)
         finally:
             self.train(was_training)
-        self.memory.ready.fill_(self.config.memory.enabled)
+        self.memory.ready.fill_(self.memory_enabled)
 
     def predict(self, features: Tensor, mask: Tensor | None = None) -> RSKPOutput:
         """Inference in eval mode: fused video scores (B, C) and CAS (B, T, C); the caller's mode is restored."""

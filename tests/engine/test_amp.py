@@ -16,7 +16,7 @@ import torch
 from _tiny import tiny_dataset
 
 from rskp_plugin.checkpoint import load_checkpoint, save_checkpoint
-from rskp_plugin.config import apply_overrides, from_mapping
+from rskp_plugin.config_io import apply_overrides, from_mapping
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, load_experiment, packaged_configs
 from rskp_plugin.errors import ConfigError

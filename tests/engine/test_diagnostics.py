@@ -13,7 +13,7 @@ import torch
 
 from _tiny import config, tiny_dataset, train_epochs
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, Trainer
 from rskp_plugin.engine.diagnostics import (
@@ -22,7 +22,8 @@ from rskp_plugin.engine.diagnostics import (
 from rskp_plugin.engine.inference import localize_outputs, score_detections
 from rskp_plugin.evaluation import load_ground_truth
 from rskp_plugin.errors import ConfigError, MissingDependencyError
-from rskp_plugin.localization import preset
+from rskp_plugin.localization_settings import LocalizationSettings
+from rskp_heads import facnet, stpn, wum
 from rskp_plugin.method.wrapper import RSKPWrapper
 
 HEADS = ("facnet", "stpn", "bm", "wum")
@@ -106,7 +107,8 @@ def test_branches_localised_together_equal_one_by_one(rules) -> None:
         att = [rng.uniform(0, 1, v.num_snippets) for v in dataset.videos]
         score_cas = [rng.normal(size=(v.num_snippets, 4)) for v in dataset.videos] if name != "teacher" else None
         outputs[name] = (scores, cas, att, score_cas)
-    settings = preset(rules)
+    settings = {"rskp": LocalizationSettings(), "facnet": facnet.OFFICIAL_LOCALIZATION, "stpn": stpn.LOCALIZATION,
+                "wum": wum.LOCALIZATION}[rules]
     together = localize_branches(outputs, dataset, settings)
     ground_truth = dataset.ground_truth()
     loaded = load_ground_truth(ground_truth)

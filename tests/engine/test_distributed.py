@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from _tiny import tiny_dataset, train_epochs
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer
 from rskp_plugin.engine.distributed import shard_group

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from _tiny import config, tiny_dataset, train_epochs
 
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import (
     Datasets, ExperimentConfig, HeadConfig, Trainer, build_datasets, load_experiment, packaged_configs,

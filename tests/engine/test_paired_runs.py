@@ -8,7 +8,7 @@ from _tiny import tiny_dataset, train_epochs
 
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.method.branches import separate_random_stream
 
 ZERO = ["rskp.losses.intra_classification=0", "rskp.losses.inter_classification=0",

@@ -10,7 +10,8 @@ from _tiny import tiny_dataset
 from _toy import ToyHead
 
 from rskp_plugin import RSKPWrapper, create_head
-from rskp_plugin.config import MemoryConfig, RSKPConfig, apply_overrides
+from rskp_plugin.config import MemoryConfig, RSKPConfig
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.data import collate
 from rskp_plugin.engine import Datasets, ExperimentConfig, Trainer, seed_everything
 

@@ -8,7 +8,7 @@ import torch
 from _toy import ToyHead
 
 from rskp_plugin import RSKPWrapper
-from rskp_plugin.config import apply_overrides
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.engine import ExperimentConfig
 from rskp_plugin.engine.strategy import SingleProcess
 from rskp_plugin.engine.warmup import MemoryWarmup

@@ -1,5 +1,6 @@
 """The head contract's optional parts: declared once (HeadTraits + protocols), resolved once per model."""
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 from _toy import ToyHead
 
 from rskp_plugin import RSKPConfig, RSKPWrapper
-from rskp_plugin.localization import LocalizationSettings, preset
+from rskp_plugin.plugins import create_head
+from rskp_plugin.protocols import LocalizationSettings
 from rskp_plugin.method.model import HeadOnlyModel, Model
 from rskp_plugin.protocols import (
     ForwardsBranches,
@@ -18,7 +20,7 @@ from rskp_plugin.protocols import (
     missing_head_parts,
 )
 from rskp_plugin.method.branches import fuse_outputs
-from rskp_heads.stpn import STPNHead
+from rskp_heads.stpn import LOCALIZATION as STPN_LOCALIZATION, STPNHead
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +37,15 @@ def test_stpn_traits_match_its_declarations() -> None:
     assert isinstance(head, ForwardsBranches) and isinstance(head, ScoresRepresentatives)
     assert not isinstance(head, FusesBranches)
     assert (traits.forward_branches, traits.representative_scores, traits.fuse) == (True, True, False)
-    assert traits.settings == preset("stpn")
+    assert traits.settings == STPN_LOCALIZATION
+
+
+def test_each_built_in_head_declares_the_rules_kept_in_its_file() -> None:
+    for name in ("bm", "facnet", "stpn", "wum"):
+        module = importlib.import_module(f"rskp_heads.{name}")
+        head = create_head(name, num_classes=3, feature_dim=8, embed_dim=6)
+        assert isinstance(module.LOCALIZATION, LocalizationSettings)
+        assert head_traits(head).settings is module.LOCALIZATION, name
 
 
 def test_models_resolve_traits_once_and_share_the_model_interface() -> None:

@@ -13,9 +13,10 @@ import torch
 
 from rskp_heads.bm import BMHead
 from rskp_heads.facnet import FACNetHead
-from rskp_heads.stpn import STPNHead
-from rskp_heads.wum import WUMHead
+from rskp_heads.stpn import LOCALIZATION as STPN_RULES, STPNHead
+from rskp_heads.wum import LOCALIZATION as WUM_RULES, WUMHead
 from rskp_plugin.functional import dropout, masked_gaussian_smooth, relu_dropout
+from rskp_plugin.protocols import LocalizationSettings
 
 C = 3
 
@@ -429,13 +430,11 @@ def test_wum_margin_scales_with_the_embedding_width():
 
 # ------------------------------------------------------------------------------------------------- localisation
 def test_each_head_carries_its_inference_rules():
-    from rskp_plugin.localization import preset
-
     small = {"num_classes": C, "feature_dim": 4, "embed_dim": 4}
-    assert FACNetHead(**small).localization == preset("rskp")  # RSKP's own code (docs/heads.md 2.5)
-    assert STPNHead(**small).localization == preset("stpn")
+    assert FACNetHead(**small).localization == LocalizationSettings()  # RSKP's own code (docs/heads.md 2.5)
+    assert STPNHead(**small).localization == STPN_RULES
     wum = WUMHead(**small).localization
-    assert wum == preset("wum") and wum.class_threshold == 0.2 and wum.video_score_weight == 0.2
+    assert wum == WUM_RULES and wum.class_threshold == 0.2 and wum.video_score_weight == 0.2
     bm = BMHead(**small).localization  # DGAM-style (docs/heads.md 4.4)
     assert (bm.thresholds, bm.class_threshold, bm.fallback_argmax) == ((0.03, 0.08), 0.1, True)
     assert (bm.outer_weight, bm.inflation, bm.upsample, bm.nms_threshold, bm.nms_overlap) == (0.3, 0.25, 20, 0.5, "iou")

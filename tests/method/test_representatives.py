@@ -15,7 +15,8 @@ import rskp_heads.facnet
 import rskp_heads.stpn
 import rskp_heads.wum
 from rskp_plugin import RSKPConfig, RSKPWrapper
-from rskp_plugin.config import SUMMARIZER_METHODS, SummarizerConfig, apply_overrides
+from rskp_plugin.config import SUMMARIZER_METHODS, SummarizerConfig
+from rskp_plugin.config_io import apply_overrides
 from rskp_plugin.errors import ConfigError, MissingDependencyError
 from rskp_plugin.method.propagation import affinity, birw, birw_factors
 from rskp_plugin.protocols import HeadOutput

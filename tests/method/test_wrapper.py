@@ -283,7 +283,7 @@ def test_confidence_weighting_scales_each_snippet_by_the_teachers_certainty():
 
 
 def test_unknown_teacher_option_is_a_config_error():
-    from rskp_plugin.config import apply_overrides
+    from rskp_plugin.config_io import apply_overrides
     from rskp_plugin.errors import ConfigError
 
     with pytest.raises(ConfigError, match="teacher.source"):

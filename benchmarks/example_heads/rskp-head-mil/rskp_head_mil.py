@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rskp_plugin import HeadOutput, HeadSpec
+from rskp_plugin import HeadOutput, HeadSpec, LocalizationSettings
 from rskp_plugin.functional import embed_linear, masked_topk_mean, topk_counts
 from rskp_plugin.hookspecs import hookimpl
-from rskp_plugin.localization import LocalizationSettings
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rskp_plugin import RSKPConfig, RSKPWrapper, create_head
-from rskp_plugin.config import apply_overrides, from_mapping
+from rskp_plugin.config_io import apply_overrides, from_mapping
 from rskp_plugin.errors import ConfigError, ShapeError
 from rskp_plugin.method.losses import distillation, feature_distance
 from rskp_plugin.method.propagation import affinity, birw, birw_walks, column_normalize
