@@ -86,8 +86,10 @@ def collect_outputs(
     model.eval()
     try:
         with torch.inference_mode():
+            # ``RSKPWrapper.inference`` computes only the reported prediction (a head alone has no such method)
+            infer = getattr(model, "inference", model)
             for features, mask, _, idx in forward_batches(dataset, batch_size, device, collate):
-                out = model(features, mask=mask)
+                out = infer(features, mask=mask)
                 lengths = mask.sum(dim=1).tolist()
                 vs, cs = host(out.video_scores), host(out.cas)
                 att = host(out.attention) if out.attention is not None else None

@@ -319,4 +319,17 @@ class RSKPWrapper(nn.Module):
         """Inference in eval mode: fused video scores (B, C) and CAS (B, T, C); the caller's mode is restored."""
         return predict(self, features, mask)
 
+    def inference(self, features: Tensor, mask: Tensor | None = None) -> RSKPOutput:
+        """What evaluation reports, and only that: the test-time prediction of ``forward(features, mask)`` (video
+        scores (B, C), CAS (B, T, C), attention (B, T), score CAS) with the same numbers. Without test-time fusion
+        (``rskp.fusion.use_intra_at_test`` false, the default) that is the main branch, so neither the
+        representatives, the walks nor the propagated branches run; ``intra``, ``inter`` and ``representatives``
+        are None (``forward`` or ``branch_outputs`` give them)."""
+        if self.use_intra_at_test:
+            return self(features, mask)
+        features, mask = validate_inputs(self.head, features, mask, None)
+        main = self.head(self.embed(features, mask), mask)
+        return RSKPOutput(main.video_scores, main.cas, main.attention, main, None, None, None, {}, None,
+                          main.score_cas)
+
 

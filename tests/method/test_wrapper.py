@@ -48,6 +48,40 @@ def test_inference_is_the_main_branch_by_default():
     assert torch.equal(out.video_scores, out.main.video_scores) and torch.equal(out.cas, out.main.cas)
 
 
+@pytest.mark.parametrize("official", [False, True])
+@pytest.mark.parametrize("name", ["facnet", "stpn", "bm", "wum"])
+def test_evaluation_inference_gives_the_forward_prediction_with_one_head_pass(name, official):
+    """``inference`` (what evaluation calls) returns the numbers ``forward`` returns at test time, on a padded
+    batch with the memory bank in use; without test-time fusion the head runs once (the main branch), not once per
+    branch."""
+    from rskp_plugin import create_head
+
+    x, mask, labels = _batch([12, 5, 9], feature_dim=8, classes=3, seed=5)
+    torch.manual_seed(0)
+    head = create_head(name, num_classes=3, feature_dim=8, embed_dim=8, dropout=0.0)
+    model = RSKPWrapper(head, RSKPConfig.official() if official else RSKPConfig()).double()
+    model.initialize_memory([(x, mask, labels)])
+    model.eval()
+    calls = []
+    hooks = [head.register_forward_hook(lambda *a: calls.append("forward"))]
+    if hasattr(head, "forward_branches"):
+        own = head.forward_branches
+        head.forward_branches = lambda *args: calls.append("branches") or own(*args)
+    with torch.no_grad():
+        full = model(x, mask)
+        calls.clear()
+        fast = model.inference(x, mask)
+    for hook in hooks:
+        hook.remove()
+    for a, b in ((fast.video_scores, full.video_scores), (fast.cas, full.cas), (fast.attention, full.attention),
+                 (fast.score_cas, full.score_cas)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if not official:  # official: the fused prediction needs the intra branch, so ``inference`` is ``forward``
+        assert calls == ["forward"] and fast.intra is None
+
+
 def test_official_inference_fuses_main_and_intra():
     torch.manual_seed(0)
     model = RSKPWrapper(ToyHead(), RSKPConfig.official()).double().eval()
