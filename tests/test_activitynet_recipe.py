@@ -33,6 +33,18 @@ def test_recipe_holds_the_papers_activitynet_settings() -> None:
     assert real.optimizer == config.optimizer and real.train.tiou == config.train.tiou
 
 
+def test_recipe_walks_the_foreground_over_every_heads_recipe() -> None:
+    """The config's foreground walk sits above a head's recipe (a YAML layer), and a flag still overrides it."""
+    for head in ("facnet", "stpn", "bm", "wum"):
+        config = load_experiment("activitynet13", values={"head.name": head})
+        assert config.rskp.summarizer.region == "foreground"
+    facnet = load_experiment("activitynet13", values={"head.name": "facnet"})
+    assert facnet.rskp.losses.distillation_temperature == 0.2  # FAC-Net's recipe still applies underneath
+    assert load_experiment("quick", values={"head.name": "facnet"}).rskp.summarizer.region == "all"
+    config = load_experiment("activitynet13", ["rskp.summarizer.region=all"], values={"head.name": "facnet"})
+    assert config.rskp.summarizer.region == "all"
+
+
 def test_presets_of_config_and_generator_agree() -> None:
     assert SYNTHETIC_PRESETS == tuple(PRESETS)
     with pytest.raises(ConfigError, match="synthetic_preset.*'activitynet13'.*got 'activitynet'"):
