@@ -161,16 +161,19 @@ def recipe_overrides(args: argparse.Namespace, recipe_epochs: int, recipe_warmup
 def load_recipe(args: argparse.Namespace, head: str | None = None):
     """The experiment config of the recipe with the command-line options applied, for ``head`` (its RSKP recipe
     laid under the config, ``rskp_plugin.recipes``; None: the config's head), seed unset."""
+    from .commands import config_notes
     from .engine import load_experiment
 
     values = {} if head is None else {"head.name": head}
     if args.head_recipe is not None:
         values["head.recipe"] = args.head_recipe
-    base = load_experiment(args.recipe, values=values)
-    config = load_experiment(
-        args.recipe, recipe_overrides(args, base.train.epochs, base.rskp.memory.warmup_epochs) + list(args.overrides),
-        values=values,
-    )
+    def load() -> Any:  # both loads under one note per left-out head option
+        base = load_experiment(args.recipe, values=values)
+        return load_experiment(
+            args.recipe, recipe_overrides(args, base.train.epochs, base.rskp.memory.warmup_epochs)
+            + list(args.overrides), values=values)
+
+    config = config_notes(load)
     return attrs.evolve(config, train=attrs.evolve(config.train, output_dir=""))  # benchmark runs write no files
 
 

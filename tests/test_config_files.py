@@ -134,13 +134,22 @@ def test_through_a_base_too_and_the_users_own_options_still_error(pm, tmp_path) 
 
 
 def test_rskp_train_prints_the_note_as_one_plain_line(pm, capsys) -> None:
-    from rskp_plugin.commands.train import config_notes
+    from rskp_plugin.commands import config_notes
 
     def twice():
         load_experiment("quick", values={"head.name": "narrow_toy"})  # as --epochs does before the real load
         return load_experiment("quick", values={"head.name": "narrow_toy"})
 
     assert config_notes(twice).head.options == {}
+    err = capsys.readouterr().err
+    assert err.count("note: head 'narrow_toy' takes no embed_dim") == 1 and "Warning" not in err
+
+
+def test_rskp_bench_prints_the_note_as_one_plain_line(pm, capsys) -> None:
+    from rskp_plugin.bench import build_parser, load_recipe
+
+    args = build_parser().parse_args(["--head", "narrow_toy", "--epochs", "4"])
+    assert load_recipe(args, "narrow_toy").head.options == {}
     err = capsys.readouterr().err
     assert err.count("note: head 'narrow_toy' takes no embed_dim") == 1 and "Warning" not in err
 

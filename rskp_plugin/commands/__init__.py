@@ -19,3 +19,24 @@ def markup(text: object) -> str:
     from rich.markup import escape
 
     return escape(str(text))
+
+
+def config_notes(load):  # noqa: ANN001, ANN201 - a callable and what it returns
+    """``load()``'s result, with its ``PackagedOptionNote`` warnings printed once each as plain "note:" lines
+    (a packaged config's head option the head does not take); other warnings are shown as usual."""
+    import warnings
+
+    from ..engine.config import PackagedOptionNote
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PackagedOptionNote)
+        result = load()
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, PackagedOptionNote):
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                err_console.print(f"note: {markup(w.message)}", highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return result

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from . import console, err_console, markup
+from . import config_notes, console, err_console, markup
 from ..sources import data_source_names
 
 
@@ -186,12 +186,16 @@ def _config(args: argparse.Namespace):  # noqa: ANN202 - ExperimentConfig
     from ..engine import load_experiment
 
     values = _values(args)
-    base = load_experiment(args.config, list(args.overrides), values=values)
-    extra = []
-    if args.epochs is not None:
-        warmup = scaled_warmup(args.epochs, base.train.epochs, base.rskp.memory.warmup_epochs)
-        extra = [f"train.epochs={args.epochs}", f"rskp.memory.warmup_epochs={warmup}"]
-    return load_experiment(args.config, extra + list(args.overrides), values=values)
+
+    def load():  # noqa: ANN202 - both loads under one note per left-out head option
+        base = load_experiment(args.config, list(args.overrides), values=values)
+        extra = []
+        if args.epochs is not None:
+            warmup = scaled_warmup(args.epochs, base.train.epochs, base.rskp.memory.warmup_epochs)
+            extra = [f"train.epochs={args.epochs}", f"rskp.memory.warmup_epochs={warmup}"]
+        return load_experiment(args.config, extra + list(args.overrides), values=values)
+
+    return config_notes(load)
 
 
 def _user_rskp(args: argparse.Namespace) -> dict[str, object]:

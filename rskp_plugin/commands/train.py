@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, err_console, markup
+from . import config_notes, console, err_console, markup
 from ..sources import data_source_names
 
 
@@ -122,27 +122,6 @@ def schedule_notes(config, *, packaged_default: bool = False) -> list[str]:  # n
         notes.append(f"[yellow]warning[/]: RSKP's terms ramp up over {ramp} epochs but the run has {t.epochs}: they "
                      "never reach full weight")
     return notes
-
-
-def config_notes(load):  # noqa: ANN001, ANN201 - a callable and what it returns
-    """``load()``'s result, with its ``PackagedOptionNote`` warnings printed once each as plain "note:" lines
-    (a packaged config's head option the head does not take); other warnings are shown as usual."""
-    import warnings
-
-    from ..engine.config import PackagedOptionNote
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PackagedOptionNote)
-        result = load()
-    seen = set()
-    for w in caught:
-        if issubclass(w.category, PackagedOptionNote):
-            if str(w.message) not in seen:
-                seen.add(str(w.message))
-                err_console.print(f"note: {markup(w.message)}", highlight=False, soft_wrap=True)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return result
 
 
 def _run_train(args: argparse.Namespace) -> int:
