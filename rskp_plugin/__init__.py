@@ -14,7 +14,6 @@ from .errors import (
     TrainingError,
     UnknownHeadError,
 )
-from .protocols import Head, HeadOutput, HeadSpec, LocalizationSettings, Propagated, affine_branches
 
 __version__ = "0.1.0"
 
@@ -43,7 +42,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: importing the package must not pull in the whole model stack
+#: Names resolved on first use: they need torch, and ``rskp --help`` (which imports this package) does not.
+_PROTOCOLS = ("Head", "HeadOutput", "HeadSpec", "LocalizationSettings", "Propagated", "affine_branches")
+
+
+def __getattr__(name: str):  # lazy: importing the package must not pull in torch and the model stack
+    if name in _PROTOCOLS:
+        from . import protocols
+
+        return getattr(protocols, name)
     if name == "RSKPWrapper":
         from .method.wrapper import RSKPWrapper
 

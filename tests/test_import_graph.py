@@ -241,3 +241,14 @@ def test_the_checks_catch_what_they_are_for() -> None:
         "uses the private name _blocks of rskp_plugin.method.propagation",
         "imports the private module rskp_plugin.evaluation._io",
     ]
+
+
+def test_the_command_line_parser_does_not_import_torch() -> None:
+    """``rskp --help`` builds every subcommand's parser without torch (the handlers import what they run)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rskp_plugin import cli; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
