@@ -256,7 +256,7 @@ def evaluate_branches(
         label=f"evaluating on {label}",
     )
     copies = {}  # branches whose prediction is another one's: scored once
-    if "intra" not in outputs or not model.config.fusion.use_intra_at_test:
+    if "intra" not in outputs or not model.use_intra_at_test:
         copies["main"] = "fused"
     if rule == "intra":
         copies["teacher"] = "intra"
