@@ -55,6 +55,12 @@ def _data_name(result: dict[str, Any]) -> str:
     return str(result.get("data"))
 
 
+def _head_name(result: dict[str, Any]) -> str:
+    """The head, with its recipe where it is not the head's own (``--head-recipe none``: "bas (recipe none)")."""
+    recipe = ((result.get("config") or {}).get("head") or {}).get("recipe", "builtin")
+    return str(result["head"]) if recipe in (None, "builtin") else f"{result['head']} (recipe {recipe})"
+
+
 def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows (one per selection) for one head's bench result."""
     head_runs, rskp_runs = (row["per_seed"] for row in result["rows"])
@@ -64,7 +70,7 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
         rskp = np.array([pick(r) for r in rskp_runs])
         gains = rskp - alone
         rows.append({
-            "head": result["head"], "data": _data_name(result), "selection": selection, "seeds": len(gains),
+            "head": _head_name(result), "data": _data_name(result), "selection": selection, "seeds": len(gains),
             "alone": float(alone.mean()), "rskp": float(rskp.mean()), "gain": float(gains.mean()),
             "per_seed": [round(float(g), 1) for g in gains], "worst": float(gains.min()),
             "interval": paired_interval(gains),
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['data']} | {r['head']} | {r['selection']} | {r['alone']:.1f} | {r['rskp']:.1f} | "
                   f"{r['gain']:+.1f} ({gains}) | ±{r['interval']:.1f} | {r['worst']:+.1f} | {diag} | {ok} |")
         else:
-            print(f"{r['data']:17s} {r['head']:7s} {r['selection']:9s} alone {r['alone']:5.1f}  +RSKP {r['rskp']:5.1f}"
+            print(f"{r['data']:17s} {r['head']:19s} {r['selection']:9s} alone {r['alone']:5.1f}  +RSKP {r['rskp']:5.1f}"
                   f"  gain {r['gain']:+5.1f} ±{r['interval']:4.1f} ({gains})  worst {r['worst']:+5.1f}  {diag:13s} {ok}")
     return 0
 
