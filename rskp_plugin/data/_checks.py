@@ -229,6 +229,7 @@ def build_record(
 
 def fail(source: str, name: str, problem: VideoProblem, hint: str = "") -> DataError:
     """The ``DataError`` for a video problem under ``on_error="raise"``."""
-    advice = hint or "Fix the file, or pass on_error='skip' to skip such videos."
+    advice = hint or ("Fix the file, or skip such videos: on_error='skip' (on the command line: "
+                      "--set data.on_error=skip).")
     tail = "" if "on_error" in str(problem) else " " + advice
     return DataError(f"{source}: video {name}: {problem}.{tail}")
