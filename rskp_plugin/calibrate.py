@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import datetime
+import json
 import math
 import multiprocessing
 import time
@@ -295,16 +296,26 @@ def combine(recipes: Sequence[Recipe], min_gain: float) -> tuple[str, dict[str, 
         if not rows:
             raise ConfigError(f"{r.source} holds no calibration evidence (evidence.candidates); combine files "
                               "written by 'rskp calibrate'")
-        tables.append({row["name"]: row for row in rows})
-    # candidates in every set; a pair of changes that cannot act together (older calibrations tried some) is left out
-    names = [n for n in tables[0] if all(n in t for t in tables) and not _moot(tables[0][n]["overrides"], {})]
+        tables.append({_candidate_key(row): row for row in rows})
+    # candidates in every set, matched by their settings: the second rounds of two sets name the same pair in the
+    # order of each set's best single change ("a + b" and "b + a"); a pair of changes that cannot act together
+    # (older calibrations tried some) is left out
+    keys = [k for k in tables[0] if all(k in t for t in tables) and not _moot(tables[0][k]["overrides"], {})]
     rows = []
-    for name in names:
-        per_set = [t[name]["diff_mean"] for t in tables]
-        rows.append({"name": name, "overrides": tables[0][name]["overrides"], "diff_per_set": per_set,
+    for key in keys:
+        per_set = [t[key]["diff_mean"] for t in tables]
+        rows.append({"name": tables[0][key]["name"], "overrides": tables[0][key]["overrides"], "diff_per_set": per_set,
                      "diff_mean": round(float(np.mean(per_set)), 2)})
     chosen = choose(rows, min_gain)
     return chosen, next(r["overrides"] for r in rows if r["name"] == chosen), rows
+
+
+def _candidate_key(row: dict[str, Any]) -> str:
+    """What identifies a candidate across calibrations: its settings (the head alone by its name, since it has
+    none and neither have the defaults)."""
+    if row["name"] == ALONE:
+        return ALONE
+    return json.dumps(row.get("overrides") or {}, sort_keys=True)
 
 
 def recipe_values(base: dict[str, Any], chosen: dict[str, Any], calibrated: dict[str, Any]) -> dict[str, Any]:

@@ -129,6 +129,16 @@ def test_combine_chooses_by_the_mean_over_data_sets() -> None:
     assert [r["diff_per_set"] for r in rows if r["name"] == "defaults"] == [[1.0, 2.0]]
     b = recipe({"head alone": 0, "defaults": 2.0, "no distillation": 2.5})
     assert cal.combine([a, b], min_gain=0.5)[:2] == ("no distillation", {"teacher.distill": False})  # 2.75 vs 1.5
+    # a pair is one candidate whatever order each set's second round named it in
+    pair = {"teacher.distill": False, "memory.enabled": False}
+    c = Recipe(values={}, head="facnet", source="c", evidence={**a.evidence, "candidates": a.evidence["candidates"] + [
+        {"name": "no distillation + no memory", "overrides": pair, "diff_mean": 4.0, "mean": 54.0}]})
+    d = Recipe(values={}, head="facnet", source="d", evidence={**b.evidence, "candidates": b.evidence["candidates"] + [
+        {"name": "no memory + no distillation", "overrides": dict(reversed(list(pair.items()))), "diff_mean": 3.0,
+         "mean": 53.0}]})
+    chosen, overrides, rows = cal.combine([c, d], min_gain=0.5)
+    assert (chosen, overrides) == ("no distillation + no memory", pair)
+    assert [r["diff_per_set"] for r in rows if r["name"] == chosen] == [[4.0, 3.0]]
     with pytest.raises(ConfigError, match="different heads"):
         cal.combine([a, Recipe(values={}, head="stpn", evidence=a.evidence)], min_gain=0.5)
     with pytest.raises(ConfigError, match="does not record the defaults"):
